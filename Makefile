@@ -1,0 +1,34 @@
+# zkit: build, install and test.
+#   make install [PREFIX=/usr/local] [DESTDIR=]   binaries and man pages
+#   make test                                     system packages the tests need, then every test
+#   make man                                      regenerate man/ from the command-line definitions
+
+PREFIX ?= /usr/local
+CARGO ?= cargo
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MANDIR = $(DESTDIR)$(PREFIX)/share/man/man1
+# Every binary has a man page, so the pages name the binaries.
+BINS = $(basename $(notdir $(wildcard man/*.1)))
+
+.PHONY: all build install uninstall test deps man
+all: build
+
+build:
+	$(CARGO) build --release
+
+install: build
+	install -d $(BINDIR) $(MANDIR)
+	install -m 0755 $(addprefix target/release/,$(BINS)) $(BINDIR)/
+	install -m 0644 $(addprefix man/,$(addsuffix .1,$(BINS))) $(MANDIR)/
+
+uninstall:
+	rm -f $(addprefix $(BINDIR)/,$(BINS)) $(addprefix $(MANDIR)/,$(addsuffix .1,$(BINS)))
+
+deps:
+	ci/deps
+
+test: deps
+	$(CARGO) test
+
+man:
+	ZKIT_UPDATE_MAN=1 $(CARGO) test --test man

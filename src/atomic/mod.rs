@@ -1,0 +1,258 @@
+//! Atomic, durable file replacement: readers see the old file or the new one, never a mix, and
+//! after [`replace`] returns the new content survives a power cut.
+//!
+//! # The commit, step by step
+//!
+//! 1. Follow FILE through symlinks and open its directory; everything below is relative to that
+//!    descriptor ([`Target`]).
+//! 2. With `append` or `lift_flags`, take the lock described in `lock.rs`, so that concurrent
+//!    writers never interleave their read-modify-write or their flag dance.
+//! 3. Create the temporary in the same directory (same file system, so `rename` is atomic):
+//!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-XXXXXXXX` elsewhere.
+//! 4. Write the content (old content first with `append`), streamed in constant memory.
+//! 5. Give it the old file's owner, xattrs, mode and inode flags (immutable/append-only wait).
+//! 6. Write back the data, link the anonymous file under a temporary name, `fsync` it.
+//! 7. With `lift_flags`, clear the old file's immutable/append-only flags; `rename` over FILE;
+//!    if that fails, put the flags back on the old file; set them on the new one.
+//! 8. `fsync` the directory, so the rename itself is durable.
+//!
+//! # What a crash leaves behind
+//!
+//! Before step 6 nothing, where `O_TMPFILE` works; a named temporary elsewhere (removed on
+//! SIGINT/SIGTERM/SIGHUP by binaries that install [`crate::sys::signals`]). Between steps 6
+//! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back, and
+//! FILE is untouched. After step 7 FILE is the new file. At no point is FILE partial.
+//! With `lift_flags`, a crash between clearing and setting the flags can leave FILE (old or new)
+//! without them.
+
+mod lock;
+mod meta;
+mod target;
+mod temp;
+
+pub use target::{Existing, Target};
+pub use temp::TempFile;
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::flags;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Remove named temporaries when SIGINT, SIGTERM or SIGHUP ends the process. For binaries:
+/// a library must not take over its host's signals, so nothing is installed until this is called.
+pub fn remove_temporaries_on_signals() {
+    crate::sys::signals::install();
+}
+
+/// How [`replace`] behaves; the defaults replace the whole file durably.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Keep the old content and add the input after it.
+    pub append: bool,
+    /// Mode of a newly created file; `None` means 0666 less the umask, like the shell's `>`.
+    pub new_mode: Option<u32>,
+    /// Fail instead of creating a missing file.
+    pub must_exist: bool,
+    /// Lift immutable/append-only flags for the rename and set them on the new file.
+    pub lift_flags: bool,
+    /// Wait for the lock (`false`: fail with [`ErrorKind::Locked`]).
+    pub wait: bool,
+    /// Leave FILE untouched, mtime included, when the new content equals the old.
+    pub if_changed: bool,
+    /// fsync the file and the directory (`false` is fast and not durable).
+    pub sync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            append: false,
+            new_mode: None,
+            must_exist: false,
+            lift_flags: false,
+            wait: true,
+            if_changed: false,
+            sync: true,
+        }
+    }
+}
+
+/// Where the new content comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    Stdin,
+    File(&'a Path),
+}
+
+/// What [`replace`] did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The final path written (symlinks followed).
+    pub path: std::path::PathBuf,
+    /// `false` when `if_changed` found identical content and left FILE alone.
+    pub changed: bool,
+    /// FILE did not exist before.
+    pub created: bool,
+    /// Size of the new content.
+    pub bytes: u64,
+    /// Old metadata that could not be carried over (e.g. the owner, for an unprivileged user).
+    pub not_kept: Vec<String>,
+}
+
+/// Replace the file at `path` with the content of `source`, atomically and durably.
+pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome> {
+    // The input first: a missing input file must fail before anything else happens.
+    let mut input = Input::open(source)?;
+    let target = Target::resolve(path)?;
+    let old = if opts.append || opts.lift_flags {
+        lock::open_locked(&target, opts.wait)?
+    } else {
+        target.open_existing()?
+    };
+    let path = &target.path;
+    if old.is_none() && opts.must_exist {
+        return Err(Error::new(path, ErrorKind::Missing));
+    }
+    let protection = old
+        .as_ref()
+        .map(|o| o.flags.protection())
+        .unwrap_or_default();
+    if !opts.lift_flags {
+        if protection.is_immutable() {
+            return Err(Error::new(path, ErrorKind::Immutable));
+        }
+        if protection.is_append_only() {
+            return Err(Error::new(path, ErrorKind::AppendOnly));
+        }
+    }
+
+    let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name)
+        .at(path, "cannot create temporary file")?;
+    if let Some(old) = &old {
+        // Before any data: some flags (nocow) only take effect on an empty file.
+        inherit_flags(&temp, old);
+    }
+    let mut out = temp.file();
+    if let Some(old) = &old
+        && opts.append
+    {
+        io::copy(&mut &old.file, &mut out).at(path, "cannot copy old content")?;
+    }
+    input.copy_to(out).at(path, "cannot write new content")?;
+    let bytes = out.metadata().at(path, "cannot stat temporary file")?.len();
+
+    let mut outcome = Outcome {
+        path: path.clone(),
+        changed: true,
+        created: old.is_none(),
+        bytes,
+        not_kept: vec![],
+    };
+    match &old {
+        Some(old)
+            if opts.if_changed
+                && same_content(&old.file, temp.file(), bytes).at(path, "cannot compare")? =>
+        {
+            outcome.changed = false;
+            return Ok(outcome);
+        }
+        Some(old) => outcome.not_kept = meta::inherit(temp.file(), old),
+        None => {
+            if let Some(mode) = opts.new_mode {
+                rustix::fs::fchmod(temp.file(), rustix::fs::Mode::from_raw_mode(mode))
+                    .at(path, "cannot set mode")?;
+            }
+        }
+    }
+
+    temp.prepare(opts.sync)
+        .at(path, "cannot write temporary file")?;
+    let lifted = match &old {
+        Some(old) if !protection.is_empty() => {
+            flags::set(&old.file, path, old.flags.unprotected())
+                .at(path, "cannot lift the file's flags")?;
+            Some(old)
+        }
+        _ => None,
+    };
+    if let Err(e) = temp.rename_to(&target.name) {
+        if let Some(old) = lifted
+            && let Err(restore) = flags::set(&old.file, path, old.flags)
+        {
+            return Err(Error::io(
+                path,
+                "rename failed and the flags could not be set again",
+                restore,
+            ));
+        }
+        return Err(Error::io(path, "cannot rename into place", e));
+    }
+    if lifted.is_some() {
+        let now = flags::get(temp.file()).unwrap_or_default();
+        flags::set(temp.file(), path, now.union(protection))
+            .at(path, "replaced, but cannot set the flags again")?;
+    }
+    if opts.sync {
+        target
+            .dir
+            .sync_all()
+            .at(&target.dir_path, "replaced, but cannot sync the directory")?;
+    }
+    Ok(outcome)
+}
+
+/// Give the temporary the old file's inode flags, all but the protecting ones.
+fn inherit_flags(temp: &TempFile<'_>, old: &Existing) {
+    let Ok(now) = flags::get(temp.file()) else {
+        return;
+    };
+    let wanted = now.inheriting(old.flags);
+    if wanted != now {
+        // Best effort: a file system that keeps fewer flags keeps what it can.
+        let _ = flags::set(temp.file(), &temp.path(), wanted);
+    }
+}
+
+enum Input {
+    Stdin,
+    File(File),
+}
+
+impl Input {
+    fn open(source: Source<'_>) -> Result<Input> {
+        match source {
+            Source::Stdin => Ok(Input::Stdin),
+            Source::File(p) => Ok(Input::File(File::open(p).at(p, "cannot open input")?)),
+        }
+    }
+
+    /// `io::copy` lets the kernel move the bytes where it can: `copy_file_range` from a file,
+    /// `splice` from a pipe. Memory stays constant whatever the size.
+    fn copy_to(&mut self, mut out: &File) -> io::Result<u64> {
+        match self {
+            Input::Stdin => io::copy(&mut io::stdin().lock(), &mut out),
+            Input::File(f) => io::copy(f, &mut out),
+        }
+    }
+}
+
+/// Whether `a` holds exactly the `len` bytes of `b`, compared in constant memory.
+fn same_content(a: &File, b: &File, len: u64) -> io::Result<bool> {
+    if a.metadata()?.len() != len {
+        return Ok(false);
+    }
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(x.len() as u64) as usize;
+        a.read_exact_at(&mut x[..n], at)?;
+        b.read_exact_at(&mut y[..n], at)?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}

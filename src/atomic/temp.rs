@@ -1,0 +1,182 @@
+//! A temporary file in the directory of the file it will replace.
+//!
+//! On Linux it starts anonymous (`O_TMPFILE`): until it is given a name nothing is visible, and
+//! a SIGKILL leaves nothing behind. Where `O_TMPFILE` is not supported (some FUSE and network
+//! file systems, other kernels) it is created under a recognisable name, `.NAME.zw-XXXXXXXX`,
+//! with `O_EXCL`, removed on drop and, in binaries that call [`crate::sys::signals::install`],
+//! on SIGINT, SIGTERM and SIGHUP.
+
+use crate::sys::{self, signals};
+use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, renameat, unlinkat};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Temp names keep at most this much of the target's name, so they stay under NAME_MAX.
+const STEM_MAX: usize = 200;
+const NAME_TRIES: usize = 16;
+
+pub struct TempFile<'d> {
+    file: File,
+    dir: &'d File,
+    dir_path: &'d Path,
+    stem: OsString,
+    /// The temporary's name in `dir`, once it has one; `None` while anonymous.
+    name: Option<OsString>,
+    /// Set by a successful [`TempFile::rename_to`]: the name is no longer ours to remove.
+    persisted: bool,
+    _cleanup: Option<signals::Registration>,
+}
+
+impl<'d> TempFile<'d> {
+    /// Create an empty temporary in `dir` for a file called `target_name`. Its mode is what
+    /// `open(2)` with 0666 gives under the umask, like a file created by the shell's `>`.
+    pub fn new_in(dir: &'d File, dir_path: &'d Path, target_name: &OsStr) -> io::Result<Self> {
+        let stem =
+            OsString::from_vec(target_name.as_bytes()[..target_name.len().min(STEM_MAX)].to_vec());
+        let (file, name) = match anonymous(dir)? {
+            Some(file) => (file, None),
+            None => {
+                let (file, name) = create_named(dir, &stem)?;
+                (file, Some(name))
+            }
+        };
+        let mut temp = TempFile {
+            file,
+            dir,
+            dir_path,
+            stem,
+            name: None,
+            persisted: false,
+            _cleanup: None,
+        };
+        if let Some(name) = name {
+            temp.set_name(name);
+        }
+        Ok(temp)
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// A path for messages and for chflags(2): the temporary's name, or its /proc entry.
+    pub fn path(&self) -> PathBuf {
+        match &self.name {
+            Some(name) => self.dir_path.join(name),
+            None => anonymous_path(&self.file),
+        }
+    }
+
+    /// Make the content durable and give the file a name, in the order that keeps it durable on
+    /// every file system: write back the data, link the anonymous file, then `fsync` (btrfs has
+    /// lost data when an unlinked `O_TMPFILE` was fsynced before `linkat`). Without `sync`, only
+    /// the link.
+    pub fn prepare(&mut self, sync: bool) -> io::Result<()> {
+        if sync {
+            sys::flush_data(&self.file)?;
+        }
+        if self.name.is_none() {
+            let name = self.link_anonymous()?;
+            self.set_name(name);
+        }
+        if sync {
+            self.file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Rename the (prepared) temporary over `name` in the same directory. On failure the
+    /// temporary is still ours and is removed on drop.
+    pub fn rename_to(&mut self, name: &OsStr) -> io::Result<()> {
+        let temp = self
+            .name
+            .as_ref()
+            .expect("prepare() names the temporary first");
+        renameat(self.dir, temp, self.dir, name)?;
+        self.persisted = true;
+        Ok(())
+    }
+
+    fn set_name(&mut self, name: OsString) {
+        self._cleanup = Some(signals::register(&self.dir_path.join(&name)));
+        self.name = Some(name);
+    }
+
+    fn link_anonymous(&self) -> io::Result<OsString> {
+        let proc_path = anonymous_path(&self.file);
+        for _ in 0..NAME_TRIES {
+            let name = candidate_name(&self.stem);
+            // Through /proc, linkat needs no CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
+            let linked = match linkat(
+                rustix::fs::CWD,
+                &proc_path,
+                self.dir,
+                &name,
+                AtFlags::SYMLINK_FOLLOW,
+            ) {
+                Err(Errno::NOENT) => linkat(&self.file, "", self.dir, &name, AtFlags::EMPTY_PATH),
+                other => other,
+            };
+            match linked {
+                Ok(()) => return Ok(name),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Errno::EXIST.into())
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if let (Some(name), false) = (&self.name, self.persisted) {
+            let _ = unlinkat(self.dir, name, AtFlags::empty());
+        }
+    }
+}
+
+fn candidate_name(stem: &OsStr) -> OsString {
+    let mut name = OsString::from(".");
+    name.push(stem);
+    name.push(format!(".zw-{:08x}", sys::random_u64() as u32));
+    name
+}
+
+fn create_named(dir: &File, stem: &OsStr) -> io::Result<(File, OsString)> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for _ in 0..NAME_TRIES {
+        let name = candidate_name(stem);
+        match openat(dir, &name, flags, Mode::from_raw_mode(0o666)) {
+            Ok(fd) => return Ok((fd.into(), name)),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EXIST.into())
+}
+
+fn anonymous_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// An anonymous file in `dir`, or `None` where the platform or file system has none.
+#[cfg(zkit_o_tmpfile)]
+fn anonymous(dir: &File) -> io::Result<Option<File>> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    match openat(dir, ".", flags, Mode::from_raw_mode(0o666)) {
+        Ok(fd) => Ok(Some(fd.into())),
+        // Not supported by this file system (EISDIR: kernels that predate O_TMPFILE).
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(zkit_o_tmpfile))]
+fn anonymous(_dir: &File) -> io::Result<Option<File>> {
+    Ok(None)
+}

@@ -1,0 +1,100 @@
+//! `zwrite`'s command line.
+
+use crate::atomic::{Options, Source};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zwrite",
+    version,
+    about = "Replace a file atomically and durably with what comes on standard input",
+    long_about = "Replace FILE atomically and durably with standard input (or -f INPUT).\n\n\
+        The new content is written to a temporary file in FILE's directory, synced, and renamed \
+        over FILE, and the directory is synced: readers see the old or the new content, never a \
+        mix, whatever is killed when. Mode (setuid/setgid/sticky included), owner, group, \
+        extended attributes (ACLs, security labels) and inode flags are kept. A symlink FILE is \
+        written through: its target gets the content and the link stays.",
+    after_help = "Examples:\n  \
+        echo 'port = 8080' | zwrite /etc/app.conf\n  \
+        generate-config | zwrite -u -c 600 secrets.conf   # untouched if nothing changed\n  \
+        echo 'nameserver 10.0.0.1' | zwrite -i /etc/resolv.conf   # even when chattr +i\n  \
+        echo 'one more line' | zwrite -a log.txt\n\n\
+        Exit status: 0 written (or unchanged with -u), 1 failed (FILE left as it was), 2 usage error."
+)]
+pub struct Args {
+    /// The file to replace; created if missing (see -e, -c)
+    pub file: PathBuf,
+
+    /// Read the new content from INPUT instead of standard input
+    #[arg(short = 'f', long = "from", value_name = "INPUT")]
+    pub input: Option<PathBuf>,
+
+    /// Append: keep the old content and add the input after it, still atomically
+    #[arg(short, long, conflicts_with = "truncate")]
+    pub append: bool,
+
+    /// Replace the whole content (the default; accepted for zeugl compatibility)
+    #[arg(short, long)]
+    pub truncate: bool,
+
+    /// Mode (octal) of FILE if it has to be created [default: 0666 less the umask]
+    #[arg(short = 'c', long = "create-mode", value_name = "MODE", value_parser = parse_mode)]
+    pub create_mode: Option<u32>,
+
+    /// Fail if FILE does not exist instead of creating it
+    #[arg(short, long)]
+    pub existing: bool,
+
+    /// Lift FILE's immutable or append-only flag for the replacement and set it again after
+    #[arg(short = 'i', long = "immutable")]
+    pub immutable: bool,
+
+    /// With -a or -i: fail at once if another zwrite holds FILE's lock instead of waiting
+    #[arg(short = 'n', long = "no-wait")]
+    pub no_wait: bool,
+
+    /// Leave FILE (and its mtime) untouched when the new content is identical
+    #[arg(short = 'u', long = "if-changed")]
+    pub if_changed: bool,
+
+    /// Skip the fsyncs: still atomic, but not durable across a power cut
+    #[arg(long = "no-sync")]
+    pub no_sync: bool,
+
+    /// Say what was done on standard error
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// No warnings (e.g. about an owner that could not be kept); errors are still printed
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Args {
+    pub fn options(&self) -> Options {
+        Options {
+            append: self.append,
+            new_mode: self.create_mode,
+            must_exist: self.existing,
+            lift_flags: self.immutable,
+            wait: !self.no_wait,
+            if_changed: self.if_changed,
+            sync: !self.no_sync,
+        }
+    }
+
+    pub fn source(&self) -> Source<'_> {
+        match &self.input {
+            Some(path) if path.as_os_str() != "-" => Source::File(path),
+            _ => Source::Stdin,
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("'{s}' is not an octal mode between 0 and 7777")),
+    }
+}

@@ -1,0 +1,112 @@
+//! One error type for the whole library: what happened, to which path, with the errno kept.
+//!
+//! Binaries print it as `TOOL: PATH: what happened (what to do)`; see [`crate::cli::report`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error about one path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct Error {
+    pub path: PathBuf,
+    #[source]
+    pub kind: ErrorKind,
+}
+
+/// What went wrong, independent of the path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A system call failed; `op` says what we were doing, in words a user knows.
+    #[error("{op}: {}", strerror(source))]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("file is immutable")]
+    Immutable,
+    #[error("file is append-only")]
+    AppendOnly,
+    #[error("another writer holds the file's lock")]
+    Locked,
+    #[error("file does not exist")]
+    Missing,
+    #[error("directory does not exist")]
+    MissingDir,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn new(path: impl Into<PathBuf>, kind: ErrorKind) -> Self {
+        Error {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
+        Self::new(path, ErrorKind::Io { op, source })
+    }
+
+    /// The errno behind the error, if a system call failed.
+    pub fn errno(&self) -> Option<i32> {
+        match &self.kind {
+            ErrorKind::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match &self.kind {
+            ErrorKind::Immutable | ErrorKind::AppendOnly => {
+                Some("use -i to lift the flag for the replacement and set it again")
+            }
+            ErrorKind::Locked => Some("drop -n to wait for it"),
+            ErrorKind::MissingDir => Some("create the directory first"),
+            ErrorKind::Missing => Some("drop -e to create it"),
+            ErrorKind::Io { .. } => match self.errno()? {
+                libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
+                libc::EACCES => Some("check the permissions of the file and its directory"),
+                libc::EROFS => Some("the file system is mounted read-only"),
+                libc::EPERM => Some("not permitted; run as the file's owner or root"),
+                libc::EIO => Some("the device reported an I/O error; the file was left as it was"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Attach a path and an operation to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: &Path, op: &'static str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::io(path, op, e))
+    }
+}
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
+    fn at(self, path: &Path, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::io(path, op, e.into()))
+    }
+}
+
+/// `strerror` without Rust's " (os error N)" suffix, which means nothing to a user.
+fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -1,0 +1,17 @@
+//! zkit: the shared core of four small Unix tools.
+//!
+//! - [`atomic`]: replace a file so that readers see the old or the new content, never a mix,
+//!   whatever is killed when (`zwrite`).
+//! - [`flags`]: inode flags (immutable, append-only) on Linux and the BSDs.
+//! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
+//!
+//! The binaries in `bin/` only parse arguments and map results to exit codes; everything they
+//! do lives here.
+
+pub mod atomic;
+pub mod cli;
+pub mod error;
+pub mod flags;
+mod sys;
+
+pub use error::{Error, ErrorKind, Result};

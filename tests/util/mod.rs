@@ -1,0 +1,129 @@
+//! The one test harness: a fresh directory per test, a command for each binary, and the
+//! prerequisites (root, tools) that a test states before it runs.
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+/// A fresh directory, removed when the test ends (immutable bits are lifted first).
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("zkit-test-").tempdir().expect("temp dir");
+        Scratch { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).expect("write fixture");
+        p
+    }
+
+    /// Names in the directory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        names_in(self.root())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // chattr'd files would make the removal fail and leave litter behind.
+        let _ = Std::new("chattr").args(["-R", "-ia"]).arg(self.root()).output();
+    }
+}
+
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A command for one of the package's binaries.
+pub fn bin(name: &str) -> Command {
+    Command::new(bin_path(name))
+}
+
+pub fn bin_path(name: &str) -> PathBuf {
+    match name {
+        "zwrite" => PathBuf::from(env!("CARGO_BIN_EXE_zwrite")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Run a shell snippet, panicking with its output if it fails.
+pub fn sh(script: &str) -> String {
+    let out = Std::new("sh").arg("-c").arg(script).output().expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn have(tool: &str) -> bool {
+    Std::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+/// State what a test needs. Outside CI a missing prerequisite skips the test loudly; in CI
+/// (`CI` set) it fails, so a machine without root or FUSE can never pass by skipping.
+#[macro_export]
+macro_rules! require {
+    ($cond:expr, $why:expr) => {
+        if !$cond {
+            if std::env::var_os("CI").is_some() {
+                panic!("prerequisite missing in CI: {}", $why);
+            }
+            eprintln!("SKIPPED {}: {}", module_path!(), $why);
+            return;
+        }
+    };
+}
+
+pub fn lsattr(path: &Path) -> String {
+    let out = sh(&format!("lsattr -d '{}'", path.display()));
+    out.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily) on drop.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn new(size: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("zkit-tmpfs-").tempdir().expect("temp dir");
+        sh(&format!("mount -t tmpfs -o size={size} zkit-test '{}'", dir.path().display()));
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Std::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
