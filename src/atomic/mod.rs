@@ -106,7 +106,8 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     // The input first: a missing input file must fail before anything else happens.
     let mut input = Input::open(source)?;
     let target = Target::resolve(path)?;
-    let old = if opts.append || opts.lift_flags {
+    let locking = opts.append || opts.lift_flags;
+    let old = if locking {
         lock::open_locked(&target, opts.wait)?
     } else {
         target.open_existing()?
@@ -169,6 +170,9 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
 
     temp.prepare(opts.sync)
         .at(path, "cannot write temporary file")?;
+    if locking {
+        lock::lock_replacement(temp.file(), &target)?;
+    }
     let lifted = match &old {
         Some(old) if !protection.is_empty() => {
             flags::set(&old.file, path, old.flags.unprotected())

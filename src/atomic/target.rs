@@ -97,6 +97,13 @@ impl Existing {
     pub fn identity(&self) -> (u64, u64) {
         (self.stat.st_dev, self.stat.st_ino)
     }
+
+    /// Read metadata and flags again: what was read before a lock was taken may be stale.
+    pub fn reload(&mut self, path: &Path) -> Result<()> {
+        self.stat = rustix::fs::fstat(&self.file).at(path, "cannot stat")?;
+        self.flags = flags::get(&self.file).unwrap_or_default();
+        Ok(())
+    }
 }
 
 fn follow_symlinks(path: &Path) -> Result<PathBuf> {
