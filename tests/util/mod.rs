@@ -13,7 +13,10 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("zkit-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("zkit-test-")
+            .tempdir()
+            .expect("temp dir");
         Scratch { dir }
     }
 
@@ -40,7 +43,10 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         // chattr'd files would make the removal fail and leave litter behind.
-        let _ = Std::new("chattr").args(["-R", "-ia"]).arg(self.root()).output();
+        let _ = Std::new("chattr")
+            .args(["-R", "-ia"])
+            .arg(self.root())
+            .output();
     }
 }
 
@@ -71,7 +77,11 @@ pub fn is_root() -> bool {
 
 /// Run a shell snippet, panicking with its output if it fails.
 pub fn sh(script: &str) -> String {
-    let out = Std::new("sh").arg("-c").arg(script).output().expect("run sh");
+    let out = Std::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run sh");
     assert!(
         out.status.success(),
         "`{script}` failed: {}{}",
@@ -82,7 +92,11 @@ pub fn sh(script: &str) -> String {
 }
 
 pub fn have(tool: &str) -> bool {
-    Std::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    Std::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// State what a test needs. Outside CI a missing prerequisite skips the test loudly; in CI
@@ -102,7 +116,10 @@ macro_rules! require {
 
 pub fn lsattr(path: &Path) -> String {
     let out = sh(&format!("lsattr -d '{}'", path.display()));
-    out.split_whitespace().next().unwrap_or_default().to_string()
+    out.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily) on drop.
@@ -112,8 +129,14 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     pub fn new(size: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("zkit-tmpfs-").tempdir().expect("temp dir");
-        sh(&format!("mount -t tmpfs -o size={size} zkit-test '{}'", dir.path().display()));
+        let dir = tempfile::Builder::new()
+            .prefix("zkit-tmpfs-")
+            .tempdir()
+            .expect("temp dir");
+        sh(&format!(
+            "mount -t tmpfs -o size={size} zkit-test '{}'",
+            dir.path().display()
+        ));
         Tmpfs { dir }
     }
 
@@ -126,4 +149,10 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Std::new("umount").arg("-l").arg(self.dir.path()).status();
     }
+}
+
+/// Random bits for tests that pick random moments; seeded by the OS.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }

@@ -1,0 +1,551 @@
+//! zwrite as a user sees it: content, metadata, flags, concurrency, crashes and faults.
+
+mod util;
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use util::{Scratch, bin, bin_path, have, is_root, lsattr, sh};
+
+fn zwrite(args: &[&str], input: &[u8]) -> assert_cmd::assert::Assert {
+    bin("zwrite")
+        .args(args)
+        .write_stdin(input.to_vec())
+        .assert()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+// ---- what zeugl does, where we agree ----
+
+#[test]
+fn creates_a_missing_file_with_the_given_mode() {
+    let s = Scratch::new();
+    let f = s.path("new.conf");
+    zwrite(&["-c", "640", f.to_str().unwrap()], b"a = 1\n").success();
+    assert_eq!(read(&f), b"a = 1\n");
+    assert_eq!(mode(&f), 0o640);
+}
+
+#[test]
+fn creates_a_missing_file_like_the_shell_under_the_umask() {
+    let s = Scratch::new();
+    let f = s.path("new");
+    sh(&format!(
+        "umask 027 && echo hi | '{}' '{}'",
+        bin_path("zwrite").display(),
+        f.display()
+    ));
+    assert_eq!(mode(&f), 0o640);
+}
+
+#[test]
+fn keeps_the_mode_of_an_existing_file() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    zwrite(&["-c", "644", f.to_str().unwrap()], b"new").success();
+    assert_eq!(read(&f), b"new");
+    assert_eq!(mode(&f), 0o600, "-c is only for new files");
+}
+
+#[test]
+fn append_keeps_the_old_content() {
+    let s = Scratch::new();
+    let f = s.write("log", b"one\n");
+    zwrite(&["-a", f.to_str().unwrap()], b"two\n").success();
+    assert_eq!(read(&f), b"one\ntwo\n");
+}
+
+#[test]
+fn truncate_replaces_the_whole_content() {
+    let s = Scratch::new();
+    let f = s.write("f", b"a long old content\n");
+    zwrite(&["-t", f.to_str().unwrap()], b"short\n").success();
+    assert_eq!(read(&f), b"short\n");
+}
+
+#[test]
+fn reads_the_input_from_a_file() {
+    let s = Scratch::new();
+    let input = s.write("input", b"from a file\n");
+    let f = s.write("f", b"old");
+    zwrite(&["-f", input.to_str().unwrap(), f.to_str().unwrap()], b"").success();
+    assert_eq!(read(&f), b"from a file\n");
+}
+
+#[test]
+fn a_missing_input_file_fails_and_leaves_the_file() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let a = zwrite(
+        &["-f", s.path("nope").to_str().unwrap(), f.to_str().unwrap()],
+        b"",
+    )
+    .code(1);
+    assert!(stderr_of(&a).contains("nope: cannot open input: No such file or directory"));
+    assert_eq!(read(&f), b"old");
+    assert_eq!(s.names(), ["f"]);
+}
+
+#[test]
+fn a_missing_directory_fails_with_a_message() {
+    let s = Scratch::new();
+    let f = s.path("no/such/dir/f");
+    let a = zwrite(&[f.to_str().unwrap()], b"x").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.starts_with("zwrite: ") && err.contains("directory does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line per failure: {err}");
+}
+
+#[test]
+fn existing_refuses_to_create() {
+    let s = Scratch::new();
+    let f = s.path("f");
+    let a = zwrite(&["-e", f.to_str().unwrap()], b"x").code(1);
+    assert!(stderr_of(&a).contains("does not exist"));
+    assert!(!f.exists());
+}
+
+#[test]
+fn extra_arguments_are_a_usage_error() {
+    let s = Scratch::new();
+    zwrite(
+        &[s.path("a").to_str().unwrap(), s.path("b").to_str().unwrap()],
+        b"x",
+    )
+    .code(2);
+    assert!(s.names().is_empty());
+}
+
+#[test]
+fn a_target_outside_the_current_directory_is_updated() {
+    // zeugl resolved its temporary against the current directory, so this silently did nothing.
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("here")).unwrap();
+    std::fs::create_dir(s.path("there")).unwrap();
+    s.write("there/f", b"old");
+    bin("zwrite")
+        .current_dir(s.path("here"))
+        .arg("../there/f")
+        .write_stdin("new")
+        .assert()
+        .success();
+    assert_eq!(read(&s.path("there/f")), b"new");
+    assert_eq!(util::names_in(&s.path("here")), Vec::<String>::new());
+}
+
+#[test]
+fn refuses_to_replace_what_is_not_a_regular_file() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("d")).unwrap();
+    sh(&format!("mkfifo '{}'", s.path("fifo").display()));
+    for name in ["d", "fifo"] {
+        let a = zwrite(&[s.path(name).to_str().unwrap()], b"x").code(1);
+        assert!(stderr_of(&a).contains("not a regular file"));
+    }
+    assert!(s.path("d").is_dir());
+}
+
+// ---- metadata ----
+
+#[test]
+fn a_symlink_is_written_through_and_stays_a_symlink() {
+    let s = Scratch::new();
+    let target = s.write("real", b"old");
+    let link = s.path("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    zwrite(&[link.to_str().unwrap()], b"new").success();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(read(&target), b"new");
+}
+
+#[test]
+fn a_dangling_symlink_creates_its_target() {
+    let s = Scratch::new();
+    let link = s.path("link");
+    std::os::unix::fs::symlink("made", &link).unwrap();
+    zwrite(&[link.to_str().unwrap()], b"new").success();
+    assert_eq!(read(&s.path("made")), b"new");
+}
+
+#[test]
+fn if_changed_leaves_identical_content_and_its_mtime_alone() {
+    let s = Scratch::new();
+    let f = s.write("f", b"same\n");
+    sh(&format!("touch -d 2001-01-01 '{}'", f.display()));
+    let before = std::fs::metadata(&f).unwrap();
+    zwrite(&["-u", "-v", f.to_str().unwrap()], b"same\n").success();
+    let after = std::fs::metadata(&f).unwrap();
+    assert_eq!((before.ino(), before.mtime()), (after.ino(), after.mtime()));
+
+    zwrite(&["-u", f.to_str().unwrap()], b"different\n").success();
+    assert_eq!(read(&f), b"different\n");
+    assert_ne!(std::fs::metadata(&f).unwrap().mtime(), before.mtime());
+}
+
+#[test]
+fn mode_owner_xattr_and_acl_survive_a_replace() {
+    require!(is_root(), "chown to another user needs root");
+    require!(
+        have("setfacl") && have("setfattr"),
+        "setfacl and setfattr (acl, attr packages)"
+    );
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let p = f.display();
+    sh(&format!("chown 65534:65534 '{p}' && chmod 4755 '{p}'"));
+    sh(&format!(
+        "setfattr -n user.zkit -v kept '{p}' && setfacl -m u:12345:r '{p}'"
+    ));
+    zwrite(&[f.to_str().unwrap()], b"new").success();
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!(read(&f), b"new");
+    assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    assert_eq!(m.mode() & 0o7777, 0o4755);
+    assert!(sh(&format!("getfattr --only-values -n user.zkit '{p}'")).contains("kept"));
+    assert!(sh(&format!("getfacl -cp '{p}'")).contains("user:12345:r--"));
+}
+
+// ---- immutable and append-only files ----
+
+#[test]
+fn immutable_file_is_replaced_with_i_and_the_bit_set_again() {
+    require!(is_root(), "chattr +i needs root");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    sh(&format!("chattr +i '{}'", f.display()));
+    zwrite(&["-i", f.to_str().unwrap()], b"new\n").success();
+    assert_eq!(read(&f), b"new\n");
+    assert!(
+        lsattr(&f).contains('i'),
+        "bit not set again: {}",
+        lsattr(&f)
+    );
+}
+
+#[test]
+fn protected_files_without_i_fail_naming_i_and_stay_unchanged() {
+    require!(is_root(), "chattr needs root");
+    let s = Scratch::new();
+    for flag in ["i", "a"] {
+        let f = s.write(flag, b"old");
+        sh(&format!("chattr +{flag} '{}'", f.display()));
+        let a = zwrite(&[f.to_str().unwrap()], b"new").code(1);
+        assert!(stderr_of(&a).contains("use -i"), "{}", stderr_of(&a));
+        assert_eq!(read(&f), b"old");
+        assert!(lsattr(&f).contains(flag));
+    }
+    assert_eq!(s.names(), ["a", "i"]);
+}
+
+#[test]
+fn append_only_file_is_appended_to_with_i_and_keeps_its_flag() {
+    require!(is_root(), "chattr needs root");
+    let s = Scratch::new();
+    let f = s.write("f", b"one\n");
+    sh(&format!("chattr +a '{}'", f.display()));
+    zwrite(&["-a", "-i", f.to_str().unwrap()], b"two\n").success();
+    assert_eq!(read(&f), b"one\ntwo\n");
+    assert!(lsattr(&f).contains('a'));
+}
+
+#[test]
+fn immutable_bit_restored_when_rename_fails() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    sh(&format!("chattr +i '{}'", f.display()));
+    let out = strace_zwrite(
+        "rename,renameat,renameat2:error=EIO",
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Input/output error"));
+    assert_eq!(read(&f), b"old");
+    assert!(
+        lsattr(&f).contains('i'),
+        "flag not restored: {}",
+        lsattr(&f)
+    );
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+// ---- faults ----
+
+fn strace_zwrite(inject: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("inject={inject}"),
+        ])
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn eio_on_fsync_fails_clearly_and_keeps_the_file() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let out = strace_zwrite("fsync:error=EIO", &[f.to_str().unwrap()], b"new");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Input/output error") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn enospc_fails_clearly_and_keeps_the_file() {
+    require!(is_root(), "mounting a tmpfs needs root");
+    let fs = util::Tmpfs::new("1m");
+    let f = fs.path("f");
+    std::fs::write(&f, b"old").unwrap();
+    let a = zwrite(&[f.to_str().unwrap()], &vec![b'x'; 2 << 20]).code(1);
+    assert!(
+        stderr_of(&a).contains("No space left on device"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(util::names_in(fs.dir.path()), ["f"]);
+}
+
+#[test]
+fn no_wait_fails_at_once_when_the_lock_is_held() {
+    require!(have("flock"), "flock(1) from util-linux");
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    let mut holder = Command::new("flock")
+        .arg(&f)
+        .args(["sleep", "5"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let a = zwrite(&["-a", "-n", f.to_str().unwrap()], b"new\n").code(1);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(stderr_of(&a).contains("lock"), "{}", stderr_of(&a));
+    assert_eq!(read(&f), b"old\n");
+}
+
+// ---- concurrency ----
+
+fn payload(writer: usize, round: usize) -> Vec<u8> {
+    let line = format!("writer {writer} round {round}\n");
+    line.repeat(4096 / line.len() + 1).into_bytes()
+}
+
+/// `writers` processes, each running `rounds` zwrites in a row; returns every payload written.
+fn race(f: &Path, args: &[&str], writers: usize, rounds: usize, what: fn(usize, usize) -> Vec<u8>) {
+    std::thread::scope(|scope| {
+        for w in 0..writers {
+            scope.spawn(move || {
+                for r in 0..rounds {
+                    bin("zwrite")
+                        .args(args)
+                        .arg(f)
+                        .write_stdin(what(w, r))
+                        .assert()
+                        .success();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn concurrent_writers_leave_exactly_one_whole_payload() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    race(&f, &[], 32, 20, payload);
+    let content = read(&f);
+    let whole = (0..32).any(|w| (0..20).any(|r| payload(w, r) == content));
+    assert!(whole, "final file is not one writer's payload");
+    assert_eq!(s.names(), ["f"]);
+}
+
+#[test]
+fn concurrent_writers_of_an_immutable_file_all_succeed() {
+    require!(is_root(), "chattr needs root");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    sh(&format!("chattr +i '{}'", f.display()));
+    race(&f, &["-i"], 32, 20, payload);
+    let content = read(&f);
+    assert!((0..32).any(|w| (0..20).any(|r| payload(w, r) == content)));
+    assert!(lsattr(&f).contains('i'));
+    assert_eq!(s.names(), ["f"]);
+}
+
+#[test]
+fn concurrent_appends_are_never_lost() {
+    let s = Scratch::new();
+    let f = s.path("log");
+    race(&f, &["-a"], 16, 20, |w, r| {
+        format!("{w}-{r}\n").into_bytes()
+    });
+    let text = String::from_utf8(read(&f)).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    let mut want: Vec<String> = (0..16)
+        .flat_map(|w| (0..20).map(move |r| format!("{w}-{r}")))
+        .collect();
+    want.sort();
+    assert_eq!(lines, want);
+}
+
+// ---- crashes ----
+
+const MIB: usize = 1 << 20;
+
+/// Start a zwrite whose input we feed by hand.
+fn spawn_zwrite(args: &[&str]) -> std::process::Child {
+    Command::new(bin_path("zwrite"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_while_writing_leaves_the_old_file_and_no_temporary() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let chunk = vec![b'n'; MIB];
+    for _ in 0..8 {
+        let mut child = spawn_zwrite(&[f.to_str().unwrap()]);
+        let mut stdin = child.stdin.take().unwrap();
+        for _ in 0..(util::random_u64() % 32) {
+            stdin.write_all(&chunk).unwrap();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(read(&f), b"old");
+        // O_TMPFILE: nothing was ever visible.
+        assert_eq!(s.names(), ["f"]);
+    }
+}
+
+#[test]
+fn sigkill_at_any_moment_never_leaves_a_partial_file() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let new = vec![b'n'; 16 * MIB];
+    for _ in 0..12 {
+        let mut child = spawn_zwrite(&[f.to_str().unwrap()]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&new).unwrap();
+        drop(stdin);
+        // Somewhere in the write-back, fsync, rename or after.
+        std::thread::sleep(Duration::from_micros(util::random_u64() % 60_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let content = read(&f);
+        assert!(
+            content == b"old" || content == new,
+            "partial file: {} bytes",
+            content.len()
+        );
+        std::fs::write(&f, b"old").unwrap();
+    }
+}
+
+#[test]
+fn sigterm_removes_a_named_temporary() {
+    // bindfs (FUSE) has no O_TMPFILE, so zwrite falls back to a named temporary there.
+    require!(is_root(), "mounting bindfs needs root");
+    require!(
+        have("bindfs"),
+        "bindfs (FUSE) for a file system without O_TMPFILE"
+    );
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("src")).unwrap();
+    std::fs::create_dir(s.path("mnt")).unwrap();
+    let mnt = s.path("mnt");
+    sh(&format!(
+        "bindfs '{}' '{}'",
+        s.path("src").display(),
+        mnt.display()
+    ));
+    let _unmount = Unmount(&mnt);
+    let f = mnt.join("f");
+    std::fs::write(&f, b"old").unwrap();
+
+    let mut child = spawn_zwrite(&[f.to_str().unwrap()]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&[b'n'; 4096]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while util::names_in(&mnt).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no named temporary appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let temp = util::names_in(&mnt).into_iter().find(|n| n != "f").unwrap();
+    assert!(
+        temp.starts_with(".f.zw-"),
+        "unrecognisable temporary {temp}"
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "should die of the signal"
+    );
+    assert_eq!(util::names_in(&mnt), ["f"]);
+    assert_eq!(read(&f), b"old");
+}
+
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
