@@ -3,10 +3,15 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(zkit_o_tmpfile)");
+    println!("cargo::rustc-check-cfg=cfg(zkit_xattr)");
     println!("cargo::rustc-check-cfg=cfg(zkit_iflags, values(\"ioctl\", \"chflags\"))");
     println!("cargo::rerun-if-changed=build.rs");
 
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if matches!(os.as_str(), "linux" | "android" | "macos" | "ios") {
+        // getxattr(2) family with user-visible names (FreeBSD has extattr(2) instead).
+        println!("cargo::rustc-cfg=zkit_xattr");
+    }
     match os.as_str() {
         "linux" | "android" => {
             // O_TMPFILE (Linux 3.11) and FS_IOC_GETFLAGS/SETFLAGS inode flags.

@@ -5,13 +5,8 @@
 //! rewrites the group bits, so owner first, then xattrs, then the mode.
 
 use super::target::Existing;
-use rustix::fs::{
-    Gid, Mode, Uid, XattrFlags, fchmod, fchown, fgetxattr, flistxattr, fsetxattr, fstat,
-};
-use rustix::io::Errno;
-use std::ffi::OsStr;
+use rustix::fs::{Gid, Mode, RawMode, Uid, fchmod, fchown, fstat};
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 
 /// Apply `old`'s owner, xattrs and mode to `new`. Returns what could not be kept, for a
 /// warning: an unprivileged user cannot give a file away, some file systems take no xattrs.
@@ -33,61 +28,83 @@ pub fn inherit(new: &File, old: &Existing) -> Vec<String> {
             }
         }
     }
-    lost.extend(copy_xattrs(new, &old.file));
-    if fchmod(new, Mode::from_raw_mode(old.stat.st_mode & 0o7777)).is_err() {
+    lost.extend(xattr::copy(new, &old.file));
+    if fchmod(
+        new,
+        Mode::from_raw_mode((old.stat.st_mode & 0o7777) as RawMode),
+    )
+    .is_err()
+    {
         lost.push(format!("mode {:o}", old.stat.st_mode & 0o7777));
     }
     lost
 }
 
-fn copy_xattrs(new: &File, old: &File) -> Vec<String> {
-    let mut lost = Vec::new();
-    let names = match list(old) {
-        Ok(names) => names,
-        Err(Errno::OPNOTSUPP) => return lost,
-        Err(_) => return vec!["extended attributes".into()],
-    };
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = OsStr::from_bytes(name);
-        let copied = get(old, name).and_then(|value| {
-            // A file system may already have given the new file the same value (a security
-            // label, say); only a real difference counts as lost.
-            if get(new, name).is_ok_and(|v| v == value) {
-                return Ok(());
+#[cfg(zkit_xattr)]
+mod xattr {
+    use rustix::fs::{XattrFlags, fgetxattr, flistxattr, fsetxattr};
+    use rustix::io::Errno;
+    use std::ffi::OsStr;
+    use std::fs::File;
+    use std::os::unix::ffi::OsStrExt;
+
+    pub fn copy(new: &File, old: &File) -> Vec<String> {
+        let mut lost = Vec::new();
+        let names = match list(old) {
+            Ok(names) => names,
+            Err(Errno::OPNOTSUPP) => return lost,
+            Err(_) => return vec!["extended attributes".into()],
+        };
+        for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            let name = OsStr::from_bytes(name);
+            let copied = get(old, name).and_then(|value| {
+                // A file system may already have given the new file the same value (a security
+                // label, say); only a real difference counts as lost.
+                if get(new, name).is_ok_and(|v| v == value) {
+                    return Ok(());
+                }
+                fsetxattr(new, name, &value, XattrFlags::empty())
+            });
+            if copied.is_err() {
+                lost.push(format!("xattr {}", name.to_string_lossy()));
             }
-            fsetxattr(new, name, &value, XattrFlags::empty())
-        });
-        if copied.is_err() {
-            lost.push(format!("xattr {}", name.to_string_lossy()));
+        }
+        lost
+    }
+
+    /// Query size, then read; retry when the value grew in between (ERANGE).
+    fn list(file: &File) -> Result<Vec<u8>, Errno> {
+        loop {
+            let mut buf = vec![0u8; rustix::fs::flistxattr_query(file)?];
+            match flistxattr(file, &mut buf[..]) {
+                Ok(n) => return Ok(truncated(buf, n)),
+                Err(Errno::RANGE) => continue,
+                Err(e) => return Err(e),
+            }
         }
     }
-    lost
-}
 
-/// Query size, then read; retry when the value grew in between (ERANGE).
-fn list(file: &File) -> Result<Vec<u8>, Errno> {
-    loop {
-        let mut buf = vec![0u8; rustix::fs::flistxattr_query(file)?];
-        match flistxattr(file, &mut buf[..]) {
-            Ok(n) => return Ok(truncated(buf, n)),
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e),
+    fn get(file: &File, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        loop {
+            let mut buf = vec![0u8; rustix::fs::fgetxattr_query(file, name)?];
+            match fgetxattr(file, name, &mut buf[..]) {
+                Ok(n) => return Ok(truncated(buf, n)),
+                Err(Errno::RANGE) => continue,
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    fn truncated(mut buf: Vec<u8>, n: usize) -> Vec<u8> {
+        buf.truncate(n);
+        buf
     }
 }
 
-fn get(file: &File, name: &OsStr) -> Result<Vec<u8>, Errno> {
-    loop {
-        let mut buf = vec![0u8; rustix::fs::fgetxattr_query(file, name)?];
-        match fgetxattr(file, name, &mut buf[..]) {
-            Ok(n) => return Ok(truncated(buf, n)),
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e),
-        }
+/// No xattr(2) family here (FreeBSD's extattr(2) is another interface): nothing to copy.
+#[cfg(not(zkit_xattr))]
+mod xattr {
+    pub fn copy(_new: &std::fs::File, _old: &std::fs::File) -> Vec<String> {
+        Vec::new()
     }
-}
-
-fn truncated(mut buf: Vec<u8>, n: usize) -> Vec<u8> {
-    buf.truncate(n);
-    buf
 }

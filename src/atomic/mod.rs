@@ -162,8 +162,11 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         Some(old) => outcome.not_kept = meta::inherit(temp.file(), old),
         None => {
             if let Some(mode) = opts.new_mode {
-                rustix::fs::fchmod(temp.file(), rustix::fs::Mode::from_raw_mode(mode))
-                    .at(path, "cannot set mode")?;
+                rustix::fs::fchmod(
+                    temp.file(),
+                    rustix::fs::Mode::from_raw_mode(mode as rustix::fs::RawMode),
+                )
+                .at(path, "cannot set mode")?;
             }
         }
     }

@@ -86,7 +86,7 @@ impl Target {
     /// Device and inode of what the name points at now, without following a symlink.
     pub fn identity(&self) -> Result<Option<(u64, u64)>> {
         match statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+            Ok(st) => Ok(Some(identity(&st))),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(Error::io(&self.path, "cannot stat", e.into())),
         }
@@ -95,7 +95,7 @@ impl Target {
 
 impl Existing {
     pub fn identity(&self) -> (u64, u64) {
-        (self.stat.st_dev, self.stat.st_ino)
+        identity(&self.stat)
     }
 
     /// Read metadata and flags again: what was read before a lock was taken may be stale.
@@ -104,6 +104,12 @@ impl Existing {
         self.flags = flags::get(&self.file).unwrap_or_default();
         Ok(())
     }
+}
+
+/// Device and inode, widened: `dev_t` and `ino_t` differ in width across platforms.
+#[allow(clippy::unnecessary_cast)]
+fn identity(st: &Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
 fn follow_symlinks(path: &Path) -> Result<PathBuf> {

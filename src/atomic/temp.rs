@@ -7,7 +7,7 @@
 //! on SIGINT, SIGTERM and SIGHUP.
 
 use crate::sys::{self, signals};
-use rustix::fs::{AtFlags, Mode, OFlags, linkat, openat, renameat, unlinkat};
+use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -80,7 +80,7 @@ impl<'d> TempFile<'d> {
             sys::flush_data(&self.file)?;
         }
         if self.name.is_none() {
-            let name = self.link_anonymous()?;
+            let name = link_anonymous(&self.file, self.dir, &self.stem)?;
             self.set_name(name);
         }
         if sync {
@@ -104,30 +104,6 @@ impl<'d> TempFile<'d> {
     fn set_name(&mut self, name: OsString) {
         self._cleanup = Some(signals::register(&self.dir_path.join(&name)));
         self.name = Some(name);
-    }
-
-    fn link_anonymous(&self) -> io::Result<OsString> {
-        let proc_path = anonymous_path(&self.file);
-        for _ in 0..NAME_TRIES {
-            let name = candidate_name(&self.stem);
-            // Through /proc, linkat needs no CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
-            let linked = match linkat(
-                rustix::fs::CWD,
-                &proc_path,
-                self.dir,
-                &name,
-                AtFlags::SYMLINK_FOLLOW,
-            ) {
-                Err(Errno::NOENT) => linkat(&self.file, "", self.dir, &name, AtFlags::EMPTY_PATH),
-                other => other,
-            };
-            match linked {
-                Ok(()) => return Ok(name),
-                Err(Errno::EXIST) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Errno::EXIST.into())
     }
 }
 
@@ -176,7 +152,38 @@ fn anonymous(dir: &File) -> io::Result<Option<File>> {
     }
 }
 
+/// Name an anonymous file in `dir` under a fresh temporary name.
+#[cfg(zkit_o_tmpfile)]
+fn link_anonymous(file: &File, dir: &File, stem: &OsStr) -> io::Result<OsString> {
+    let proc_path = anonymous_path(file);
+    for _ in 0..NAME_TRIES {
+        let name = candidate_name(stem);
+        // Through /proc, linkat needs no CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
+        let linked = match rustix::fs::linkat(
+            rustix::fs::CWD,
+            &proc_path,
+            dir,
+            &name,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Err(Errno::NOENT) => rustix::fs::linkat(file, "", dir, &name, AtFlags::EMPTY_PATH),
+            other => other,
+        };
+        match linked {
+            Ok(()) => return Ok(name),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EXIST.into())
+}
+
 #[cfg(not(zkit_o_tmpfile))]
 fn anonymous(_dir: &File) -> io::Result<Option<File>> {
     Ok(None)
+}
+
+#[cfg(not(zkit_o_tmpfile))]
+fn link_anonymous(_file: &File, _dir: &File, _stem: &OsStr) -> io::Result<OsString> {
+    unreachable!("only O_TMPFILE makes anonymous temporaries")
 }
