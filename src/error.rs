@@ -41,6 +41,15 @@ pub enum ErrorKind {
     NotRegular,
     #[error("{0}")]
     Invalid(String),
+    /// No tag, digest or digest prefix names a layer in the store.
+    #[error("no such layer")]
+    UnknownLayer,
+    /// A digest prefix matches several layers; they are listed.
+    #[error("ambiguous layer prefix, matches {}", .0.join(" "))]
+    AmbiguousLayer(Vec<String>),
+    /// Stored bytes are not what their name or format promises.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
 }
 
 impl Error {
@@ -72,6 +81,13 @@ impl Error {
             ErrorKind::Locked => Some("drop -n to wait for it"),
             ErrorKind::MissingDir => Some("create the directory first"),
             ErrorKind::Missing => Some("drop -e to create it"),
+            ErrorKind::UnknownLayer => {
+                Some("name it by tag, full digest or digest prefix; `zcommit tags` lists tags")
+            }
+            ErrorKind::AmbiguousLayer(_) => Some("give more digits of the digest"),
+            ErrorKind::Corrupt(_) => {
+                Some("the store was damaged or tampered with; `zcommit verify` checks all of it")
+            }
             ErrorKind::Io { .. } => match self.errno()? {
                 libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
                 libc::EACCES => Some("check the permissions of the file and its directory"),

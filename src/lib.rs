@@ -3,6 +3,8 @@
 //! - [`atomic`]: replace a file so that readers see the old or the new content, never a mix,
 //!   whatever is killed when (`zwrite`).
 //! - [`flags`]: inode flags (immutable, append-only) on Linux and the BSDs.
+//! - [`digest`], [`manifest`], [`store`]: content-addressed blobs, layers and tags (`zcommit`);
+//!   [`store`]'s docs show how to read a layer.
 //! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
 //!
 //! The binaries in `bin/` only parse arguments and map results to exit codes; everything they
@@ -10,8 +12,11 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod digest;
 pub mod error;
 pub mod flags;
+pub mod manifest;
+pub mod store;
 mod sys;
 
 pub use error::{Error, ErrorKind, Result};

@@ -84,6 +84,8 @@ impl Default for Options {
 pub enum Source<'a> {
     Stdin,
     File(&'a Path),
+    /// Bytes already in memory (a tag's digest, a small record).
+    Bytes(&'a [u8]),
 }
 
 /// What [`replace`] did.
@@ -222,15 +224,17 @@ fn inherit_flags(temp: &TempFile<'_>, old: &Existing) {
     }
 }
 
-enum Input {
+enum Input<'a> {
     Stdin,
     File(File),
+    Bytes(&'a [u8]),
 }
 
-impl Input {
-    fn open(source: Source<'_>) -> Result<Input> {
+impl<'a> Input<'a> {
+    fn open(source: Source<'a>) -> Result<Input<'a>> {
         match source {
             Source::Stdin => Ok(Input::Stdin),
+            Source::Bytes(b) => Ok(Input::Bytes(b)),
             Source::File(p) => Ok(Input::File(File::open(p).at(p, "cannot open input")?)),
         }
     }
@@ -241,6 +245,7 @@ impl Input {
         match self {
             Input::Stdin => io::copy(&mut io::stdin().lock(), &mut out),
             Input::File(f) => io::copy(f, &mut out),
+            Input::Bytes(b) => io::Write::write_all(&mut out, b).map(|()| b.len() as u64),
         }
     }
 }

@@ -1,0 +1,216 @@
+//! The layer format: a manifest of every path in a layer, as a tree that loads fast.
+//!
+//! # Shape
+//!
+//! Entries live in one array in breadth-first order: entry 0 ([`ROOT`]) is the layer's root
+//! directory, and the children of every directory are one contiguous run sorted by name bytes.
+//! So an entry's index is a stable inode-like handle, a directory's listing is a slice
+//! ([`Manifest::children`]), and finding a name in a directory is a binary search
+//! ([`Manifest::lookup`]). Each entry knows its parent, for `..` and for rebuilding its path.
+//!
+//! Each entry has a name (bytes, not UTF-8: any name but empty, `.`, `..`, or one containing `/`
+//! or NUL), a mode (the permission bits with setuid/setgid/sticky, `& 0o7777`) and a [`Kind`]:
+//! a directory (with its opaque bit: it hides everything below it in lower layers), a regular
+//! file (size and the BLAKE3 digest of its content, a blob in the store), a symlink (its
+//! target bytes) or a whiteout (the name is deleted: lower layers' entries are hidden).
+//! Owners, timestamps and xattrs are not part of a layer, so the same tree always gives the
+//! same layer.
+//!
+//! # Encoding, version 1
+//!
+//! ```text
+//! "ZKITLAYR" 0x01 COUNT ENTRY*COUNT
+//! ENTRY = KIND:u8 NAMELEN NAME MODE BODY
+//!   KIND 0 dir:      FLAGS:u8 (bit 0: opaque) CHILDCOUNT
+//!   KIND 1 file:     SIZE DIGEST:32 bytes
+//!   KIND 2 symlink:  TARGETLEN TARGET
+//!   KIND 3 whiteout: (nothing)
+//! ```
+//!
+//! Numbers are unsigned LEB128 varints, shortest form only. Children are implied by the
+//! breadth-first order and each directory's CHILDCOUNT, so there is no redundant index that
+//! could disagree. Exactly one byte string encodes a given tree: names must be strictly
+//! increasing within a directory, flags and varints canonical, nothing may trail. [`decode`]
+//! checks all of it, whoever wrote the file, so a manifest can never name a path outside its
+//! root or make a cycle.
+
+mod codec;
+mod tree;
+
+pub use codec::DecodeError;
+pub use tree::{Node, NodeKind};
+
+use crate::digest::Digest;
+use std::ffi::OsStr;
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The index of the root directory.
+pub const ROOT: u32 = 0;
+
+/// The current encoding version.
+pub const VERSION: u8 = 1;
+
+/// One path in a layer. Its name and a symlink's target are in the manifest's byte heap:
+/// read them with [`Manifest::name`] and [`Manifest::target`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    name: Span,
+    /// The directory that holds this entry ([`ROOT`] for the root itself).
+    pub parent: u32,
+    /// Permission bits with setuid/setgid/sticky (`& 0o7777`).
+    pub mode: u32,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `children` are the indices of its entries; `opaque` hides lower layers' contents.
+    Dir {
+        opaque: bool,
+        first: u32,
+        len: u32,
+    },
+    File {
+        size: u64,
+        digest: Digest,
+    },
+    Symlink {
+        target: Span,
+    },
+    Whiteout,
+}
+
+/// Bytes in the manifest's heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    entries: Vec<Entry>,
+    heap: Vec<u8>,
+}
+
+impl Manifest {
+    /// Decode and validate an encoded manifest (see the module docs).
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
+        codec::decode(bytes)
+    }
+
+    /// The canonical encoding; its [`Digest::of_layer`] is the layer's digest.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Build the manifest of a tree whose top node is the root directory.
+    pub fn from_tree(root: &Node) -> Manifest {
+        tree::flatten(root)
+    }
+
+    /// The tree form, for merging layers or editing.
+    pub fn to_tree(&self) -> Node {
+        tree::unflatten(self, ROOT)
+    }
+
+    /// Number of entries, the root included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn entry(&self, index: u32) -> &Entry {
+        &self.entries[index as usize]
+    }
+
+    pub fn name(&self, index: u32) -> &OsStr {
+        OsStr::from_bytes(self.bytes(self.entry(index).name))
+    }
+
+    /// A symlink's target; `None` for other kinds.
+    pub fn target(&self, index: u32) -> Option<&OsStr> {
+        match self.entry(index).kind {
+            Kind::Symlink { target } => Some(OsStr::from_bytes(self.bytes(target))),
+            _ => None,
+        }
+    }
+
+    /// Indices of a directory's entries, sorted by name; empty for other kinds.
+    pub fn children(&self, index: u32) -> Range<u32> {
+        match self.entry(index).kind {
+            Kind::Dir { first, len, .. } => first..first + len,
+            _ => 0..0,
+        }
+    }
+
+    /// The entry called `name` in directory `dir`, by binary search.
+    pub fn lookup(&self, dir: u32, name: &OsStr) -> Option<u32> {
+        let range = self.children(dir);
+        let slice = &self.entries[range.start as usize..range.end as usize];
+        slice
+            .binary_search_by(|e| self.bytes(e.name).cmp(name.as_bytes()))
+            .ok()
+            .map(|i| range.start + i as u32)
+    }
+
+    /// The entry at a relative path (`""` or `"."` is the root). Does not look through
+    /// whiteouts: a whiteout entry is returned as such.
+    pub fn find(&self, path: &Path) -> Option<u32> {
+        let mut at = ROOT;
+        for part in path.components() {
+            match part {
+                std::path::Component::Normal(name) => at = self.lookup(at, name)?,
+                std::path::Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        Some(at)
+    }
+
+    /// The entry's path relative to the layer's root (empty for the root).
+    pub fn path(&self, index: u32) -> PathBuf {
+        let mut parts = Vec::new();
+        let mut at = index;
+        while at != ROOT {
+            parts.push(self.name(at));
+            at = self.entry(at).parent;
+        }
+        parts.iter().rev().collect()
+    }
+
+    /// Every entry but the root, depth first in name order (the order of `find | sort` on
+    /// names), with its path.
+    pub fn walk(&self) -> impl Iterator<Item = (PathBuf, u32)> + '_ {
+        let mut stack: Vec<(PathBuf, u32)> = self
+            .children(ROOT)
+            .rev()
+            .map(|i| (PathBuf::from(self.name(i)), i))
+            .collect();
+        std::iter::from_fn(move || {
+            let (path, index) = stack.pop()?;
+            for child in self.children(index).rev() {
+                stack.push((path.join(self.name(child)), child));
+            }
+            Some((path, index))
+        })
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        &self.heap[span.start as usize..(span.start + span.len) as usize]
+    }
+}
+
+/// Whether `name` may be an entry's name: not empty, `.` or `..`, no `/` and no NUL.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}

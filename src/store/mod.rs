@@ -1,0 +1,322 @@
+//! The content-addressed store: blobs, layers and tags under one directory.
+//!
+//! # Layout
+//!
+//! ```text
+//! ROOT/zkit-store          "zkit-store 1": the layout version
+//! ROOT/blobs/ab/abcd…      a file's content, named by its BLAKE3 digest (64 hex), mode 0444
+//! ROOT/layers/<digest>     a layer's encoded manifest (see [`crate::manifest`]), mode 0444
+//! ROOT/tags/<name>         "<digest>\n"; a name like `app/1.0` is a file in a subdirectory
+//! ROOT/index/              commit caches (see [`crate::commit`]); never needed for reading
+//! ```
+//!
+//! The root is `--store DIR`, else `$ZKIT_STORE`, else `$XDG_DATA_HOME/zkit`, else
+//! `~/.local/share/zkit` ([`root_from`]), created on first use ([`Store::open`]).
+//!
+//! # Reading a layer (what zmount needs)
+//!
+//! ```no_run
+//! # fn main() -> zkit::Result<()> {
+//! use zkit::manifest::{Kind, ROOT};
+//! use zkit::store::{self, Store};
+//! let store = Store::open(&store::root_from(None)?)?;
+//! let (digest, manifest) = store.open_layer("app/1.0".as_ref())?; // tag, digest or prefix
+//! if let Some(i) = manifest.find("usr/bin/tool".as_ref()) {
+//!     if let Kind::File { digest, .. } = manifest.entry(i).kind {
+//!         let content = std::fs::read(store.blob_path(&digest));
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`Store::load_layer`] checks that the manifest's bytes hash to the digest it is stored
+//! under and decodes it with every validation of [`crate::manifest::Manifest::decode`];
+//! a damaged or forged manifest is an [`ErrorKind::Corrupt`] error, never a wrong tree.
+//!
+//! # Writing: what a crash leaves behind
+//!
+//! Every object is written into an [`atomic::TempFile`] in its final directory, synced, and
+//! renamed to its digest, so a name in `blobs/` or `layers/` always holds complete content.
+//! An object is never rewritten in place: writing one that exists is a no-op, and two
+//! concurrent writers of the same object rename identical bytes over each other. A crash can
+//! leave a `.NAME.zw-XXXXXXXX` temporary behind (where `O_TMPFILE` is missing, or between
+//! naming and renaming), which readers never look at. A layer is written only after all of
+//! its blobs are durable, and a tag only after its layer, so nothing durable ever names
+//! something that is not.
+
+mod tags;
+
+pub use tags::valid_tag;
+
+use crate::atomic::{self, TempFile};
+use crate::digest::{self, Digest};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::manifest::Manifest;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::ErrorKind as Io;
+use std::path::{Path, PathBuf};
+
+const LAYOUT: &[u8] = b"zkit-store 1\n";
+
+/// Where the store is: `explicit` (`--store`), else `$ZKIT_STORE`, else
+/// `$XDG_DATA_HOME/zkit`, else `$HOME/.local/share/zkit`.
+pub fn root_from(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(p) = var("ZKIT_STORE") {
+        return Ok(PathBuf::from(p));
+    }
+    // The XDG spec says to ignore a relative XDG_DATA_HOME.
+    if let Some(p) = var("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return Ok(p.join("zkit"));
+    }
+    if let Some(home) = var("HOME") {
+        return Ok(PathBuf::from(home).join(".local/share/zkit"));
+    }
+    Err(Error::new(
+        "zkit",
+        ErrorKind::Invalid("no store: neither --store, $ZKIT_STORE nor $HOME is set".into()),
+    ))
+}
+
+/// An open store. Cheap to share between threads (`&Store` is `Sync`).
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Open the store at `root`, creating its directories on first use.
+    pub fn open(root: &Path) -> Result<Store> {
+        for sub in ["blobs", "layers", "tags", "index"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).at(&dir, "cannot create store directory")?;
+        }
+        let marker = root.join("zkit-store");
+        match std::fs::read(&marker) {
+            Ok(content) if content == LAYOUT => {}
+            Ok(_) => {
+                return Err(Error::new(
+                    &marker,
+                    ErrorKind::Invalid("not a store this zkit understands".into()),
+                ));
+            }
+            Err(e) if e.kind() == Io::NotFound => {
+                let opts = atomic::Options {
+                    new_mode: Some(0o644),
+                    ..Default::default()
+                };
+                atomic::replace(&marker, atomic::Source::Bytes(LAYOUT), &opts)?;
+            }
+            Err(e) => return Err(Error::io(&marker, "cannot read", e)),
+        }
+        Ok(Store {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob's content is (whether or not it is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        exists(&path)
+    }
+
+    /// Where a layer's manifest is (whether or not it is there).
+    pub fn layer_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("layers").join(digest.to_hex())
+    }
+
+    pub fn has_layer(&self, digest: &Digest) -> Result<bool> {
+        exists(&self.layer_path(digest))
+    }
+
+    /// Resolve a layer's name: a tag first, then a full digest, then a unique digest prefix.
+    pub fn resolve(&self, name: &OsStr) -> Result<Digest> {
+        let unknown = || Error::new(name, ErrorKind::UnknownLayer);
+        let text = name.to_str().ok_or_else(unknown)?;
+        if valid_tag(text)
+            && let Some(digest) = self.tag(text)?
+        {
+            return Ok(digest);
+        }
+        if let Some(digest) = Digest::parse(text) {
+            return match self.has_layer(&digest)? {
+                true => Ok(digest),
+                false => Err(unknown()),
+            };
+        }
+        if !digest::is_hex_prefix(text) {
+            return Err(unknown());
+        }
+        let mut found: Vec<Digest> = self
+            .layers()?
+            .into_iter()
+            .filter(|d| d.to_hex().starts_with(text))
+            .collect();
+        match found.len() {
+            0 => Err(unknown()),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::new(
+                name,
+                ErrorKind::AmbiguousLayer(found.iter().map(Digest::to_hex).collect()),
+            )),
+        }
+    }
+
+    /// Load a layer's manifest, checking that it is what its digest says.
+    pub fn load_layer(&self, digest: &Digest) -> Result<Manifest> {
+        let path = self.layer_path(digest);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == Io::NotFound => {
+                return Err(Error::new(digest.to_hex(), ErrorKind::UnknownLayer));
+            }
+            Err(e) => return Err(Error::io(&path, "cannot read layer", e)),
+        };
+        if Digest::of_layer(&bytes) != *digest {
+            let what = "manifest does not match its digest".to_string();
+            return Err(Error::new(&path, ErrorKind::Corrupt(what)));
+        }
+        Manifest::decode(&bytes)
+            .map_err(|e| Error::new(&path, ErrorKind::Corrupt(format!("bad manifest: {e}"))))
+    }
+
+    /// [`Store::resolve`] then [`Store::load_layer`].
+    pub fn open_layer(&self, name: &OsStr) -> Result<(Digest, Manifest)> {
+        let digest = self.resolve(name)?;
+        Ok((digest, self.load_layer(&digest)?))
+    }
+
+    /// Store a manifest as a layer (a no-op when it is already there) and return its digest.
+    /// Its blobs must already be durable in the store.
+    pub fn put_layer(&self, manifest: &Manifest) -> Result<Digest> {
+        let bytes = manifest.encode();
+        let digest = Digest::of_layer(&bytes);
+        if self.has_layer(&digest)? {
+            return Ok(digest);
+        }
+        let dir_path = self.root.join("layers");
+        let dir = File::open(&dir_path).at(&dir_path, "cannot open directory")?;
+        let name = digest.to_hex();
+        let mut temp = TempFile::new_in(&dir, &dir_path, name.as_ref())
+            .at(&dir_path, "cannot create temporary file")?;
+        let path = dir_path.join(&name);
+        std::io::Write::write_all(&mut temp.file(), &bytes).at(&path, "cannot write layer")?;
+        read_only(temp.file(), &path)?;
+        temp.prepare(true).at(&path, "cannot write layer")?;
+        temp.rename_to(name.as_ref())
+            .at(&path, "cannot store layer")?;
+        dir.sync_all().at(&dir_path, "cannot sync directory")?;
+        Ok(digest)
+    }
+
+    /// Every layer in the store, sorted.
+    pub fn layers(&self) -> Result<Vec<Digest>> {
+        let dir = self.root.join("layers");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).at(&dir, "cannot list layers")? {
+            let entry = entry.at(&dir, "cannot list layers")?;
+            if let Some(d) = entry.file_name().to_str().and_then(Digest::parse) {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn exists(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == Io::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, "cannot stat", e)),
+    }
+}
+
+/// Objects are read-only: a stray write or `chmod` is needed before anyone can damage one.
+fn read_only(file: &File, path: &Path) -> Result<()> {
+    rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(0o444)).at(path, "cannot set mode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Node, NodeKind};
+
+    fn layer_with(store: &Store, n: u32) -> Digest {
+        let mut root = Node::dir(0o755);
+        let link = Node {
+            mode: 0o777,
+            kind: NodeKind::Symlink {
+                target: format!("target-{n}").into(),
+            },
+        };
+        root.children_mut().unwrap().insert(b"l".to_vec(), link);
+        store.put_layer(&Manifest::from_tree(&root)).unwrap()
+    }
+
+    #[test]
+    fn layers_resolve_by_tag_digest_and_unique_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s")).unwrap();
+        // 17 layers: two of them share a first hex digit.
+        let layers: Vec<Digest> = (0..17).map(|n| layer_with(&store, n)).collect();
+        let d = layers[0];
+        assert_eq!(store.put_layer(&store.load_layer(&d).unwrap()).unwrap(), d);
+        store.set_tag("app/1.0", &d).unwrap();
+        assert_eq!(store.resolve("app/1.0".as_ref()).unwrap(), d);
+        assert_eq!(store.resolve(d.to_hex().as_ref()).unwrap(), d);
+        assert_eq!(store.tags().unwrap(), vec![("app/1.0".to_string(), d)]);
+        let unique = (8..64)
+            .map(|n| d.to_hex()[..n].to_string())
+            .find(|p| layers.iter().filter(|l| l.to_hex().starts_with(p)).count() == 1)
+            .unwrap()
+            .to_string();
+        assert_eq!(store.resolve(unique.as_ref()).unwrap(), d);
+        let shared = layers
+            .iter()
+            .map(|l| l.to_hex()[..1].to_string())
+            .find(|p| layers.iter().filter(|l| l.to_hex().starts_with(p)).count() > 1)
+            .unwrap();
+        let err = store.resolve(shared.as_ref()).unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::AmbiguousLayer(ref c) if c.len() > 1),
+            "{err}"
+        );
+        assert!(matches!(
+            store.resolve("nope".as_ref()).unwrap_err().kind,
+            ErrorKind::UnknownLayer
+        ));
+        assert!(store.set_tag("../evil", &d).is_err());
+    }
+
+    #[test]
+    fn a_tampered_layer_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = layer_with(&store, 1);
+        let path = store.layer_path(&d);
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            store.load_layer(&d).unwrap_err().kind,
+            ErrorKind::Corrupt(_)
+        ));
+    }
+}
