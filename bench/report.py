@@ -1,0 +1,128 @@
+"""Shared reporting for the bench/ scripts: one row format, one table, one chart.
+
+Each bench/<tool> script measures with hyperfine (JSON export) and then, in Python:
+
+    from report import Report
+    r = Report("zwrite", work_dir)
+    r.time("512 MiB stdin", "big.json", "zwrite", "sponge", target=0.55)
+    r.rss("512 MiB peak RSS", kib=2300, anchor="sponge", anchor_kib=525000, limit_mib=16)
+    r.write()      # prints the markdown table, writes bench/results/<tool>.{md,json}
+
+`python3 bench/report.py summary` gathers every bench/results/*.json into
+bench/results/summary.md and bench/results/ratios.svg (ratio against target, per row).
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine():
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+class Report:
+    def __init__(self, tool, work):
+        self.tool, self.work, self.rows = tool, Path(work), []
+
+    def _runs(self, export):
+        data = json.load(open(self.work / export))["results"]
+        return {r["command"]: r["times"] for r in data}
+
+    def time(self, workload, export, zkit, anchor, target, anchor_export=None):
+        """A ratio row: median time of `zkit` over median time of `anchor` (hyperfine names)."""
+        runs = self._runs(export)
+        other = self._runs(anchor_export) if anchor_export else runs
+        z, a = runs[zkit], other[anchor]
+        self.rows.append({
+            "tool": self.tool, "workload": workload, "kind": "time",
+            "zkit": statistics.median(z), "zkit_sd": statistics.pstdev(z),
+            "anchor": anchor, "anchor_value": statistics.median(a), "anchor_sd": statistics.pstdev(a),
+            "ratio": statistics.median(z) / statistics.median(a), "target": target,
+        })
+
+    def rss(self, workload, kib, anchor, anchor_kib, limit_mib):
+        """A memory row: peak RSS against an absolute limit (the anchor is shown for scale)."""
+        self.rows.append({
+            "tool": self.tool, "workload": workload, "kind": "rss",
+            "zkit": kib / 1024, "anchor": anchor, "anchor_value": anchor_kib / 1024,
+            "limit_mib": limit_mib,
+        })
+
+    def write(self):
+        RESULTS.mkdir(exist_ok=True)
+        text = f"# {self.tool}\n\n{machine()}; medians of repeated runs, same run for every column\n\n"
+        text += table(self.rows)
+        (RESULTS / f"{self.tool}.md").write_text(text)
+        (RESULTS / f"{self.tool}.json").write_text(json.dumps(
+            {"machine": machine(), "rows": self.rows}, indent=1))
+        print(text)
+
+
+def met(row):
+    if row["kind"] == "rss":
+        return row["zkit"] < row["limit_mib"]
+    return row["ratio"] <= row["target"]
+
+
+def fmt_time(s, sd=None):
+    v = f"{s*1000:.1f} ms" if s < 10 else f"{s:.2f} s"
+    return v if sd is None else f"{v} ± {sd*1000:.0f}"
+
+
+def table(rows):
+    out = "| tool | workload | zkit | anchor | anchor median | ratio | target | met |\n"
+    out += "|---|---|---|---|---|---|---|---|\n"
+    for r in rows:
+        if r["kind"] == "rss":
+            out += (f"| {r['tool']} | {r['workload']} | {r['zkit']:.1f} MiB | {r['anchor']} | "
+                    f"{r['anchor_value']:.1f} MiB | | < {r['limit_mib']} MiB | "
+                    f"{'yes' if met(r) else '**no**'} |\n")
+        else:
+            out += (f"| {r['tool']} | {r['workload']} | {fmt_time(r['zkit'], r['zkit_sd'])} | "
+                    f"{r['anchor']} | {fmt_time(r['anchor_value'], r['anchor_sd'])} | "
+                    f"{r['ratio']:.2f}x | <= {r['target']}x | {'yes' if met(r) else '**no**'} |\n")
+    return out
+
+
+def chart(rows, path):
+    """Horizontal bars: each time row's ratio divided by its target (1.0 = exactly on target)."""
+    rows = [r for r in rows if r["kind"] == "time"]
+    h, w, left, bar = 28, 760, 330, 360
+    scale = bar / max(2.0, max((r["ratio"] / r["target"] for r in rows), default=1))
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h*len(rows)+60}" '
+           'font-family="sans-serif" font-size="12">',
+           '<text x="10" y="18" font-weight="bold">ratio / target (left of the line: target met)</text>']
+    x1 = left + scale
+    for i, r in enumerate(rows):
+        y, q = 34 + i * h, r["ratio"] / r["target"]
+        colour = "#3a7d44" if q <= 1 else "#c0392b"
+        svg.append(f'<text x="10" y="{y+14}">{r["tool"]}: {r["workload"]} vs {r["anchor"]}</text>')
+        svg.append(f'<rect x="{left}" y="{y}" width="{q*scale:.1f}" height="{h-8}" fill="{colour}"/>')
+        svg.append(f'<text x="{left + q*scale + 4:.1f}" y="{y+14}">{r["ratio"]:.2f}x (target {r["target"]}x)</text>')
+    svg.append(f'<line x1="{x1}" x2="{x1}" y1="28" y2="{h*len(rows)+40}" stroke="black" stroke-dasharray="4"/>')
+    svg.append("</svg>")
+    Path(path).write_text("\n".join(svg) + "\n")
+
+
+def summary():
+    rows, machines = [], set()
+    for f in sorted(RESULTS.glob("*.json")):
+        data = json.load(open(f))
+        rows += data["rows"]
+        machines.add(data["machine"])
+    text = "# zkit benchmarks\n\n" + "; ".join(sorted(machines)) + "\n\n" + table(rows)
+    text += "\n![ratios against targets](ratios.svg)\n"
+    (RESULTS / "summary.md").write_text(text)
+    chart(rows, RESULTS / "ratios.svg")
+    print(text)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["summary"]:
+    summary()
