@@ -50,6 +50,23 @@ pub enum ErrorKind {
     /// Stored bytes are not what their name or format promises.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// A strict link mode's only tier cannot serve this file; `instead` names what would work.
+    #[error("cannot {what}: {} ({})", strerror(source), errno_name(source))]
+    TierRefused {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+        instead: &'static str,
+    },
+    #[error("already exists and is a different file")]
+    Exists,
+    #[error("is a directory")]
+    IsDir,
+    /// FIFOs, sockets and devices: linking or copying them is not what a tree mirror wants.
+    #[error("is a {0}, not a regular file, directory or symlink")]
+    Special(&'static str),
+    #[error("destination is inside the source")]
+    DestInsideSource,
 }
 
 impl Error {
@@ -88,6 +105,13 @@ impl Error {
             ErrorKind::Corrupt(_) => {
                 Some("the store was damaged or tampered with; `zcommit verify` checks all of it")
             }
+            ErrorKind::TierRefused { instead, .. } => Some(instead),
+            ErrorKind::Exists => Some("use -f to replace it"),
+            ErrorKind::IsDir => Some("use -r to mirror a directory tree"),
+            ErrorKind::Special(_) => Some("special files are refused; remove or skip it"),
+            ErrorKind::DestInsideSource => {
+                Some("the mirror would contain itself; pick a destination outside the source")
+            }
             ErrorKind::Io { .. } => match self.errno()? {
                 libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
                 libc::EACCES => Some("check the permissions of the file and its directory"),
@@ -116,6 +140,31 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
     fn at(self, path: &Path, op: &'static str) -> Result<T> {
         self.map_err(|e| Error::io(path, op, e.into()))
     }
+}
+
+/// The symbolic name of an errno (`EPERM`), so that a message can be searched for.
+pub fn errno_name(e: &io::Error) -> String {
+    let name = match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::EIO) => "EIO",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EEXIST) => "EEXIST",
+        Some(libc::EXDEV) => "EXDEV",
+        Some(libc::ENOTDIR) => "ENOTDIR",
+        Some(libc::EISDIR) => "EISDIR",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::ENOTTY) => "ENOTTY",
+        Some(libc::ENOSPC) => "ENOSPC",
+        Some(libc::EROFS) => "EROFS",
+        Some(libc::EMLINK) => "EMLINK",
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
+        Some(libc::ENOSYS) => "ENOSYS",
+        Some(libc::EDQUOT) => "EDQUOT",
+        Some(n) => return format!("errno {n}"),
+        None => return "no errno".into(),
+    };
+    name.into()
 }
 
 /// `strerror` without Rust's " (os error N)" suffix, which means nothing to a user.

@@ -5,6 +5,7 @@
 //! - [`flags`]: inode flags (immutable, append-only) on Linux and the BSDs.
 //! - [`digest`], [`manifest`], [`store`]: content-addressed blobs, layers and tags (`zcommit`);
 //!   [`store`]'s docs show how to read a layer.
+//! - [`link`]: tiered linking, hard link then reflink then copy, for files and trees (`zlink`).
 //! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
 //!
 //! The binaries in `bin/` only parse arguments and map results to exit codes; everything they
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod flags;
+pub mod link;
 pub mod manifest;
 pub mod store;
 mod sys;

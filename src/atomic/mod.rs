@@ -27,9 +27,11 @@
 
 mod lock;
 mod meta;
+mod over;
 mod target;
 mod temp;
 
+pub use over::put_over;
 pub use target::{Existing, Target};
 pub use temp::TempFile;
 

@@ -34,7 +34,13 @@ impl Target {
     /// Follow `path` through symlinks (a dangling one names the file to create) and open the
     /// directory that holds the final name.
     pub fn resolve(path: &Path) -> Result<Target> {
-        let path = follow_symlinks(path)?;
+        Self::entry(&follow_symlinks(path)?)
+    }
+
+    /// The directory entry `path` names, itself (a final symlink is not followed): for
+    /// replacing whatever the name holds, as `zlink -f` does.
+    pub fn entry(path: &Path) -> Result<Target> {
+        let path = path.to_owned();
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(Error::new(
                 &path,

@@ -115,9 +115,12 @@ impl Drop for TempFile<'_> {
     }
 }
 
-fn candidate_name(stem: &OsStr) -> OsString {
+/// `.NAME.zw-XXXXXXXX`, with NAME cut so that the whole stays under NAME_MAX.
+pub(super) fn candidate_name(stem: &OsStr) -> OsString {
     let mut name = OsString::from(".");
-    name.push(stem);
+    name.push(OsStr::from_bytes(
+        &stem.as_bytes()[..stem.len().min(STEM_MAX)],
+    ));
     name.push(format!(".zw-{:08x}", sys::random_u64() as u32));
     name
 }

@@ -1,6 +1,7 @@
 //! What the binaries share: their argument definitions (so man pages can be generated from
 //! them), the one-line error report, and exit codes scripts can rely on.
 
+pub mod zlink;
 pub mod zwrite;
 
 use crate::Error;
@@ -22,5 +23,5 @@ pub fn report(tool: &str, err: &Error) -> ExitCode {
 /// Every clap command of the package, for man pages and completions.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
-    vec![zwrite::Args::command()]
+    vec![zwrite::Args::command(), zlink::Args::command()]
 }

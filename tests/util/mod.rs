@@ -67,6 +67,7 @@ pub fn bin(name: &str) -> Command {
 pub fn bin_path(name: &str) -> PathBuf {
     match name {
         "zwrite" => PathBuf::from(env!("CARGO_BIN_EXE_zwrite")),
+        "zlink" => PathBuf::from(env!("CARGO_BIN_EXE_zlink")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -1,0 +1,12 @@
+//! The kernel's fast paths for moving file data, one backend per platform with the same
+//! signatures; the code above never asks which platform it runs on.
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use linux::*;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod generic;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub use generic::*;
