@@ -401,15 +401,13 @@ impl Endpoint {
         if kind != FileType::RegularFile {
             return Err(Error::new(&target.path, not_regular(kind)));
         }
-        Ok(Self::new(target, st.st_dev))
+        Ok(Self::new(target, dev_of(&st)))
     }
 
     /// A destination: the entry itself (a symlink there is what gets replaced).
     fn dest(path: &Path) -> Result<Endpoint> {
         let target = Target::entry(path)?;
-        let dev = rustix::fs::fstat(&target.dir)
-            .at(&target.dir_path, "cannot stat")?
-            .st_dev;
+        let dev = dev_of(&rustix::fs::fstat(&target.dir).at(&target.dir_path, "cannot stat")?);
         Ok(Self::new(target, dev))
     }
 
@@ -437,6 +435,12 @@ impl Endpoint {
 #[allow(clippy::unnecessary_cast)]
 pub(crate) fn mode_of(st: &Stat) -> u32 {
     st.st_mode as u32
+}
+
+/// `st_dev`: u64 on Linux and FreeBSD, i32 on macOS; only compared, so widened as it is.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn dev_of(st: &Stat) -> u64 {
+    st.st_dev as u64
 }
 
 #[allow(clippy::unnecessary_cast)]

@@ -16,7 +16,7 @@
 //! The first error stops the run: workers finish the file in hand, take no new work, and the
 //! error is returned. What was linked until then stays.
 
-use super::linker::{Side, mode_of, not_regular, perm};
+use super::linker::{Side, dev_of, mode_of, not_regular, perm};
 use super::{Linker, Placed, Stats};
 use crate::atomic::{self, Target};
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -203,9 +203,7 @@ impl<'a> Walk<'a> {
 
     fn run(&self, src: &Path, dst: &Path) -> Result<()> {
         let d = Target::entry(dst)?;
-        let dst_dev = rustix::fs::fstat(&d.dir)
-            .at(&d.dir_path, "cannot stat")?
-            .st_dev;
+        let dst_dev = dev_of(&rustix::fs::fstat(&d.dir).at(&d.dir_path, "cannot stat")?);
         let root = self.enter(
             (rustix::fs::CWD, src, src.to_owned()),
             (d.dir.as_fd(), &c_name(&d.name), d.path.clone()),
@@ -342,7 +340,7 @@ impl<'a> Walk<'a> {
             dst_dev
         } else {
             // An existing directory may be a mount point.
-            rustix::fs::fstat(&dst).at(&dst_path, "cannot stat")?.st_dev
+            dev_of(&rustix::fs::fstat(&dst).at(&dst_path, "cannot stat")?)
         };
         let final_mode = match self.umask {
             _ if !created => None,
@@ -355,7 +353,7 @@ impl<'a> Walk<'a> {
             dst,
             src_path,
             dst_path,
-            src_dev: st.st_dev,
+            src_dev: dev_of(&st),
             dst_dev,
             final_mode,
         })
