@@ -157,3 +157,72 @@ pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
+
+/// A small file system of `kind` (`xfs` with reflinks, or `ext4`) in a sparse image file,
+/// loop-mounted on a fresh directory; unmounted (lazily) and its loop device detached on drop.
+/// Every external command runs under `timeout`, so a wedged mount fails the test instead of
+/// hanging CI.
+pub struct LoopFs {
+    pub dir: tempfile::TempDir,
+    image: PathBuf,
+    _image_dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    pub fn new(kind: &str) -> Self {
+        let image_dir = tempfile::Builder::new()
+            .prefix("zkit-img-")
+            .tempdir()
+            .expect("temp dir");
+        let image = image_dir.path().join(format!("{kind}.img"));
+        let mkfs = match kind {
+            "xfs" => "mkfs.xfs -q -m reflink=1",
+            "ext4" => "mkfs.ext4 -q -F",
+            other => panic!("no loop file system recipe for {other}"),
+        };
+        sh(&format!(
+            "truncate -s 300M '{0}' && timeout 60 {mkfs} '{0}'",
+            image.display()
+        ));
+        let dir = tempfile::Builder::new()
+            .prefix("zkit-loop-")
+            .tempdir()
+            .expect("temp dir");
+        sh(&format!(
+            "timeout 60 mount -o loop '{}' '{}'",
+            image.display(),
+            dir.path().display()
+        ));
+        LoopFs {
+            dir,
+            image,
+            _image_dir: image_dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Std::new("chattr")
+            .args(["-R", "-ia"])
+            .arg(self.dir.path())
+            .output();
+        let devices = Std::new("losetup").arg("-j").arg(&self.image).output();
+        let _ = Std::new("timeout")
+            .args(["30", "umount", "-l"])
+            .arg(self.dir.path())
+            .status();
+        // `mount -o loop` sets autoclear, but a lazy unmount may leave the device bound.
+        if let Ok(out) = devices {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some(dev) = line.split(':').next() {
+                    let _ = Std::new("losetup").args(["-d", dev]).output();
+                }
+            }
+        }
+    }
+}
