@@ -18,6 +18,8 @@ pub mod error;
 pub mod flags;
 pub mod link;
 pub mod manifest;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod scratch;
 pub mod store;
 mod sys;
 

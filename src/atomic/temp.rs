@@ -101,6 +101,20 @@ impl<'d> TempFile<'d> {
         Ok(())
     }
 
+    /// Rename the (prepared) temporary to `name` in `dir`, another directory on the same file
+    /// system, only if `name` is free: `EEXIST` otherwise, and the temporary stays ours. For
+    /// temporaries made in a work directory, so that a crash never leaves one among the
+    /// names a user sees.
+    pub fn move_new(&mut self, dir: &File, name: &OsStr) -> io::Result<()> {
+        let temp = self
+            .name
+            .as_ref()
+            .expect("prepare() names the temporary first");
+        rename_noreplace(self.dir, temp, dir, name)?;
+        self.persisted = true;
+        Ok(())
+    }
+
     fn set_name(&mut self, name: OsString) {
         self._cleanup = Some(signals::register(&self.dir_path.join(&name)));
         self.name = Some(name);
@@ -189,4 +203,23 @@ fn anonymous(_dir: &File) -> io::Result<Option<File>> {
 #[cfg(not(zkit_o_tmpfile))]
 fn link_anonymous(_file: &File, _dir: &File, _stem: &OsStr) -> io::Result<OsString> {
     unreachable!("only O_TMPFILE makes anonymous temporaries")
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn rename_noreplace(from: &File, old: &OsStr, to: &File, new: &OsStr) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(
+        from,
+        old,
+        to,
+        new,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// No `RENAME_NOREPLACE`: a hard link fails on a taken name just as atomically.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn rename_noreplace(from: &File, old: &OsStr, to: &File, new: &OsStr) -> io::Result<()> {
+    rustix::fs::linkat(from, old, to, new, AtFlags::empty())?;
+    let _ = unlinkat(from, old, AtFlags::empty());
+    Ok(())
 }

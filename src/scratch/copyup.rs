@@ -1,0 +1,142 @@
+//! Copy-up: a lower file becomes a scratch file before its first change.
+//!
+//! # What a crash leaves behind
+//!
+//! The copy is built in scratch's work directory (same file system, never listed to users):
+//! an `O_TMPFILE` where the file system has it, else a named temporary. Content by reflink where
+//! the store and scratch share a reflinking file system, else by an in-kernel copy; then
+//! owner, mode (after the owner: `chown` clears setuid/setgid) and times; then, with `sync`,
+//! an fsync; and only then one `rename(RENAME_NOREPLACE)` to the file's name in scratch. So the
+//! name in scratch is absent (the lower file shows) or the complete copy, never a truncated
+//! file shadowing the original. Leftovers in the work directory are removed when scratch is
+//! opened again.
+//!
+//! # Once per file
+//!
+//! FUSE requests run on several threads, and two processes may open one lower file for
+//! writing at the same moment. Copy-ups of one path are serialised by a per-path lock, and
+//! the second finds the copy made and returns `false`; `RENAME_NOREPLACE` also makes sure that
+//! a copy never lands over a file someone created under the name meanwhile.
+
+use super::{Attrs, Scratch};
+use crate::atomic::TempFile;
+use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid, fchmod, fchown, futimens, statat};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl Scratch {
+    /// Copy a lower file up to `name` in the scratch directory `dir` (which is `dir_rel` beneath
+    /// the root). `content` is the lower file's data (`None`: an empty file). Returns `false`
+    /// when `name` already exists in scratch, copied up or created by someone else.
+    pub fn copy_up(
+        &self,
+        dir: &File,
+        dir_rel: &Path,
+        name: &OsStr,
+        content: Option<&File>,
+        attrs: &Attrs,
+    ) -> io::Result<bool> {
+        let key = dir_rel.join(name);
+        let lock = self.copy_lock(&key);
+        let held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.copy_up_locked(dir, name, content, attrs);
+        drop(held);
+        self.release_copy_lock(&key, lock);
+        done
+    }
+
+    fn copy_up_locked(
+        &self,
+        dir: &File,
+        name: &OsStr,
+        content: Option<&File>,
+        attrs: &Attrs,
+    ) -> io::Result<bool> {
+        if present(dir, name)? {
+            return Ok(false);
+        }
+        let mut temp = TempFile::new_in(&self.work, &self.work_path, name)?;
+        if let Some(src) = content {
+            clone_or_copy(src, temp.file())?;
+        }
+        set_attrs(temp.file(), attrs)?;
+        temp.prepare(self.sync)?;
+        match temp.move_new(dir, name) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn copy_lock(&self, key: &Path) -> Arc<Mutex<()>> {
+        let mut locks = self.copying.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Drop the path's lock from the table once nobody else waits on it, so the table holds
+    /// only copy-ups in flight.
+    fn release_copy_lock(&self, key: &Path, lock: Arc<Mutex<()>>) {
+        let mut locks = self.copying.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the table's: no other thread holds a clone.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(key);
+        }
+    }
+}
+
+/// Owner first (it clears setuid/setgid), then mode, then times (any change above bumps them).
+/// An unprivileged daemon cannot give files away: the owner is kept where it can be.
+pub(super) fn set_attrs(file: &File, attrs: &Attrs) -> io::Result<()> {
+    let st = rustix::fs::fstat(file)?;
+    if (st.st_uid, st.st_gid) != (attrs.uid, attrs.gid) {
+        let (uid, gid) = (Uid::from_raw(attrs.uid), Gid::from_raw(attrs.gid));
+        if fchown(file, Some(uid), Some(gid)).is_err() {
+            let _ = fchown(file, None, Some(gid));
+        }
+    }
+    fchmod(file, Mode::from_raw_mode((attrs.mode & 0o7777) as _))?;
+    futimens(
+        file,
+        &Timestamps {
+            last_access: timespec(attrs.atime),
+            last_modification: timespec(attrs.mtime),
+        },
+    )?;
+    Ok(())
+}
+
+pub(super) fn timespec(t: SystemTime) -> Timespec {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timespec {
+        tv_sec: d.as_secs() as _,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}
+
+pub(super) fn present(dir: &File, name: &OsStr) -> io::Result<bool> {
+    match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A reflink where the file system shares blocks, else the kernel's copy (`io::copy` uses
+/// `copy_file_range`, which itself clones on XFS and btrfs when it can).
+fn clone_or_copy(src: &File, dst: &File) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut src = src;
+    let mut dst = dst;
+    // Positions: the source may be a shared descriptor; read from its start.
+    std::io::Seek::rewind(&mut src)?;
+    io::copy(&mut src, &mut dst)?;
+    Ok(())
+}
