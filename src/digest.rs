@@ -14,7 +14,7 @@ pub const LAYER_CONTEXT: &str = "zkit 2026-11 layer manifest v1";
 /// Length of a digest in hex characters.
 pub const HEX_LEN: usize = 64;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest([u8; 32]);
 
 impl Digest {

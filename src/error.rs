@@ -67,6 +67,9 @@ pub enum ErrorKind {
     Special(&'static str),
     #[error("destination is inside the source")]
     DestInsideSource,
+    /// A file's content changed while it was being committed.
+    #[error("file changed while it was being committed")]
+    Changed,
 }
 
 impl Error {
@@ -101,6 +104,7 @@ impl Error {
             ErrorKind::UnknownLayer => {
                 Some("name it by tag, full digest or digest prefix; `zcommit tags` lists tags")
             }
+            ErrorKind::Changed => Some("commit again when nothing is writing to the tree"),
             ErrorKind::AmbiguousLayer(_) => Some("give more digits of the digest"),
             ErrorKind::Corrupt(_) => {
                 Some("the store was damaged or tampered with; `zcommit verify` checks all of it")

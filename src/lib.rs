@@ -6,18 +6,23 @@
 //! - [`digest`], [`manifest`], [`store`]: content-addressed blobs, layers and tags (`zcommit`);
 //!   [`store`]'s docs show how to read a layer.
 //! - [`link`]: tiered linking, hard link then reflink then copy, for files and trees (`zlink`).
+//! - [`commit`], [`checkout`]: a directory into a layer, a stack of layers into a directory.
 //! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
 //!
 //! The binaries in `bin/` only parse arguments and map results to exit codes; everything they
 //! do lives here.
 
 pub mod atomic;
+pub mod checkout;
 pub mod cli;
+pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod flags;
 pub mod link;
 pub mod manifest;
+mod pool;
+pub mod progress;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod scratch;
 pub mod store;

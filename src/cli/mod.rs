@@ -1,6 +1,7 @@
 //! What the binaries share: their argument definitions (so man pages can be generated from
 //! them), the one-line error report, and exit codes scripts can rely on.
 
+pub mod zcommit;
 pub mod zlink;
 pub mod zwrite;
 
@@ -23,5 +24,9 @@ pub fn report(tool: &str, err: &Error) -> ExitCode {
 /// Every clap command of the package, for man pages and completions.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
-    vec![zwrite::Args::command(), zlink::Args::command()]
+    vec![
+        zwrite::Args::command(),
+        zlink::Args::command(),
+        zcommit::Args::command(),
+    ]
 }

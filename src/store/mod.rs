@@ -44,9 +44,13 @@
 //! its blobs are durable, and a tag only after its layer, so nothing durable ever names
 //! something that is not.
 
+mod blobs;
 mod tags;
+mod verify;
 
+pub use blobs::{Added, BlobWriter, hash_file};
 pub use tags::valid_tag;
+pub use verify::Report;
 
 use crate::atomic::{self, TempFile};
 use crate::digest::{self, Digest};
@@ -56,6 +60,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 const LAYOUT: &[u8] = b"zkit-store 1\n";
 
@@ -88,6 +93,8 @@ pub fn root_from(explicit: Option<&Path>) -> Result<PathBuf> {
 /// An open store. Cheap to share between threads (`&Store` is `Sync`).
 pub struct Store {
     root: PathBuf,
+    /// `blobs/00` … `blobs/ff`, opened on first use: the directories blobs are written in.
+    fanout: Vec<OnceLock<(PathBuf, File)>>,
 }
 
 impl Store {
@@ -117,6 +124,7 @@ impl Store {
         }
         Ok(Store {
             root: root.to_owned(),
+            fanout: (0..256).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -131,8 +139,8 @@ impl Store {
     }
 
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let path = self.blob_path(digest);
-        exists(&path)
+        let (dir_path, dir) = self.fanout_dir(digest)?;
+        self.blob_exists_in(dir, dir_path, &digest.to_hex())
     }
 
     /// Where a layer's manifest is (whether or not it is there).
@@ -236,6 +244,24 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+impl Store {
+    /// The directory `blobs/xx` for a digest, created and opened once per store.
+    fn fanout_dir(&self, digest: &Digest) -> Result<&(PathBuf, File)> {
+        let slot = &self.fanout[digest.as_bytes()[0] as usize];
+        if let Some(dir) = slot.get() {
+            return Ok(dir);
+        }
+        let path = self.root.join("blobs").join(&digest.to_hex()[..2]);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == Io::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&path, "cannot create store directory", e)),
+        }
+        let file = File::open(&path).at(&path, "cannot open directory")?;
+        Ok(slot.get_or_init(|| (path, file)))
     }
 }
 

@@ -37,3 +37,17 @@ pub fn flush_data(_file: &File) -> io::Result<()> {
 pub fn random_u64() -> u64 {
     RandomState::new().hash_one(std::process::id())
 }
+
+/// Write back every dirty page and inode of the file system that holds `fd`: one `syncfs`
+/// instead of an `fsync` per file when a batch of files must become durable together.
+/// `Ok(false)` where there is no `syncfs`: the caller then syncs each file itself.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn sync_file_system(fd: &File) -> io::Result<bool> {
+    rustix::fs::syncfs(fd)?;
+    Ok(true)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn sync_file_system(_fd: &File) -> io::Result<bool> {
+    Ok(false)
+}

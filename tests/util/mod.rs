@@ -68,6 +68,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     match name {
         "zwrite" => PathBuf::from(env!("CARGO_BIN_EXE_zwrite")),
         "zlink" => PathBuf::from(env!("CARGO_BIN_EXE_zlink")),
+        "zcommit" => PathBuf::from(env!("CARGO_BIN_EXE_zcommit")),
         other => panic!("unknown binary {other}"),
     }
 }

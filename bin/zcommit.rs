@@ -1,0 +1,10 @@
+use clap::Parser;
+use std::process::ExitCode;
+use zkit::atomic;
+use zkit::cli::zcommit::{self, Args};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    atomic::remove_temporaries_on_signals();
+    zcommit::run(&args)
+}

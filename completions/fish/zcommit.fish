@@ -1,0 +1,83 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_zcommit_global_optspecs
+    string join \n store= t/tag= j/jobs= link-mode= whiteouts no-cache v/verbose q/quiet h/help V/version
+end
+
+function __fish_zcommit_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_zcommit_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_zcommit_using_subcommand
+    set -l cmd (__fish_zcommit_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
+hardlink\t'Hard links only: the destination shares the source\'s inode'
+reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
+copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
+clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
+complete -c zcommit -n "__fish_zcommit_needs_command" -l whiteouts -d 'Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory hides the lower layers\' one" (opaque), as in an editable view\'s scratch directory'
+complete -c zcommit -n "__fish_zcommit_needs_command" -l no-cache -d 'Read every file again, ignoring and not updating the commit cache'
+complete -c zcommit -n "__fish_zcommit_needs_command" -s v -l verbose -d 'Print what was done on standard error (files, hashed, new blobs, bytes)'
+complete -c zcommit -n "__fish_zcommit_needs_command" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zcommit -n "__fish_zcommit_needs_command" -s V -l version -d 'Print version'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags and the layers they point at'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "tag" -d 'Point tag NAME at LAYER, atomically'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l link-mode -d 'How files come out of the store: clone-or-copy never shares the store\'s inodes; hardlink (or auto) does, with the store\'s read-only mode, and an edit through such a link damages the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
+hardlink\t'Hard links only: the destination shares the source\'s inode'
+reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
+copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
+clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "tags" -d 'List tags and the layers they point at'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "layers" -d 'List every layer\'s digest'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,309 @@
+//! Turning a directory into a layer: walk, hash, store what is missing, write the manifest.
+//!
+//! # Steps
+//!
+//! 1. Create the new cache file (its mtime is the start of the walk on the store's clock, see
+//!    [`index`]) and load the old one.
+//! 2. Walk the tree with `jobs` threads ([`walk`]): each directory's entries and `lstat`s.
+//! 3. Hash the files with `jobs` threads. A file whose `lstat` matches a settled cache entry
+//!    and whose blob is in the store is not read. Others are opened without following
+//!    symlinks, hashed, checked unchanged (`fstat` before and after), and brought in when the
+//!    store lacks them ([`crate::store::BlobWriter`]: reflink or copy, verified, synced in
+//!    batches, renamed).
+//! 4. Sync the store, then write the manifest as a layer (its digest covers every name, mode,
+//!    size, digest and link target), then save the cache.
+//!
+//! The result depends only on the tree: names, kinds, permission bits, content and link
+//! targets. Owners, timestamps and xattrs are not recorded, so the same tree committed twice,
+//! anywhere, gives the same digest and stores nothing new. Sockets, FIFOs and devices are
+//! left out and reported.
+//!
+//! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
+//! directory's `.wh.NAME` files become whiteouts and `.wh..wh..opq` makes a directory opaque.
+
+pub mod index;
+pub mod walk;
+
+use crate::atomic::TempFile;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::link::{Mode, Tier};
+use crate::manifest::{Manifest, Node, NodeKind};
+use crate::pool;
+use crate::progress::Progress;
+use crate::store::{Added, Store, hash_file};
+use index::{Index, Stamp};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use walk::What;
+
+/// Open temporaries per thread are bounded by the fd limit; see [`batch_size`].
+const MAX_BATCH: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Threads for walking and hashing.
+    pub jobs: usize,
+    /// How files enter the store: `clone-or-copy` (default), `reflink` or `copy`.
+    pub link_mode: Mode,
+    /// Read `.wh.NAME` and `.wh..wh..opq` as whiteouts and opaque markers.
+    pub markers: bool,
+    /// Use and update the commit cache.
+    pub cache: bool,
+    /// Show a progress bar on a terminal for long runs.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            link_mode: Mode::CloneOrCopy,
+            markers: false,
+            cache: true,
+            progress: false,
+        }
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub digest: Digest,
+    /// Entries in the manifest, the root included.
+    pub entries: usize,
+    pub files: usize,
+    /// Files read and hashed (the others were unchanged since the last commit).
+    pub hashed: usize,
+    /// Blobs the store did not have.
+    pub new_blobs: usize,
+    pub new_bytes: u64,
+    pub reflinked: usize,
+    /// Paths left out: sockets, FIFOs, device nodes.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Commit the tree at `dir` into `store` as a layer.
+pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
+    let root = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::new(dir, ErrorKind::MissingDir),
+        _ => Error::io(dir, "cannot resolve", e),
+    })?;
+    let index_dir_path = store.root().join("index");
+    let index_dir = File::open(&index_dir_path).at(&index_dir_path, "cannot open directory")?;
+    let index_name = Digest::of_blob(root.as_os_str().as_bytes()).to_hex();
+    let old = match opts.cache {
+        true => Index::load(&index_dir_path.join(&index_name)),
+        false => Index::default(),
+    };
+    let mut new_index = TempFile::new_in(&index_dir, &index_dir_path, index_name.as_ref())
+        .at(&index_dir_path, "cannot create cache file")?;
+    let start = new_index
+        .file()
+        .metadata()
+        .map(|m| (m.mtime(), m.mtime_nsec()))
+        .at(&index_dir_path, "cannot stat cache file")?;
+
+    let mut tree = walk::walk(&root, opts.jobs, opts.markers)?;
+    let mut jobs = Vec::new();
+    for (d, dir) in tree.dirs.iter_mut().enumerate() {
+        for (e, found) in dir.entries.iter_mut().enumerate() {
+            if let What::File { job, .. } = &mut found.what {
+                *job = jobs.len();
+                jobs.push((d, e));
+            }
+        }
+    }
+    let meta_of = |(d, e): (usize, usize)| -> (PathBuf, &std::fs::Metadata) {
+        let dir = &tree.dirs[d];
+        let found = &dir.entries[e];
+        let What::File { meta, .. } = &found.what else {
+            unreachable!("jobs are files")
+        };
+        (dir.rel.join(OsStr::from_bytes(&found.name)), meta)
+    };
+    let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size()).sum();
+    let progress = Progress::bytes(opts.progress, total, "committing");
+    let batch = batch_size(opts.jobs);
+
+    struct Worker<'s> {
+        writer: crate::store::BlobWriter<'s>,
+        done: Vec<(usize, Digest, Stamp)>,
+        hashed: usize,
+        new_blobs: usize,
+        new_bytes: u64,
+        reflinked: usize,
+    }
+    let workers = pool::each(
+        opts.jobs,
+        jobs.len(),
+        || {
+            Ok(Worker {
+                writer: store.blob_writer(opts.link_mode, batch)?,
+                done: Vec::new(),
+                hashed: 0,
+                new_blobs: 0,
+                new_bytes: 0,
+                reflinked: 0,
+            })
+        },
+        |w, i| {
+            let (rel, meta) = meta_of(jobs[i]);
+            let stamp = Stamp::of(meta);
+            if let Some(digest) = old.get(rel.as_os_str().as_bytes(), &stamp)
+                && store.has_blob(&digest)?
+            {
+                w.done.push((i, digest, stamp));
+                progress.inc(stamp.size);
+                return Ok(());
+            }
+            let path = root.join(&rel);
+            let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta)?;
+            w.hashed += 1;
+            if let Added::New(tier) = added {
+                w.new_blobs += 1;
+                w.new_bytes += stamp.size;
+                w.reflinked += usize::from(tier == Tier::Reflink);
+            }
+            w.done.push((i, digest, stamp));
+            progress.inc(stamp.size);
+            Ok(())
+        },
+    )?;
+    drop(progress);
+
+    let mut outcome = Outcome {
+        files: jobs.len(),
+        skipped: std::mem::take(&mut tree.skipped),
+        ..Default::default()
+    };
+    let mut results: Vec<Option<(Digest, Stamp)>> = vec![None; jobs.len()];
+    for mut w in workers {
+        w.writer.flush()?;
+        outcome.hashed += w.hashed;
+        outcome.new_blobs += w.new_blobs;
+        outcome.new_bytes += w.new_bytes;
+        outcome.reflinked += w.reflinked;
+        for (i, digest, stamp) in w.done {
+            results[i] = Some((digest, stamp));
+        }
+    }
+    let results: Vec<(Digest, Stamp)> = results
+        .into_iter()
+        .map(|r| r.expect("every file was hashed"))
+        .collect();
+
+    let manifest = Manifest::from_tree(&build_tree(&tree.dirs, &results));
+    outcome.entries = manifest.len();
+    if outcome.new_blobs > 0 {
+        store.sync()?;
+    }
+    outcome.digest = store.put_layer(&manifest)?;
+
+    if opts.cache {
+        let rels: Vec<PathBuf> = jobs.iter().map(|&j| meta_of(j).0).collect();
+        let bytes = index::encode(
+            rels.iter()
+                .zip(&results)
+                .map(|(rel, (digest, stamp))| (rel.as_os_str().as_bytes(), *stamp, *digest)),
+            start,
+        );
+        // Only a cache: a failure to save it costs the next commit time, not correctness.
+        let saved = std::io::Write::write_all(&mut new_index.file(), &bytes)
+            .and_then(|()| new_index.prepare(false))
+            .and_then(|()| new_index.rename_to(index_name.as_ref()));
+        drop(saved);
+    }
+    Ok(outcome)
+}
+
+/// Hash the file at `path` (found with `meta`) and store it if the store lacks it.
+fn bring_in(
+    writer: &mut crate::store::BlobWriter<'_>,
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<(Digest, Stamp, Added)> {
+    // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a symlink or FIFO since the walk,
+    // fail instead of following it or waiting for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .at(path, "cannot open")?;
+    let before = file.metadata().at(path, "cannot stat")?;
+    if !before.is_file() || before.ino() != meta.ino() || before.dev() != meta.dev() {
+        return Err(Error::new(path, ErrorKind::Changed));
+    }
+    let digest = hash_file(&file).at(path, "cannot read")?;
+    let stamp = Stamp::of(&before);
+    if Stamp::of(&file.metadata().at(path, "cannot stat")?) != stamp {
+        return Err(Error::new(path, ErrorKind::Changed));
+    }
+    let added = writer.add(&file, path, &digest)?;
+    Ok((digest, stamp, added))
+}
+
+/// The manifest tree from the walked directories (sorted, so parents come first) and the
+/// files' digests.
+fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)]) -> Node {
+    let by_rel: HashMap<&Path, usize> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.rel.as_path(), i))
+        .collect();
+    fn build(
+        d: usize,
+        dirs: &[walk::Dir],
+        by_rel: &HashMap<&Path, usize>,
+        files: &[(Digest, Stamp)],
+    ) -> Node {
+        let dir = &dirs[d];
+        let mut children = BTreeMap::new();
+        for found in &dir.entries {
+            let node = match &found.what {
+                What::Dir => {
+                    let rel = dir.rel.join(OsStr::from_bytes(&found.name));
+                    build(by_rel[rel.as_path()], dirs, by_rel, files)
+                }
+                What::File { meta, job } => Node {
+                    mode: meta.mode() & 0o7777,
+                    kind: NodeKind::File {
+                        size: files[*job].1.size,
+                        digest: files[*job].0,
+                    },
+                },
+                What::Symlink(target) => Node {
+                    mode: 0o777,
+                    kind: NodeKind::Symlink {
+                        target: target.clone(),
+                    },
+                },
+                What::Whiteout => Node {
+                    mode: 0,
+                    kind: NodeKind::Whiteout,
+                },
+            };
+            children.insert(found.name.clone(), node);
+        }
+        Node {
+            mode: dir.mode,
+            kind: NodeKind::Dir {
+                opaque: dir.opaque,
+                children,
+            },
+        }
+    }
+    build(0, dirs, &by_rel, files)
+}
+
+/// Temporaries each thread may hold open: a share of the file descriptor limit.
+fn batch_size(jobs: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024) as usize;
+    (limit.saturating_sub(64) / (2 * jobs.max(1))).clamp(1, MAX_BATCH)
+}

@@ -1,0 +1,151 @@
+//! Reading a directory tree in parallel: every directory's entries with their `lstat`, before
+//! any file is read.
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::pool;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// In an editable view's scratch directory (see DESIGN.md), `.wh.NAME` deletes NAME and
+/// `.wh..wh..opq` makes its directory opaque.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// One directory as found.
+pub struct Dir {
+    /// Relative to the root; empty for the root.
+    pub rel: PathBuf,
+    pub mode: u32,
+    pub opaque: bool,
+    pub entries: Vec<Found>,
+}
+
+pub struct Found {
+    pub name: Vec<u8>,
+    pub what: What,
+}
+
+pub enum What {
+    Dir,
+    /// A regular file and its `lstat`; `job` is filled in when the files are listed.
+    File {
+        meta: Box<Metadata>,
+        job: usize,
+    },
+    Symlink(OsString),
+    Whiteout,
+}
+
+/// What the walk found: every directory, and the paths it had to leave out.
+pub struct Walk {
+    pub dirs: Vec<Dir>,
+    /// Sockets, FIFOs and device nodes: a layer cannot hold them.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Read the tree at `root` with `jobs` threads. With `markers`, `.wh.` names are whiteouts
+/// and opaque markers instead of files.
+pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
+    let meta = std::fs::metadata(root).at(root, "cannot read directory")?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            root,
+            ErrorKind::Invalid("not a directory".into()),
+        ));
+    }
+    let states = pool::queue(
+        jobs,
+        vec![PathBuf::new()],
+        || (Vec::new(), Vec::new()),
+        |(dirs, skipped): &mut (Vec<Dir>, Vec<PathBuf>), rel: PathBuf, more| {
+            let dir = read_dir(root, rel, markers, skipped)?;
+            for e in &dir.entries {
+                if let What::Dir = e.what {
+                    more.push(dir.rel.join(std::ffi::OsStr::from_bytes(&e.name)));
+                }
+            }
+            dirs.push(dir);
+            Ok(())
+        },
+    )?;
+    let mut walk = Walk {
+        dirs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (dirs, skipped) in states {
+        walk.dirs.extend(dirs);
+        walk.skipped.extend(skipped);
+    }
+    // Parents before children, and the same order whatever the threads did.
+    walk.dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    walk.skipped.sort();
+    Ok(walk)
+}
+
+fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>) -> Result<Dir> {
+    let path = root.join(&rel);
+    // The root may be reached through a symlink; anything below is read without following.
+    let meta = if rel.as_os_str().is_empty() {
+        std::fs::metadata(&path)
+    } else {
+        std::fs::symlink_metadata(&path)
+    }
+    .at(&path, "cannot stat directory")?;
+    let mut dir = Dir {
+        rel,
+        mode: meta.mode() & 0o7777,
+        opaque: false,
+        entries: Vec::new(),
+    };
+    let mut whiteouts = Vec::new();
+    for entry in std::fs::read_dir(&path).at(&path, "cannot read directory")? {
+        let entry = entry.at(&path, "cannot read directory")?;
+        let name = entry.file_name().into_vec();
+        if markers && name.starts_with(WHITEOUT_PREFIX) {
+            if name == OPAQUE_MARKER {
+                dir.opaque = true;
+            } else {
+                whiteouts.push(name[WHITEOUT_PREFIX.len()..].to_vec());
+            }
+            continue;
+        }
+        // d_type alone cannot be trusted on every file system, and files need the stat anyway.
+        let meta = entry.metadata().at(&entry.path(), "cannot stat")?;
+        let kind = meta.file_type();
+        let what = if kind.is_dir() {
+            What::Dir
+        } else if kind.is_file() {
+            What::File {
+                meta: Box::new(meta),
+                job: usize::MAX,
+            }
+        } else if kind.is_symlink() {
+            let target =
+                std::fs::read_link(entry.path()).at(&entry.path(), "cannot read symlink")?;
+            What::Symlink(target.into_os_string())
+        } else {
+            debug_assert!(
+                kind.is_fifo()
+                    || kind.is_socket()
+                    || kind.is_block_device()
+                    || kind.is_char_device()
+            );
+            skipped.push(dir.rel.join(entry.file_name()));
+            continue;
+        };
+        dir.entries.push(Found { name, what });
+    }
+    // A name both deleted and present is a file recreated after its deletion: the file wins.
+    for name in whiteouts {
+        if crate::manifest::valid_name(&name) && !dir.entries.iter().any(|e| e.name == name) {
+            dir.entries.push(Found {
+                name,
+                what: What::Whiteout,
+            });
+        }
+    }
+    Ok(dir)
+}
