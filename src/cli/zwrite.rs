@@ -1,8 +1,9 @@
 //! `zwrite`'s command line.
 
-use crate::atomic::{Options, Source};
+use crate::atomic::{self, Options, Source};
 use clap::Parser;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,4 +98,28 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         Ok(mode) if mode <= 0o7777 => Ok(mode),
         _ => Err(format!("'{s}' is not an octal mode between 0 and 7777")),
     }
+}
+
+/// Replace the file, then report: warnings for metadata that could not be kept (unless -q),
+/// what was done (with -v), or the one-line error.
+pub fn run(args: &Args) -> ExitCode {
+    let outcome = match atomic::replace(&args.file, args.source(), &args.options()) {
+        Ok(outcome) => outcome,
+        Err(err) => return super::report("zwrite", &err),
+    };
+    let path = outcome.path.display();
+    if !args.quiet {
+        for what in &outcome.not_kept {
+            eprintln!("zwrite: {path}: warning: could not keep {what}");
+        }
+    }
+    if args.verbose {
+        let did = match (outcome.changed, outcome.created) {
+            (false, _) => "unchanged",
+            (true, true) => "created",
+            (true, false) => "replaced",
+        };
+        eprintln!("zwrite: {path}: {did} ({} bytes)", outcome.bytes);
+    }
+    ExitCode::SUCCESS
 }
