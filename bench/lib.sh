@@ -1,0 +1,53 @@
+# Sourced by the bench/ scripts: shared data, made once and cached under bench/work/data,
+# so every tool is measured on the same files.
+#   bench_need TOOL...          fail with an install hint unless every TOOL is on PATH
+#   bench_tree                  path of a copy of /usr/share (40k+ real files, ~650 MB)
+#   bench_big [MIB]             path of a file of MIB (default 512) random MiB
+#   bench_xfs                   mount point of an XFS loop image with reflink (root only)
+# BENCH_QUICK=1 makes bench_tree copy /usr/share/doc and bench_big 64 MiB instead.
+
+BENCH_WORK=${BENCH_WORK:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/work}
+BENCH_DATA=$BENCH_WORK/data
+mkdir -p "$BENCH_DATA"
+
+bench_need() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || {
+            echo "bench: needs $t (apt-get install it: see bench/run)" >&2
+            exit 1
+        }
+    done
+}
+
+bench_tree() {
+    local src=/usr/share name=tree
+    [ "${BENCH_QUICK:-}" = 1 ] && { src=/usr/share/doc; name=tree-quick; }
+    if [ ! -e "$BENCH_DATA/$name.done" ]; then
+        rm -rf "${BENCH_DATA:?}/$name"
+        cp -a "$src" "$BENCH_DATA/$name" 2>/dev/null || true
+        touch "$BENCH_DATA/$name.done"
+    fi
+    echo "$BENCH_DATA/$name"
+}
+
+bench_big() {
+    local mib=${1:-512}
+    [ "${BENCH_QUICK:-}" = 1 ] && [ -z "${1:-}" ] && mib=64
+    local f=$BENCH_DATA/big-$mib
+    [ -e "$f" ] || head -c "${mib}M" /dev/urandom >"$f"
+    echo "$f"
+}
+
+bench_xfs() {
+    local img=$BENCH_WORK/xfs.img mnt=$BENCH_WORK/xfs
+    if ! mountpoint -q "$mnt"; then
+        [ "$(id -u)" = 0 ] || { echo "bench: XFS loop image needs root" >&2; exit 1; }
+        mkdir -p "$mnt"
+        rm -f "$img"
+        truncate -s 6G "$img"
+        mkfs.xfs -q -m reflink=1 "$img"
+        mount -o loop "$img" "$mnt"
+    fi
+    echo "$mnt"
+}
