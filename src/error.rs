@@ -50,6 +50,14 @@ pub enum ErrorKind {
     /// Stored bytes are not what their name or format promises.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// No runtime (editable view in the store) has this name.
+    #[error("no such runtime")]
+    UnknownRuntime,
+    #[error("a runtime with this name exists")]
+    RuntimeExists,
+    /// A mount or a commit holds the runtime.
+    #[error("runtime is in use")]
+    RuntimeBusy,
     /// A strict link mode's only tier cannot serve this file; `instead` names what would work.
     #[error("cannot {what}: {} ({})", strerror(source), errno_name(source))]
     TierRefused {
@@ -111,6 +119,9 @@ impl Error {
             }
             ErrorKind::TierRefused { instead, .. } => Some(instead),
             ErrorKind::Exists => Some("use -f to replace it"),
+            ErrorKind::UnknownRuntime => Some("`zmount runtimes` lists the runtimes"),
+            ErrorKind::RuntimeExists => Some("resume it with --name, or `zmount discard` it first"),
+            ErrorKind::RuntimeBusy => Some("a mount is using it: end that run or unmount it first"),
             ErrorKind::IsDir => Some("use -r to mirror a directory tree"),
             ErrorKind::Special(_) => Some("special files are refused; remove or skip it"),
             ErrorKind::DestInsideSource => {

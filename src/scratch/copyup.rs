@@ -62,7 +62,7 @@ impl Scratch {
         }
         let mut temp = TempFile::new_in(&self.work, &self.work_path, name)?;
         if let Some(src) = content {
-            clone_or_copy(src, temp.file())?;
+            crate::link::clone_or_copy(src, temp.file())?;
         }
         set_attrs(temp.file(), attrs)?;
         temp.prepare(self.sync)?;
@@ -124,19 +124,4 @@ pub(super) fn present(dir: &File, name: &OsStr) -> io::Result<bool> {
         Err(Errno::NOENT) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-/// A reflink where the file system shares blocks, else the kernel's copy (`io::copy` uses
-/// `copy_file_range`, which itself clones on XFS and btrfs when it can).
-fn clone_or_copy(src: &File, dst: &File) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
-        return Ok(());
-    }
-    let mut src = src;
-    let mut dst = dst;
-    // Positions: the source may be a shared descriptor; read from its start.
-    std::io::Seek::rewind(&mut src)?;
-    io::copy(&mut src, &mut dst)?;
-    Ok(())
 }

@@ -1,0 +1,387 @@
+//! Runtimes: editable views that live in the store, so they outlive the processes that use
+//! them, a daemon restart and a crash, and can be resumed, committed or discarded.
+//!
+//! # Layout
+//!
+//! ```text
+//! ROOT/runtimes/NAME/state       "zkit-runtime 1", then "scratch DIR", then "layer HEX" per
+//!                                layer of the base stack, bottom first
+//! ROOT/runtimes/NAME/DIR/        the scratch dir (see [`crate::scratch`])
+//! ROOT/runtimes/NAME/work/       scratch's work dir, same file system
+//! ROOT/runtimes/NAME/lock        flock'd by whoever uses the runtime (a mount, a commit)
+//! ```
+//!
+//! # Crashes
+//!
+//! A runtime appears complete or not at all: it is built under a hidden name in `runtimes/` and
+//! renamed to NAME without replacing anything. Its state file is replaced atomically, and a
+//! commit moves the runtime to a new base stack *and* a fresh, empty scratch dir in that one
+//! replacement ([`Runtime::rebase`]); the old scratch dir is removed afterwards, and a crash
+//! in between only leaves an unreferenced dir that the next rebase or [`discard`] removes.
+//! Discarding renames the runtime to a hidden name first, so it vanishes at once.
+//!
+//! # Who may use it
+//!
+//! One user at a time: a mount holds `lock` exclusively for as long as it serves the runtime,
+//! and commit and discard take it without waiting, so they never change scratch under a live
+//! view. The lock is the kernel's (`flock`): a killed daemon releases it.
+
+use crate::atomic;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::scratch::Scratch;
+use crate::store::Store;
+use rustix::fs::{FlockOperation, Mode, OFlags, RenameFlags};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::ErrorKind as Io;
+use std::path::{Path, PathBuf};
+
+const STATE_HEADER: &str = "zkit-runtime 1";
+
+/// Whether `name` can name a runtime: 1 to 100 letters, digits and `._+-@=`, not starting with
+/// `.` (hidden names are the store's temporaries).
+pub fn valid_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-@=".contains(&b))
+}
+
+/// A fresh name for a runtime the user did not name (`zmount run --edit` without `--name`).
+pub fn fresh_name() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("run-{secs}-{:06x}", crate::sys::random_u64() & 0xff_ffff)
+}
+
+/// An editable view's home in the store.
+#[derive(Debug)]
+pub struct Runtime {
+    name: String,
+    dir: PathBuf,
+    scratch_dir: String,
+    base: Vec<Digest>,
+    lock: Option<File>,
+}
+
+/// What [`list`] says about a runtime.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub name: String,
+    pub base: Vec<Digest>,
+    /// Scratch records changes.
+    pub changed: bool,
+    /// A mount (or a commit) holds it now.
+    pub in_use: bool,
+}
+
+fn runtimes(store: &Store) -> PathBuf {
+    store.root().join("runtimes")
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(Error::new(
+        name,
+        ErrorKind::Invalid(
+            "invalid runtime name (use 1 to 100 letters, digits and `._+-@=`)".into(),
+        ),
+    ))
+}
+
+impl Runtime {
+    /// Make a new runtime on `base` (bottom first) with an empty scratch dir. Fails with
+    /// [`ErrorKind::RuntimeExists`] when the name is taken.
+    pub fn create(store: &Store, name: &str, base: &[Digest]) -> Result<Runtime> {
+        check_name(name)?;
+        let all = runtimes(store);
+        std::fs::create_dir_all(&all).at(&all, "cannot create runtimes directory")?;
+        let hidden = all.join(format!(".new-{:016x}", crate::sys::random_u64()));
+        let final_path = all.join(name);
+        let built = (|| {
+            std::fs::create_dir(&hidden).at(&hidden, "cannot create runtime")?;
+            let rt = Runtime {
+                name: name.to_owned(),
+                dir: hidden.clone(),
+                scratch_dir: "scratch-0".into(),
+                base: base.to_vec(),
+                lock: None,
+            };
+            std::fs::create_dir(rt.dir.join(&rt.scratch_dir))
+                .at(&hidden, "cannot create scratch")?;
+            std::fs::create_dir(rt.dir.join("work")).at(&hidden, "cannot create scratch")?;
+            rt.write_state(&rt.base, &rt.scratch_dir)?;
+            let dir = File::open(&all).at(&all, "cannot open runtimes directory")?;
+            rustix::fs::renameat_with(
+                &dir,
+                hidden.file_name().unwrap(),
+                &dir,
+                name,
+                RenameFlags::NOREPLACE,
+            )
+            .map_err(|e| match e {
+                rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY => {
+                    Error::new(&final_path, ErrorKind::RuntimeExists)
+                }
+                e => Error::io(&final_path, "cannot create runtime", e.into()),
+            })?;
+            dir.sync_all().at(&all, "cannot sync runtimes directory")?;
+            Ok(Runtime {
+                dir: final_path.clone(),
+                ..rt
+            })
+        })();
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&hidden);
+        }
+        built
+    }
+
+    /// An existing runtime.
+    pub fn open(store: &Store, name: &str) -> Result<Runtime> {
+        check_name(name)?;
+        let dir = runtimes(store).join(name);
+        let state_path = dir.join("state");
+        let text = match std::fs::read_to_string(&state_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == Io::NotFound => {
+                return Err(Error::new(name, ErrorKind::UnknownRuntime));
+            }
+            Err(e) => return Err(Error::io(&state_path, "cannot read runtime state", e)),
+        };
+        let (scratch_dir, base) = parse_state(&text).ok_or_else(|| {
+            Error::new(&state_path, ErrorKind::Corrupt("bad runtime state".into()))
+        })?;
+        Ok(Runtime {
+            name: name.to_owned(),
+            dir,
+            scratch_dir,
+            base,
+            lock: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The base stack, bottom first.
+    pub fn base(&self) -> &[Digest] {
+        &self.base
+    }
+
+    pub fn scratch_path(&self) -> PathBuf {
+        self.dir.join(&self.scratch_dir)
+    }
+
+    /// Open the scratch dir (see [`Scratch::open`]). Take [`Runtime::lock`] first.
+    pub fn scratch(&self) -> Result<Scratch> {
+        Scratch::open(&self.scratch_path(), &self.dir.join("work"))
+    }
+
+    /// Whether scratch records any change.
+    pub fn changed(&self) -> Result<bool> {
+        let path = self.scratch_path();
+        let scratch = Scratch::open(&path, &self.dir.join("work"))?;
+        Ok(!scratch.is_empty().at(&path, "cannot read scratch")?)
+    }
+
+    /// Take the runtime for this process (until it is dropped). Without `wait`, a runtime
+    /// someone else holds is [`ErrorKind::RuntimeBusy`].
+    pub fn lock(&mut self, wait: bool) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let path = self.dir.join("lock");
+        let file = rustix::fs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o600),
+        )
+        .at(&path, "cannot open runtime lock")?;
+        let op = if wait {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::new(&self.name, ErrorKind::RuntimeBusy));
+            }
+            Err(e) => return Err(Error::io(&path, "cannot lock runtime", e.into())),
+        }
+        self.lock = Some(file.into());
+        // Another process may have committed between our open and our lock.
+        let fresh = Runtime::open_at(&self.dir, &self.name)?;
+        (self.scratch_dir, self.base) = (fresh.scratch_dir, fresh.base);
+        Ok(())
+    }
+
+    fn open_at(dir: &Path, name: &str) -> Result<Runtime> {
+        let state_path = dir.join("state");
+        let text =
+            std::fs::read_to_string(&state_path).at(&state_path, "cannot read runtime state")?;
+        let (scratch_dir, base) = parse_state(&text).ok_or_else(|| {
+            Error::new(&state_path, ErrorKind::Corrupt("bad runtime state".into()))
+        })?;
+        Ok(Runtime {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            scratch_dir,
+            base,
+            lock: None,
+        })
+    }
+
+    /// Move the runtime to a new base stack with an empty scratch dir, in one atomic step (see
+    /// the module docs); the old scratch dir is removed after. Needs [`Runtime::lock`].
+    pub fn rebase(&mut self, base: &[Digest]) -> Result<()> {
+        assert!(self.lock.is_some(), "rebase needs the runtime's lock");
+        let old = self.scratch_dir.clone();
+        let number = old
+            .strip_prefix("scratch-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let new = format!("scratch-{}", number + 1);
+        let new_path = self.dir.join(&new);
+        // Leftover of a crash between a previous state write and this point: empty it.
+        if new_path.exists() {
+            std::fs::remove_dir_all(&new_path).at(&new_path, "cannot remove old scratch")?;
+        }
+        std::fs::create_dir(&new_path).at(&new_path, "cannot create scratch")?;
+        self.write_state(base, &new)?;
+        (self.scratch_dir, self.base) = (new, base.to_vec());
+        self.remove_stale_scratch()
+    }
+
+    /// Scratch dirs the state does not name (left by a crash during [`Runtime::rebase`]).
+    fn remove_stale_scratch(&self) -> Result<()> {
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir, "cannot list runtime")? {
+            let entry = entry.at(&self.dir, "cannot list runtime")?;
+            let name = entry.file_name();
+            let stale = name.to_str().is_some_and(|n| n.starts_with("scratch-"))
+                && name != OsStr::new(&self.scratch_dir);
+            if stale {
+                let p = entry.path();
+                std::fs::remove_dir_all(&p).at(&p, "cannot remove old scratch")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_state(&self, base: &[Digest], scratch_dir: &str) -> Result<()> {
+        let mut text = format!("{STATE_HEADER}\nscratch {scratch_dir}\n");
+        for d in base {
+            text.push_str(&format!("layer {}\n", d.to_hex()));
+        }
+        let opts = atomic::Options {
+            new_mode: Some(0o644),
+            ..Default::default()
+        };
+        atomic::replace(
+            &self.dir.join("state"),
+            atomic::Source::Bytes(text.as_bytes()),
+            &opts,
+        )?;
+        Ok(())
+    }
+}
+
+fn parse_state(text: &str) -> Option<(String, Vec<Digest>)> {
+    let mut lines = text.lines();
+    if lines.next()? != STATE_HEADER {
+        return None;
+    }
+    let scratch = lines.next()?.strip_prefix("scratch ")?;
+    let valid = scratch
+        .strip_prefix("scratch-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        return None;
+    }
+    let base = lines
+        .map(|l| l.strip_prefix("layer ").and_then(Digest::parse))
+        .collect::<Option<Vec<_>>>()?;
+    Some((scratch.to_owned(), base))
+}
+
+/// Every runtime in the store, sorted by name.
+pub fn list(store: &Store) -> Result<Vec<Info>> {
+    let all = runtimes(store);
+    let entries = match std::fs::read_dir(&all) {
+        Ok(e) => e,
+        Err(e) if e.kind() == Io::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&all, "cannot list runtimes", e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.at(&all, "cannot list runtimes")?;
+        let Some(name) = entry
+            .file_name()
+            .to_str()
+            .filter(|n| valid_name(n))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let mut rt = match Runtime::open(store, &name) {
+            Ok(rt) => rt,
+            // Vanished meanwhile (discarded).
+            Err(Error {
+                kind: ErrorKind::UnknownRuntime,
+                ..
+            }) => continue,
+            Err(e) => return Err(e),
+        };
+        let in_use = match rt.lock(false) {
+            Ok(()) => false,
+            Err(Error {
+                kind: ErrorKind::RuntimeBusy,
+                ..
+            }) => true,
+            Err(e) => return Err(e),
+        };
+        out.push(Info {
+            changed: rt.changed()?,
+            base: rt.base.clone(),
+            in_use,
+            name,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Remove a runtime and its scratch dir for good. Refused while it is in use.
+pub fn discard(store: &Store, name: &str) -> Result<()> {
+    let mut rt = Runtime::open(store, name)?;
+    rt.lock(false)?;
+    let all = runtimes(store);
+    let hidden = all.join(format!(".trash-{:016x}", crate::sys::random_u64()));
+    std::fs::rename(&rt.dir, &hidden).at(&rt.dir, "cannot remove runtime")?;
+    drop(rt);
+    std::fs::remove_dir_all(&hidden).at(&hidden, "cannot remove runtime")?;
+    remove_leftovers(&all);
+    Ok(())
+}
+
+/// Hidden dirs of creations and discards that a crash interrupted.
+fn remove_leftovers(all: &Path) {
+    let Ok(entries) = std::fs::read_dir(all) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.starts_with(b".trash-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
