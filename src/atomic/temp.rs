@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 /// Temp names keep at most this much of the target's name, so they stay under NAME_MAX.
 const STEM_MAX: usize = 200;
 const NAME_TRIES: usize = 16;
+/// Files at least this large are written back before they get a name (see `prepare`).
+const EARLY_WRITEBACK: u64 = 1 << 20;
 
 pub struct TempFile<'d> {
     file: File,
@@ -75,8 +77,12 @@ impl<'d> TempFile<'d> {
     /// every file system: write back the data, link the anonymous file, then `fsync` (btrfs has
     /// lost data when an unlinked `O_TMPFILE` was fsynced before `linkat`). Without `sync`, only
     /// the link.
+    ///
+    /// Large files are written back before the link, so that the named temporary, which a
+    /// SIGKILL would leave behind, exists only for the short metadata `fsync`; for small ones
+    /// that write-back would only add a device round trip.
     pub fn prepare(&mut self, sync: bool) -> io::Result<()> {
-        if sync {
+        if sync && self.file.metadata()?.len() >= EARLY_WRITEBACK {
             sys::flush_data(&self.file)?;
         }
         if self.name.is_none() {
