@@ -119,8 +119,10 @@ impl Error {
             }
             ErrorKind::TierRefused { instead, .. } => Some(instead),
             ErrorKind::Exists => Some("use -f to replace it"),
-            ErrorKind::UnknownRuntime => Some("`zmount runtimes` lists the runtimes"),
-            ErrorKind::RuntimeExists => Some("resume it with --name, or `zmount discard` it first"),
+            ErrorKind::UnknownRuntime => Some("`zcommit runtimes` lists the runtimes"),
+            ErrorKind::RuntimeExists => {
+                Some("resume it with --name, or `zcommit discard` it first")
+            }
             ErrorKind::RuntimeBusy => Some("a mount is using it: end that run or unmount it first"),
             ErrorKind::IsDir => Some("use -r to mirror a directory tree"),
             ErrorKind::Special(_) => Some("special files are refused; remove or skip it"),

@@ -23,9 +23,7 @@ pub mod link;
 pub mod manifest;
 mod pool;
 pub mod progress;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod runtime;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod scratch;
 pub mod store;
 mod sys;

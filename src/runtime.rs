@@ -27,11 +27,12 @@
 //! view. The lock is the kernel's (`flock`): a killed daemon releases it.
 
 use crate::atomic;
+use crate::commit;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::scratch::Scratch;
 use crate::store::Store;
-use rustix::fs::{FlockOperation, Mode, OFlags, RenameFlags};
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
@@ -100,6 +101,12 @@ impl Runtime {
     /// [`ErrorKind::RuntimeExists`] when the name is taken.
     pub fn create(store: &Store, name: &str, base: &[Digest]) -> Result<Runtime> {
         check_name(name)?;
+        // The top layer's root mode is the view's: scratch's root must not change it when
+        // committed over it.
+        let root_mode = match base.last() {
+            Some(top) => store.load_layer(top)?.entry(crate::manifest::ROOT).mode,
+            None => 0o755,
+        };
         let all = runtimes(store);
         std::fs::create_dir_all(&all).at(&all, "cannot create runtimes directory")?;
         let hidden = all.join(format!(".new-{:016x}", crate::sys::random_u64()));
@@ -113,24 +120,19 @@ impl Runtime {
                 base: base.to_vec(),
                 lock: None,
             };
-            std::fs::create_dir(rt.dir.join(&rt.scratch_dir))
-                .at(&hidden, "cannot create scratch")?;
+            let scratch = rt.dir.join(&rt.scratch_dir);
+            std::fs::create_dir(&scratch).at(&hidden, "cannot create scratch")?;
+            set_mode(&scratch, root_mode)?;
             std::fs::create_dir(rt.dir.join("work")).at(&hidden, "cannot create scratch")?;
             rt.write_state(&rt.base, &rt.scratch_dir)?;
             let dir = File::open(&all).at(&all, "cannot open runtimes directory")?;
-            rustix::fs::renameat_with(
-                &dir,
-                hidden.file_name().unwrap(),
-                &dir,
-                name,
-                RenameFlags::NOREPLACE,
-            )
-            .map_err(|e| match e {
-                rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY => {
-                    Error::new(&final_path, ErrorKind::RuntimeExists)
-                }
-                e => Error::io(&final_path, "cannot create runtime", e.into()),
-            })?;
+            crate::atomic::rename_noreplace(&dir, hidden.file_name().unwrap(), &dir, name.as_ref())
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EEXIST | libc::ENOTEMPTY) => {
+                        Error::new(&final_path, ErrorKind::RuntimeExists)
+                    }
+                    _ => Error::io(&final_path, "cannot create runtime", e),
+                })?;
             dir.sync_all().at(&all, "cannot sync runtimes directory")?;
             Ok(Runtime {
                 dir: final_path.clone(),
@@ -256,6 +258,13 @@ impl Runtime {
             std::fs::remove_dir_all(&new_path).at(&new_path, "cannot remove old scratch")?;
         }
         std::fs::create_dir(&new_path).at(&new_path, "cannot create scratch")?;
+        // The committed layer's root mode is the old scratch root's.
+        let old_path = self.dir.join(&old);
+        let mode = std::fs::symlink_metadata(&old_path).at(&old_path, "cannot stat scratch")?;
+        set_mode(
+            &new_path,
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()),
+        )?;
         self.write_state(base, &new)?;
         (self.scratch_dir, self.base) = (new, base.to_vec());
         self.remove_stale_scratch()
@@ -292,6 +301,82 @@ impl Runtime {
         )?;
         Ok(())
     }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    let perms = std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777);
+    std::fs::set_permissions(path, perms).at(path, "cannot set mode")
+}
+
+/// What [`commit`] did.
+#[derive(Debug)]
+pub enum Committed {
+    /// Scratch recorded no change: no layer was made.
+    Unchanged,
+    /// The new layer (scratch's changes only; it goes over the runtime's base).
+    Layer(commit::Outcome),
+}
+
+/// What happens to a runtime after [`commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// The runtime continues on its base plus the new layer, with an empty scratch.
+    Continue,
+    /// The runtime is removed.
+    Discard,
+}
+
+/// Turn a runtime's scratch into a layer over its base, through the commit core (scratch's
+/// `.wh.NAME` files become whiteouts, `.wh..wh..opq` makes a directory opaque), tag it, then
+/// move the runtime onto the new stack or discard it. Refused while a mount holds the runtime.
+/// The layer is durable before the runtime changes: a crash in between leaves the runtime as
+/// it was, and committing again gives the same layer.
+pub fn commit(
+    store: &Store,
+    name: &str,
+    opts: &commit::Options,
+    tag: Option<&str>,
+    after: After,
+) -> Result<Committed> {
+    if let Some(tag) = tag
+        && !crate::store::valid_tag(tag)
+    {
+        return Err(Error::new(
+            tag,
+            ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
+        ));
+    }
+    let mut rt = Runtime::open(store, name)?;
+    rt.lock(false)?;
+    if !rt.changed()? {
+        if after == After::Discard {
+            drop(rt);
+            discard(store, name)?;
+        }
+        return Ok(Committed::Unchanged);
+    }
+    let opts = commit::Options {
+        markers: true,
+        // Scratch is committed once and then replaced: a cache of it would only go stale.
+        cache: false,
+        ..opts.clone()
+    };
+    let outcome = commit::commit(store, &rt.scratch_path(), &opts)?;
+    if let Some(tag) = tag {
+        store.set_tag(tag, &outcome.digest)?;
+    }
+    match after {
+        After::Continue => {
+            let mut base = rt.base.clone();
+            base.push(outcome.digest);
+            rt.rebase(&base)?;
+        }
+        After::Discard => {
+            drop(rt);
+            discard(store, name)?;
+        }
+    }
+    Ok(Committed::Layer(outcome))
 }
 
 fn parse_state(text: &str) -> Option<(String, Vec<Digest>)> {

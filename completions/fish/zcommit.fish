@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_zcommit_global_optspecs
-    string join \n store= t/tag= j/jobs= link-mode= whiteouts no-cache v/verbose q/quiet h/help V/version
+    string join \n runtime= discard store= t/tag= j/jobs= link-mode= whiteouts no-cache v/verbose q/quiet h/help V/version
 end
 
 function __fish_zcommit_needs_command
@@ -24,6 +24,7 @@ function __fish_zcommit_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
@@ -32,6 +33,7 @@ hardlink\t'Hard links only: the destination shares the source\'s inode'
 reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
 copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
 clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
+complete -c zcommit -n "__fish_zcommit_needs_command" -l discard -d 'With --runtime: remove the runtime after committing it'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l whiteouts -d 'Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory hides the lower layers\' one" (opaque), as in an editable view\'s scratch directory'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l no-cache -d 'Read every file again, ignoring and not updating the commit cache'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s v -l verbose -d 'Print what was done on standard error (files, hashed, new blobs, bytes)'
@@ -43,6 +45,8 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags an
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "discard" -d 'Remove an editable runtime and its uncommitted changes (refused while in use)'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -65,6 +69,14 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s h -l help -d 'Print help'
+complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
+complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
+complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l link-mode -d 'How files come out of the store: clone-or-copy never shares the store\'s inodes; hardlink (or auto) does, with the store\'s read-only mode, and an edit through such a link damages the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
 hardlink\t'Hard links only: the destination shares the source\'s inode'
 reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
@@ -74,10 +86,12 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'T
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "tags" -d 'List tags and the layers they point at'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "layers" -d 'List every layer\'s digest'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify checkout help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tags" -d 'List tags and the layers they point at'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "layers" -d 'List every layer\'s digest'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "discard" -d 'Remove an editable runtime and its uncommitted changes (refused while in use)'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

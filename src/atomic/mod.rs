@@ -37,6 +37,7 @@ pub use temp::TempFile;
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::flags;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -269,4 +270,28 @@ fn same_content(a: &File, b: &File, len: u64) -> io::Result<bool> {
         at += n as u64;
     }
     Ok(true)
+}
+
+/// Rename `old` in `from` to `new` in `to` (same file system) only if `new` is free:
+/// `EEXIST` otherwise. Linux and macOS have `RENAME_NOREPLACE`; elsewhere a file is hard
+/// linked then unlinked (as atomic for readers of `new`), and a directory is renamed with
+/// plain `rename`, which refuses only a non-empty target (`ENOTEMPTY`).
+pub fn rename_noreplace(from: &File, old: &OsStr, to: &File, new: &OsStr) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        Ok(rustix::fs::renameat_with(from, old, to, new, flags)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    {
+        use rustix::fs::AtFlags;
+        match rustix::fs::linkat(from, old, to, new, AtFlags::empty()) {
+            Ok(()) => {
+                let _ = rustix::fs::unlinkat(from, old, AtFlags::empty());
+                Ok(())
+            }
+            Err(rustix::io::Errno::PERM) => Ok(rustix::fs::renameat(from, old, to, new)?),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -116,7 +116,7 @@ impl<'d> TempFile<'d> {
             .name
             .as_ref()
             .expect("prepare() names the temporary first");
-        rename_noreplace(self.dir, temp, dir, name)?;
+        super::rename_noreplace(self.dir, temp, dir, name)?;
         self.persisted = true;
         Ok(())
     }
@@ -209,23 +209,4 @@ fn anonymous(_dir: &File) -> io::Result<Option<File>> {
 #[cfg(not(zkit_o_tmpfile))]
 fn link_anonymous(_file: &File, _dir: &File, _stem: &OsStr) -> io::Result<OsString> {
     unreachable!("only O_TMPFILE makes anonymous temporaries")
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
-fn rename_noreplace(from: &File, old: &OsStr, to: &File, new: &OsStr) -> io::Result<()> {
-    Ok(rustix::fs::renameat_with(
-        from,
-        old,
-        to,
-        new,
-        rustix::fs::RenameFlags::NOREPLACE,
-    )?)
-}
-
-/// No `RENAME_NOREPLACE`: a hard link fails on a taken name just as atomically.
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn rename_noreplace(from: &File, old: &OsStr, to: &File, new: &OsStr) -> io::Result<()> {
-    rustix::fs::linkat(from, old, to, new, AtFlags::empty())?;
-    let _ = unlinkat(from, old, AtFlags::empty());
-    Ok(())
 }

@@ -7,6 +7,7 @@ use crate::commit::{self, Options};
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::Mode;
 use crate::manifest::{Kind, Manifest};
+use crate::runtime;
 use crate::store::{self, Store};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
@@ -44,15 +45,30 @@ use std::process::ExitCode;
         zcommit tag app/stable 3fa9c0                # point a tag at a layer (by prefix)\n  \
         zcommit checkout out/ base/1.0 app/1.0       # materialise a stack, later layers win\n  \
         zcommit verify                               # rehash every blob, check every layer\n  \
-        zcommit --whiteouts --tag app/1.1 scratch/   # .wh.NAME deletes NAME from lower layers\n\n\
+        zcommit --whiteouts --tag app/1.1 scratch/   # .wh.NAME deletes NAME from lower layers\n  \
+        zcommit --runtime dev --tag app/1.2          # an editable runtime's changes, as a layer\n  \
+        zcommit runtimes                             # list runtimes: changed?, in use?, base\n  \
+        zcommit discard dev                          # remove a runtime and its changes\n\n\
         A directory named like a subcommand is committed as ./NAME.\n\n\
         Exit status: 0 done, 1 failed (one line on stderr names the path and what to do; \
         verify: the store is damaged, each damaged object named), 2 usage error."
 )]
 pub struct Args {
     /// The directory to commit
-    #[arg(required = true)]
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
     pub dir: Option<PathBuf>,
+
+    /// Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a
+    /// layer over its base: new and changed files, deletions as whiteouts, replaced dirs
+    /// opaque. The runtime then continues on its base plus the new layer with no changes
+    /// (or is removed with --discard). A runtime without changes makes no layer: zcommit
+    /// says so and exits 0 with nothing on standard output
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+
+    /// With --runtime: remove the runtime after committing it
+    #[arg(long, requires = "runtime")]
+    pub discard: bool,
 
     /// The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]
     #[arg(long, value_name = "DIR", global = true)]
@@ -110,6 +126,10 @@ pub enum Command {
     Layers,
     /// Rehash every blob, check every layer and tag; exit 1 naming each damaged object
     Verify,
+    /// List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers
+    Runtimes,
+    /// Remove an editable runtime and its uncommitted changes (refused while in use)
+    Discard { name: String },
     /// Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque
     /// dirs hide lower paths) into DEST, which must not exist or be empty
     Checkout {
@@ -127,6 +147,7 @@ pub enum Command {
 /// Parse-free entry point for the binary: do what `args` say and return the exit code.
 pub fn run(args: &Args) -> ExitCode {
     let commit_only = args.tag.is_some()
+        || args.runtime.is_some()
         || args.whiteouts
         || args.no_cache
         || args.verbose
@@ -135,14 +156,15 @@ pub fn run(args: &Args) -> ExitCode {
         Args::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--tag, --link-mode, --whiteouts, --no-cache and -v are for committing a DIR, \
-                 not for a subcommand",
+                "--tag, --runtime, --link-mode, --whiteouts, --no-cache and -v are for \
+                 committing a DIR or a runtime, not for a subcommand",
             )
             .exit();
     }
     let outcome = store::root_from(args.store.as_deref()).and_then(|root| {
         let store = Store::open(&root)?;
         match &args.command {
+            None if args.runtime.is_some() => commit_runtime(&store, args),
             None => commit_dir(&store, args),
             Some(cmd) => subcommand(&store, args, cmd),
         }
@@ -202,6 +224,41 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     print_lines(&[outcome.digest.to_hex().into_bytes()])
 }
 
+fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
+    let name = args.runtime.as_deref().expect("checked by the caller");
+    let opts = Options {
+        jobs: jobs(args),
+        link_mode: args.link_mode,
+        progress: !args.quiet,
+        ..Options::default()
+    };
+    let after = match args.discard {
+        true => runtime::After::Discard,
+        false => runtime::After::Continue,
+    };
+    match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
+        runtime::Committed::Unchanged => {
+            if !args.quiet {
+                eprintln!("zcommit: runtime {name}: no changes, no layer made");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        runtime::Committed::Layer(outcome) => {
+            if args.verbose {
+                eprintln!(
+                    "zcommit: runtime {name}: {} entries, {} files, {} new blobs ({} bytes, {} reflinked)",
+                    outcome.entries,
+                    outcome.files,
+                    outcome.new_blobs,
+                    outcome.new_bytes,
+                    outcome.reflinked
+                );
+            }
+            print_lines(&[outcome.digest.to_hex().into_bytes()])
+        }
+    }
+}
+
 fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
     match cmd {
         Command::Ls { layer } => {
@@ -249,6 +306,30 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 true => ExitCode::SUCCESS,
                 false => ExitCode::from(cli::EXIT_FAILURE),
             })
+        }
+        Command::Runtimes => print_lines(
+            &runtime::list(store)?
+                .iter()
+                .map(|rt| {
+                    let base: Vec<String> = rt
+                        .base
+                        .iter()
+                        .map(|d| d.to_hex()[..12].to_string())
+                        .collect();
+                    format!(
+                        "{}  {}  {}  {}",
+                        rt.name,
+                        if rt.changed { "changed" } else { "clean" },
+                        if rt.in_use { "in-use" } else { "idle" },
+                        base.join(" ")
+                    )
+                    .into_bytes()
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Command::Discard { name } => {
+            runtime::discard(store, name)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Checkout {
             link_mode,

@@ -28,7 +28,7 @@ pub mod listing;
 pub mod whiteout;
 
 use crate::error::{IoContext, Result};
-use rustix::fs::{AtFlags, Mode, RenameFlags, mkdirat, unlinkat};
+use rustix::fs::{AtFlags, Mode, mkdirat, unlinkat};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -141,7 +141,7 @@ impl Scratch {
         mkdirat(&self.work, &temp, Mode::from_raw_mode(0o700))?;
         let made = beneath::open_child_dir(&self.work, &temp).and_then(|d| {
             copyup::set_attrs(&d, attrs)?;
-            rustix::fs::renameat_with(&self.work, &temp, dir, name, RenameFlags::NOREPLACE)?;
+            crate::atomic::rename_noreplace(&self.work, &temp, dir, name)?;
             Ok(d)
         });
         match made {
