@@ -197,6 +197,16 @@ impl Linker {
         self.new_inode(src, dst)
     }
 
+    /// Hard link any entry, a symlink included, when the mode allows hard links: `Ok(true)`
+    /// linked, `Ok(false)` not (the name is taken, or the tier gave way; the caller recreates
+    /// the entry its own way).
+    pub(crate) fn try_hard_link(&self, src: &Side, dst: &Side) -> Result<bool> {
+        if !self.mode.allows(Tier::Hardlink) {
+            return Ok(false);
+        }
+        Ok(matches!(self.hard_link(src, dst)?, Ok(Created::Done(..))))
+    }
+
     /// `Ok(Err(e))`: the tier gives way for this file (EPERM, EMLINK, EXDEV).
     fn hard_link(&self, src: &Side, dst: &Side) -> Result<Result<Created, io::Error>> {
         let pair = (src.dev, dst.dev);
