@@ -5,9 +5,14 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(zkit_o_tmpfile)");
     println!("cargo::rustc-check-cfg=cfg(zkit_xattr)");
     println!("cargo::rustc-check-cfg=cfg(zkit_iflags, values(\"ioctl\", \"chflags\"))");
+    println!("cargo::rustc-check-cfg=cfg(zkit_fuse)");
     println!("cargo::rerun-if-changed=build.rs");
 
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    // FUSE views (zmount): Linux always; macOS with the `macfuse` feature (needs its SDK).
+    if os == "linux" || (os == "macos" && std::env::var_os("CARGO_FEATURE_MACFUSE").is_some()) {
+        println!("cargo::rustc-cfg=zkit_fuse");
+    }
     if matches!(os.as_str(), "linux" | "android" | "macos" | "ios") {
         // getxattr(2) family with user-visible names (FreeBSD has extattr(2) instead).
         println!("cargo::rustc-cfg=zkit_xattr");

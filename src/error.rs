@@ -78,6 +78,25 @@ pub enum ErrorKind {
     /// A file's content changed while it was being committed.
     #[error("file changed while it was being committed")]
     Changed,
+    /// zmount: the kernel's FUSE device is missing.
+    #[error("no FUSE device")]
+    NoFuse,
+    /// zmount: a normal user mounts FUSE through fusermount3, which is not installed.
+    #[error("fusermount3 not found")]
+    NoFusermount,
+    #[error("mount point does not exist")]
+    MountpointMissing,
+    #[error("mount point is busy: {0}")]
+    MountpointBusy(String),
+    #[error("the zmount daemon is not running")]
+    DaemonNotRunning,
+    #[error("stale control socket: no daemon answers it")]
+    StaleSocket,
+    #[error("a zmount daemon is already running")]
+    AlreadyRunning,
+    /// The daemon refused a request; its message carries its own hint.
+    #[error("{0}")]
+    Daemon(String),
 }
 
 impl Error {
@@ -129,6 +148,22 @@ impl Error {
             ErrorKind::DestInsideSource => {
                 Some("the mirror would contain itself; pick a destination outside the source")
             }
+            ErrorKind::NoFuse => Some("load the fuse kernel module: modprobe fuse"),
+            ErrorKind::NoFusermount => {
+                Some("install fuse3 (apt-get install fuse3), or run as root to mount directly")
+            }
+            ErrorKind::MountpointMissing => Some("create the directory first"),
+            ErrorKind::MountpointBusy(_) => {
+                Some("unmount it first (zmount umount), or choose another mount point")
+            }
+            ErrorKind::DaemonNotRunning => {
+                Some("start it with `zmount serve`; `zmount run` starts it on demand")
+            }
+            ErrorKind::StaleSocket => {
+                Some("the daemon died; `zmount serve` cleans up and starts a new one")
+            }
+            ErrorKind::AlreadyRunning => Some("`zmount status` shows it; `zmount stop` ends it"),
+            ErrorKind::Daemon(_) => None,
             ErrorKind::Io { .. } => match self.errno()? {
                 libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
                 libc::EACCES => Some("check the permissions of the file and its directory"),

@@ -7,6 +7,8 @@
 //!   [`store`]'s docs show how to read a layer.
 //! - [`link`]: tiered linking, hard link then reflink then copy, for files and trees (`zlink`).
 //! - [`commit`], [`checkout`]: a directory into a layer, a stack of layers into a directory.
+//! - [`view`], [`router`], [`process`], `fuse`: stacks of layers shown through FUSE, a different
+//!   stack per process tree (`zmount`).
 //! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
 //!
 //! The binaries in `bin/` only parse arguments and map results to exit codes; everything they
@@ -19,13 +21,20 @@ pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod flags;
+#[cfg(zkit_fuse)]
+pub mod fuse;
 pub mod link;
 pub mod manifest;
 mod pool;
+pub mod process;
 pub mod progress;
+pub mod router;
 pub mod runtime;
 pub mod scratch;
 pub mod store;
 mod sys;
+pub mod view;
+#[cfg(zkit_fuse)]
+pub mod zmount;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,8 +1,10 @@
 //! What the binaries share: their argument definitions (so man pages can be generated from
 //! them), the one-line error report, and exit codes scripts can rely on.
 
+pub mod log;
 pub mod zcommit;
 pub mod zlink;
+pub mod zmount;
 pub mod zwrite;
 
 use crate::Error;
@@ -28,5 +30,6 @@ pub fn commands() -> Vec<clap::Command> {
         zwrite::Args::command(),
         zlink::Args::command(),
         zcommit::Args::command(),
+        zmount::Args::command(),
     ]
 }

@@ -51,3 +51,94 @@ pub fn sync_file_system(fd: &File) -> io::Result<bool> {
 pub fn sync_file_system(_fd: &File) -> io::Result<bool> {
     Ok(false)
 }
+
+/// What libproc knows about a process (macOS).
+#[cfg(target_os = "macos")]
+pub struct BsdInfo {
+    pub ppid: u32,
+    pub uid: u32,
+    /// Start time in microseconds since the epoch.
+    pub start_usec: u64,
+}
+
+#[cfg(target_os = "macos")]
+pub fn bsdinfo(pid: u32) -> io::Result<BsdInfo> {
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `size` bytes into `info`, a plain C struct we own;
+    // a zeroed proc_bsdinfo is a valid value of it.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(BsdInfo {
+        ppid: info.pbi_ppid,
+        uid: info.pbi_uid,
+        start_usec: info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec,
+    })
+}
+
+/// The uid of a Unix socket's peer (BSD and macOS `getpeereid`).
+#[cfg(all(zkit_fuse, not(any(target_os = "linux", target_os = "android"))))]
+pub fn peer_uid(stream: &std::os::unix::net::UnixStream) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut uid: libc::uid_t = 0;
+    let mut gid: libc::gid_t = 0;
+    // SAFETY: getpeereid writes two integers we own; the descriptor is borrowed for the call.
+    let rc = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
+    if rc == 0 {
+        Ok(uid)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The signals that ask a server to shut down.
+#[cfg(zkit_fuse)]
+const TERMINATION: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+#[cfg(zkit_fuse)]
+fn termination_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set we own; sigaddset takes valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in TERMINATION {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Block SIGINT, SIGTERM and SIGHUP in the calling thread, and so in every thread it starts
+/// afterwards, so that [`wait_termination`] on one thread receives them instead of the default
+/// action killing the process with a mount left behind.
+#[cfg(zkit_fuse)]
+pub fn block_termination() -> io::Result<()> {
+    let set = termination_set();
+    // SAFETY: a valid, initialised signal set; the old mask is not wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Wait until one of the blocked termination signals arrives; returns its number.
+#[cfg(zkit_fuse)]
+pub fn wait_termination() -> i32 {
+    let set = termination_set();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait reads the set and writes one integer we own.
+    while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
+    sig
+}

@@ -69,6 +69,7 @@ pub fn bin_path(name: &str) -> PathBuf {
         "zwrite" => PathBuf::from(env!("CARGO_BIN_EXE_zwrite")),
         "zlink" => PathBuf::from(env!("CARGO_BIN_EXE_zlink")),
         "zcommit" => PathBuf::from(env!("CARGO_BIN_EXE_zcommit")),
+        "zmount" => PathBuf::from(env!("CARGO_BIN_EXE_zmount")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -1,0 +1,81 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_zmount_global_optspecs
+    string join \n dir= log-level= h/help V/version
+end
+
+function __fish_zmount_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_zmount_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_zmount_using_subcommand
+    set -l cmd (__fish_zmount_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c zmount -n "__fish_zmount_needs_command" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_needs_command" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zmount -n "__fish_zmount_needs_command" -s V -l version -d 'Print version'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "run" -d 'Run CMD with the stack of LAYERs visible to it and all its descendants'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "serve" -d 'Run the daemon: one routed FUSE mount and the control socket'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l mountpoint -d 'Mount point for a daemon started on demand [default: DIR/mnt]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -l mountpoint -d 'Mount point [default: DIR/mnt, created if missing]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -l foreground -d 'Stay attached; log to stderr'
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l foreground -d 'Stay attached until unmounted or signalled'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zmount -n "__fish_zmount_using_subcommand umount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand umount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand umount" -s l -l lazy -d 'Detach even if files are still open in it'
+complete -c zmount -n "__fish_zmount_using_subcommand umount" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy)'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand register" -l store -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand register" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand register" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand register" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zmount -n "__fish_zmount_using_subcommand unregister" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
+complete -c zmount -n "__fish_zmount_using_subcommand unregister" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand unregister" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "run" -d 'Run CMD with the stack of LAYERs visible to it and all its descendants'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "serve" -d 'Run the daemon: one routed FUSE mount and the control socket'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,161 @@
+//! `zmount`'s command line.
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zmount",
+    version,
+    about = "Show stacks of layers through FUSE, a different stack to each process tree",
+    long_about = "Show a stack of layers (bottom first; later layers win, whiteouts hide, opaque \
+        directories hide what is below) as a read-only directory tree.\n\n\
+        `zmount run` shows a stack to one command and all its descendants at the daemon's \
+        mount point, while other processes see their own stack, or an empty directory, at the \
+        same path: one FUSE mount routes each request by the caller's process ancestry. \
+        `zmount mount` makes a plain single-view mount, the fastest way to read a stack.\n\n\
+        Layers are named by tag, full digest or unique digest prefix in the store (--store, \
+        else $ZKIT_STORE, else $XDG_DATA_HOME/zkit, else ~/.local/share/zkit).\n\n\
+        Files: the daemon keeps its socket, log and default mount point in DIR (--dir, else \
+        $ZMOUNT_DIR, else /run/zmount for root, $XDG_RUNTIME_DIR/zmount for other users, \
+        /tmp/zmount-UID without XDG_RUNTIME_DIR): DIR/control/socket (in a 0700 directory; \
+        the daemon checks each client's credentials), DIR/control/serve.log, DIR/mnt.",
+    after_help = "Examples:\n  \
+        zmount run app/1.0 -- sh -c 'ls \"$ZKIT_MOUNT\"'   # starts the daemon if needed\n  \
+        zmount run base/1 app/1.0 -- make -C \"$PWD\" test\n  \
+        zmount status --json\n  \
+        zmount mount app/1.0 /mnt/app && tar cf app.tar -C /mnt/app . && zmount umount /mnt/app\n  \
+        zmount stop\n\n\
+        Exit status: `run` exits with CMD's status (128+N if signal N killed it, 127 if CMD \
+        was not found); others 0 on success, 1 on failure, 2 on usage errors.\n\
+        Logs: --log-level or $ZMOUNT_LOG (error, warn, info, debug, trace)."
+)]
+pub struct Args {
+    /// Directory for the socket, log and default mount point [env: ZMOUNT_DIR]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "ZMOUNT_DIR",
+        hide_env = true
+    )]
+    pub dir: Option<PathBuf>,
+
+    /// Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run CMD with the stack of LAYERs visible to it and all its descendants
+    #[command(
+        long_about = "Run CMD so that it and every descendant see the stack of LAYERs \
+            (bottom first) at the daemon's mount point, which CMD finds in $ZKIT_MOUNT. \
+            Starts the daemon if it is not running. zmount becomes a child subreaper, so \
+            descendants that daemonise stay in the view until they exit; zmount waits for \
+            them, unregisters the view and exits with CMD's status.",
+        after_help = "Examples:\n  \
+            zmount run app/1.0 -- sh -c 'ls \"$ZKIT_MOUNT\"'\n  \
+            zmount run --store ./store base/1 tools/2 -- bash"
+    )]
+    Run {
+        /// Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Mount point for a daemon started on demand [default: DIR/mnt]
+        #[arg(long, value_name = "M")]
+        mountpoint: Option<PathBuf>,
+        /// Layers, bottom first: tag, digest or digest prefix
+        #[arg(required = true, value_name = "LAYER")]
+        layers: Vec<OsString>,
+        /// The command and its arguments, after `--`
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+
+    /// Run the daemon: one routed FUSE mount and the control socket
+    #[command(
+        long_about = "Run the daemon: one FUSE mount at M and the control socket. Each request \
+            is answered from the view of the caller's nearest registered ancestor; other \
+            processes see an empty read-only directory. Returns once the daemon is ready and \
+            keeps it running in the background (log in DIR/control/serve.log), unless \
+            --foreground. A mount or socket left by a crashed daemon is cleaned up first.",
+        after_help = "Examples:\n  zmount serve\n  zmount serve --mountpoint /views --foreground --log-level debug"
+    )]
+    Serve {
+        /// Mount point [default: DIR/mnt, created if missing]
+        #[arg(long, value_name = "M")]
+        mountpoint: Option<PathBuf>,
+        /// Stay attached; log to stderr
+        #[arg(long)]
+        foreground: bool,
+    },
+
+    /// Mount one stack at MOUNTPOINT, without routing (fastest)
+    #[command(
+        long_about = "Mount the stack of LAYERs (bottom first) at MOUNTPOINT for every process, \
+            with the kernel caching everything. Returns once the mount is ready and serves it \
+            in the background, unless --foreground. `zmount umount MOUNTPOINT` ends it.",
+        after_help = "Example:\n  zmount mount base/1 app/1.0 /mnt/app"
+    )]
+    Mount {
+        /// Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Stay attached until unmounted or signalled
+        #[arg(long)]
+        foreground: bool,
+        /// Layers, bottom first, then the mount point
+        #[arg(required = true, num_args = 2.., value_name = "LAYER... MOUNTPOINT")]
+        args: Vec<OsString>,
+    },
+
+    /// Unmount a mount made by `zmount mount`
+    Umount {
+        /// Detach even if files are still open in it
+        #[arg(short, long)]
+        lazy: bool,
+        mountpoint: PathBuf,
+    },
+
+    /// Show the daemon's mount point, views, cache figures and health
+    Status {
+        /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
+        /// cache_misses, healthy)
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Stop the daemon and unmount its mount point
+    Stop,
+
+    /// Plumbing: show LAYERs to an existing process tree (yours) rooted at PID
+    #[command(
+        long_about = "Register a view of LAYERs for the process tree rooted at PID, which must \
+            be yours (root may register any). Prefer `zmount run`, which also unregisters; \
+            a registration ends when PID exits or with `zmount unregister PID`."
+    )]
+    Register {
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        pid: u32,
+        #[arg(required = true, value_name = "LAYER")]
+        layers: Vec<OsString>,
+    },
+
+    /// Plumbing: remove the view registered for PID
+    Unregister { pid: u32 },
+}
+
+impl Args {
+    /// Split `mount`'s positional arguments into layers and the mount point.
+    pub fn mount_parts(args: &[OsString]) -> (Vec<OsString>, PathBuf) {
+        let (mp, layers) = args.split_last().expect("clap requires two");
+        (layers.to_vec(), PathBuf::from(mp))
+    }
+}

@@ -1,0 +1,318 @@
+//! The FUSE file system over views: routed (one mount, a view per process tree) or single
+//! (one view, no routing).
+//!
+//! The [`fuser::Filesystem`] impl in this file is a list of thin methods: each calls an `op`
+//! in [`ops`] that returns `Result<T, Errno>`, and [`Respond`] sends the answer, in one place.
+//!
+//! # Inode numbers and the kernel's caches
+//!
+//! The kernel caches dentries, attributes and file pages per inode, for every process alike;
+//! it knows nothing of PID routing. So the mount never lets one view's answer be reused for
+//! another view:
+//!
+//! - Node `n` of view `v` is inode `v << 32 | n`; view ids are never reused in a daemon's life,
+//!   so an inode number always names the same immutable file. Page and attribute caches of an
+//!   inode can therefore be kept (`keep_cache`, long attribute TTLs): no other view can reach
+//!   that inode by path.
+//! - Only the mount's root (inode 1) is shared. Its attributes and its children's dentries get
+//!   a zero TTL, so every path walk asks the daemon again at the root, and the daemon answers
+//!   with the caller's own view's inode. A cached dentry from another view fails revalidation
+//!   (different node id) and is dropped by the kernel. The root is listed per caller and never
+//!   cached (no `cache_dir` on it).
+//! - Below the root every dentry's parent is a per-view inode, so those dentries are private to
+//!   the view and are cached like in a single-view mount.
+//!
+//! A file descriptor opened inside a view keeps reading that view's file, whoever holds it
+//! later (as with any open file).
+
+mod ops;
+mod respond;
+
+use crate::router::Router;
+use crate::view::View;
+use fuser::{
+    Errno, FileHandle, Filesystem, INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use respond::Respond;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use ops::{Handles, ino_of};
+
+/// What the mount serves.
+pub enum Mode {
+    /// One view for every caller; everything may be cached.
+    Single(Arc<View>),
+    /// A view per registered process tree; callers in none see `empty`.
+    Routed {
+        router: Arc<Router>,
+        empty: Arc<View>,
+    },
+}
+
+pub struct Fs {
+    mode: Mode,
+    files: Handles,
+    /// TTL of what the kernel may cache for a long time (immutable per-view inodes).
+    long: Duration,
+}
+
+impl Fs {
+    pub fn new(mode: Mode) -> Fs {
+        Fs {
+            mode,
+            files: Handles::default(),
+            long: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+
+    fn routed(&self) -> bool {
+        matches!(self.mode, Mode::Routed { .. })
+    }
+}
+
+impl Filesystem for Fs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        use fuser::InitFlags as F;
+        // readdirplus saves a lookup per entry for `ls -l`, `find -printf` and tar; symlink
+        // targets are immutable per inode, so the kernel may cache them.
+        let wanted = F::FUSE_DO_READDIRPLUS
+            | F::FUSE_READDIRPLUS_AUTO
+            | F::FUSE_PARALLEL_DIROPS
+            | F::FUSE_CACHE_SYMLINKS;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_readahead(1 << 20);
+        tracing::debug!(routed = self.routed(), "FUSE session initialised");
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.op_lookup(req, parent.0, name).respond(reply);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.op_getattr(req, ino.0).respond(reply);
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.op_readlink(ino.0).respond(reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.op_open(ino.0, flags.0).respond(reply);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.op_read(fh.0, offset, size).respond(reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files.close(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.op_opendir(req, ino.0).respond(reply);
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.op_listing(ino.0, fh.0, offset).respond(reply);
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.op_listing(ino.0, fh.0, offset).respond(reply);
+    }
+
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.op_statfs(req, ino.0).respond(reply);
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        // Layers carry no extended attributes: every name is absent.
+        self.op_getattr(req, ino.0)
+            .and(Err::<respond::Xattr, _>(Errno::NO_XATTR))
+            .respond(reply);
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.op_getattr(req, ino.0)
+            .and_then(|_| respond::Xattr::answer(&[], size))
+            .respond(reply);
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        self.op_access(req, ino.0, mask.bits()).respond(reply);
+    }
+
+    // Writes: all go through the view, which refuses them for a stack of layers (EROFS).
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.op_write_refused(ino.0).respond(reply);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.op_write_refused(ino.0).respond(reply);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.op_write_refused(ino.0).respond(reply);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.op_write_refused(parent.0).respond(reply);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.op_write_refused(ino.0).respond(reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.op_write_refused(ino.0).respond(reply);
+    }
+}

@@ -1,0 +1,353 @@
+//! The operations: plain functions of the request that return `Result<T, Errno>`.
+
+use super::{Fs, Mode};
+use crate::view::{Data, Kind, ROOT, View};
+use fuser::{Errno, FileAttr, FileType, FopenFlags};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// FUSE's root inode.
+const FUSE_ROOT: u64 = 1;
+
+/// Every node reports this time (atime, mtime, ctime): layers are immutable, and a fixed time
+/// keeps make and rsync from seeing changes where there are none.
+const STABLE_TIME: Duration = Duration::from_secs(1);
+
+/// The inode number of node `n` of a view (see the module docs of [`crate::fuse`]).
+pub fn ino_of(view: &View, n: u32) -> u64 {
+    if n == ROOT {
+        FUSE_ROOT
+    } else {
+        (u64::from(view.id) << 32) | u64::from(n)
+    }
+}
+
+fn split(ino: u64) -> (u32, u32) {
+    ((ino >> 32) as u32, ino as u32)
+}
+
+pub struct Entry {
+    pub attr: FileAttr,
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+}
+
+pub struct Opened {
+    pub fh: u64,
+    pub flags: FopenFlags,
+}
+
+pub struct Statfs {
+    pub blocks: u64,
+    pub files: u64,
+    pub bsize: u32,
+}
+
+/// Open files: handle -> the store file. Handle 0 is an empty file with no blob.
+#[derive(Default)]
+pub struct Handles {
+    next: AtomicU64,
+    open: RwLock<HashMap<u64, Arc<File>>>,
+}
+
+impl Handles {
+    fn insert(&self, file: File) -> u64 {
+        let fh = self.next.fetch_add(1, Relaxed) + 1;
+        self.open.write().unwrap().insert(fh, Arc::new(file));
+        fh
+    }
+
+    fn get(&self, fh: u64) -> Option<Arc<File>> {
+        self.open.read().unwrap().get(&fh).cloned()
+    }
+
+    pub fn close(&self, fh: u64) {
+        self.open.write().unwrap().remove(&fh);
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.read().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub fn attr(view: &View, n: u32) -> FileAttr {
+    let node = view.node(n).expect("node of a live inode");
+    let size = node.size();
+    let time = SystemTime::UNIX_EPOCH + STABLE_TIME;
+    FileAttr {
+        ino: fuser::INodeNo(ino_of(view, n)),
+        size,
+        blocks: size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        kind: file_type(node.kind()),
+        perm: node.mode as u16,
+        nlink: node.nlink(),
+        uid: view.meta.uid,
+        gid: view.meta.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+/// One page of a directory listing, produced lazily while the reply buffer has room.
+pub struct Listing {
+    pub view: Arc<View>,
+    dir: u32,
+    offset: u64,
+    /// Entry and attribute TTL for readdirplus answers.
+    pub ttl: Duration,
+}
+
+pub struct Item<'a> {
+    pub ino: u64,
+    /// The offset of the entry after this one.
+    pub next: u64,
+    pub kind: FileType,
+    pub name: &'a OsStr,
+    node: u32,
+}
+
+impl Listing {
+    /// Offsets: 0 start, 1 after ".", 2 after "..", 3 + i after child i. A child's offset is
+    /// its index in the view's node table, which never changes while the view lives.
+    pub fn items(&self) -> impl Iterator<Item = Item<'_>> {
+        let v = &self.view;
+        let node = v.node(self.dir).expect("listed dir");
+        let (first, count) = v.children(self.dir).unwrap_or((0, 0));
+        let parent = if self.dir == ROOT { ROOT } else { node.parent };
+        let dots = [(self.dir, "."), (parent, "..")]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (n, name))| Item {
+                ino: ino_of(v, n),
+                next: i as u64 + 1,
+                kind: FileType::Directory,
+                name: OsStr::new(name),
+                node: n,
+            });
+        let children = (0..count).map(move |i| {
+            let n = first + i;
+            let child = v.node(n).expect("child");
+            Item {
+                ino: ino_of(v, n),
+                next: u64::from(i) + 3,
+                kind: file_type(child.kind()),
+                name: OsStr::from_bytes(&child.name),
+                node: n,
+            }
+        });
+        dots.chain(children).skip(self.offset as usize)
+    }
+
+    pub fn attr(&self, item: &Item<'_>) -> FileAttr {
+        attr(&self.view, item.node)
+    }
+}
+
+impl Fs {
+    /// The view a caller sees at the root.
+    fn view_of_caller(&self, pid: u32) -> Arc<View> {
+        match &self.mode {
+            Mode::Single(v) => v.clone(),
+            Mode::Routed { router, empty } => router.route(pid).unwrap_or_else(|| empty.clone()),
+        }
+    }
+
+    /// The view and node an inode names. The root is the caller's; any other inode belongs
+    /// to the view that issued it, whoever asks.
+    fn resolve(&self, pid: u32, ino: u64) -> Result<(Arc<View>, u32), Errno> {
+        if ino == FUSE_ROOT {
+            return Ok((self.view_of_caller(pid), ROOT));
+        }
+        let (id, n) = split(ino);
+        let view = match &self.mode {
+            Mode::Single(v) if v.id == id => Some(v.clone()),
+            Mode::Single(_) => None,
+            Mode::Routed { router, .. } => router.view(id),
+        };
+        // A view that was unregistered while the kernel still held its inodes.
+        let view = view.ok_or(Errno::ESTALE)?;
+        if view.node(n).is_none() {
+            return Err(Errno::ESTALE);
+        }
+        Ok((view, n))
+    }
+
+    /// TTLs for a node: the routed root and its children's dentries are never cached (they
+    /// differ per caller); everything else names one immutable file forever.
+    fn ttl(&self, parent_is_root: bool) -> Duration {
+        if self.routed() && parent_is_root {
+            Duration::ZERO
+        } else {
+            self.long
+        }
+    }
+
+    pub(super) fn op_lookup(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+    ) -> Result<Entry, Errno> {
+        let (view, dir) = self.resolve(req.pid(), parent)?;
+        if view.children(dir).is_none() {
+            return Err(Errno::ENOTDIR);
+        }
+        let n = view.lookup(dir, name.as_bytes()).ok_or(Errno::ENOENT)?;
+        let entry_ttl = self.ttl(parent == FUSE_ROOT);
+        Ok(Entry {
+            attr: attr(&view, n),
+            // The child's attributes belong to its per-view inode: cacheable.
+            attr_ttl: self.long,
+            entry_ttl,
+        })
+    }
+
+    pub(super) fn op_getattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+    ) -> Result<(Duration, FileAttr), Errno> {
+        let (view, n) = self.resolve(req.pid(), ino)?;
+        Ok((self.ttl(ino == FUSE_ROOT), attr(&view, n)))
+    }
+
+    pub(super) fn op_readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
+        let (view, n) = self.resolve(0, ino)?;
+        match &view.node(n).expect("resolved").data {
+            Data::Symlink { target } => Ok(target.to_vec()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(super) fn op_open(&self, ino: u64, flags: i32) -> Result<Opened, Errno> {
+        let (view, n) = self.resolve(0, ino)?;
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            view.writable().map_err(Errno::from_i32)?;
+        }
+        let digest = match &view.node(n).expect("resolved").data {
+            Data::File { digest, .. } => *digest,
+            Data::Dir { .. } => return Err(Errno::EISDIR),
+            Data::Symlink { .. } => return Err(Errno::ELOOP),
+        };
+        // Content never changes for an inode number, so the page cache may outlive the open.
+        let flags = FopenFlags::FOPEN_KEEP_CACHE;
+        let Some(digest) = digest else {
+            return Ok(Opened { fh: 0, flags });
+        };
+        let path = view.blob_path(&digest);
+        let file = File::open(&path).map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot open blob");
+            Errno::from(e)
+        })?;
+        Ok(Opened {
+            fh: self.files.insert(file),
+            flags,
+        })
+    }
+
+    pub(super) fn op_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        if fh == 0 {
+            return Ok(Vec::new());
+        }
+        let file = self.files.get(fh).ok_or(Errno::EBADF)?;
+        let mut buf = vec![0; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub(super) fn op_opendir(&self, req: &fuser::Request, ino: u64) -> Result<Opened, Errno> {
+        let (view, n) = self.resolve(req.pid(), ino)?;
+        if view.children(n).is_none() {
+            return Err(Errno::ENOTDIR);
+        }
+        if ino == FUSE_ROOT && self.routed() {
+            // The listing must come from the view of whoever opened the directory, page
+            // after page: remember it in the handle, and let the kernel cache nothing.
+            return Ok(Opened {
+                fh: u64::from(view.id),
+                flags: FopenFlags::empty(),
+            });
+        }
+        Ok(Opened {
+            fh: 0,
+            flags: FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+        })
+    }
+
+    pub(super) fn op_listing(&self, ino: u64, fh: u64, offset: u64) -> Result<Listing, Errno> {
+        let (view, dir) = match (&self.mode, ino) {
+            (Mode::Routed { router, empty }, FUSE_ROOT) => {
+                let view = if fh == u64::from(empty.id) {
+                    empty.clone()
+                } else {
+                    router.view(fh as u32).ok_or(Errno::ESTALE)?
+                };
+                (view, ROOT)
+            }
+            _ => self.resolve(0, ino)?,
+        };
+        Ok(Listing {
+            view,
+            dir,
+            offset,
+            ttl: self.ttl(ino == FUSE_ROOT),
+        })
+    }
+
+    pub(super) fn op_statfs(&self, req: &fuser::Request, ino: u64) -> Result<Statfs, Errno> {
+        let (view, _) = self.resolve(req.pid(), ino)?;
+        Ok(Statfs {
+            blocks: view.total_bytes().div_ceil(4096),
+            files: view.len() as u64,
+            bsize: 4096,
+        })
+    }
+
+    pub(super) fn op_access(&self, req: &fuser::Request, ino: u64, mask: i32) -> Result<(), Errno> {
+        let (view, _) = self.resolve(req.pid(), ino)?;
+        if mask & libc::W_OK != 0 {
+            view.writable().map_err(Errno::from_i32)?;
+        }
+        Ok(())
+    }
+
+    /// Any write: the inode's view decides (a stack of layers answers `EROFS`).
+    pub(super) fn op_write_refused<T>(&self, ino: u64) -> Result<T, Errno> {
+        let (view, _) = self.resolve(0, ino)?;
+        view.writable().map_err(Errno::from_i32)?;
+        // A writable view takes writes in its own op layer; none exists for layers alone.
+        Err(Errno::EROFS)
+    }
+}

@@ -1,0 +1,370 @@
+//! `zmount serve`: one routed FUSE mount plus the control socket.
+//!
+//! Start-up, in order: take `control/lock` (one daemon per directory; the lock dies with the
+//! process, so a crash never blocks the next start), clear what a crashed daemon left (a dead
+//! FUSE mount is detached, a socket nobody answers is removed), mount, listen, report ready.
+//! Shutdown (`zmount stop`, SIGTERM, SIGINT, SIGHUP): stop accepting, detach the mount,
+//! remove the socket.
+
+use super::control::{self, Peer, Reply, Request, Status, ViewStatus};
+use super::{Paths, mounts, ready};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::fuse::{Fs, Mode};
+use crate::process::{self, ProcId};
+use crate::router::Router;
+use crate::view::{Meta, View};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct ServeOptions {
+    pub paths: Paths,
+    pub mountpoint: Option<PathBuf>,
+}
+
+struct Daemon {
+    router: Arc<Router>,
+    mountpoint: PathBuf,
+    socket: PathBuf,
+    started: Instant,
+    next_view: AtomicU32,
+    stopping: AtomicBool,
+    uid: u32,
+}
+
+/// Run the daemon in this process until it is told to stop.
+pub fn serve(opts: ServeOptions) -> Result<()> {
+    let paths = &opts.paths;
+    paths.prepare()?;
+    crate::sys::block_termination().at(&paths.control, "cannot set up signal handling")?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.lock)
+        .at(&paths.lock, "cannot open lock")?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(Error::new(&paths.socket, ErrorKind::AlreadyRunning));
+    }
+    let mountpoint = match &opts.mountpoint {
+        Some(m) => m.clone(),
+        None => {
+            mounts::ensure_dir(&paths.default_mountpoint)?;
+            paths.default_mountpoint.clone()
+        }
+    };
+    mounts::check_fuse(&mountpoint)?;
+    mounts::recover(&mountpoint)?;
+    if std::fs::symlink_metadata(&paths.socket).is_ok() {
+        tracing::warn!(socket = %paths.socket.display(), "removing the socket of a daemon that died");
+        std::fs::remove_file(&paths.socket).at(&paths.socket, "cannot remove stale socket")?;
+    }
+
+    let router = Arc::new(Router::new());
+    let uid = rustix::process::geteuid().as_raw();
+    let empty = Arc::new(View::empty(
+        0,
+        meta(vec![], uid, rustix::process::getegid().as_raw()),
+    ));
+    let fs = Fs::new(Mode::Routed {
+        router: router.clone(),
+        empty,
+    });
+    let session = super::mount_session(fs, &mountpoint)?;
+
+    let listener = UnixListener::bind(&paths.socket).at(&paths.socket, "cannot create socket")?;
+    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
+        .at(&paths.socket, "cannot set socket permissions")?;
+    let daemon = Arc::new(Daemon {
+        router,
+        mountpoint: std::fs::canonicalize(&mountpoint).unwrap_or(mountpoint.clone()),
+        socket: paths.socket.clone(),
+        started: Instant::now(),
+        next_view: AtomicU32::new(1),
+        stopping: AtomicBool::new(false),
+        uid,
+    });
+    tracing::info!(
+        mountpoint = %daemon.mountpoint.display(),
+        socket = %paths.socket.display(),
+        pid = std::process::id(),
+        "zmount daemon ready"
+    );
+    ready::notify(Some(&paths.log))?;
+
+    {
+        let d = daemon.clone();
+        std::thread::spawn(move || {
+            let sig = crate::sys::wait_termination();
+            tracing::info!(signal = sig, "stopping on signal");
+            d.stop();
+        });
+    }
+    {
+        let d = daemon.clone();
+        std::thread::spawn(move || {
+            while !d.stopping.load(SeqCst) {
+                for gone in d.router.sweep() {
+                    tracing::info!(
+                        pid = gone.root.pid,
+                        view = gone.view.id,
+                        "unregistered: the tree's root process exited"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+    }
+
+    for conn in listener.incoming() {
+        if daemon.stopping.load(SeqCst) {
+            break;
+        }
+        let Ok(conn) = conn else { continue };
+        let d = daemon.clone();
+        std::thread::spawn(move || {
+            control::serve_connection(conn, |peer, req| d.handle(peer, req))
+        });
+    }
+
+    drop(listener);
+    super::finish_session(session, &daemon.mountpoint);
+    // Last: a client waiting in `zmount stop` takes the socket's removal as "all gone".
+    let _ = std::fs::remove_file(&paths.socket);
+    tracing::info!("zmount daemon stopped");
+    Ok(())
+}
+
+fn meta(layers: Vec<String>, uid: u32, gid: u32) -> Meta {
+    Meta {
+        layers,
+        uid,
+        gid,
+        created: SystemTime::now(),
+    }
+}
+
+impl Daemon {
+    fn stop(&self) {
+        self.stopping.store(true, SeqCst);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.socket);
+    }
+
+    fn handle(&self, peer: Peer, req: Request) -> Reply {
+        match req {
+            Request::Ping => Reply::Pong {
+                mountpoint: self.mountpoint.clone(),
+                pid: std::process::id(),
+            },
+            Request::Register {
+                pid,
+                start,
+                store,
+                layers,
+                names,
+            } => match self.register(peer, pid, start, &store, &layers, names) {
+                Ok(view) => Reply::Registered {
+                    view,
+                    mountpoint: self.mountpoint.clone(),
+                },
+                Err(e) => {
+                    tracing::warn!(peer.uid, peer.pid, pid, error = %e, "registration refused");
+                    e.into()
+                }
+            },
+            Request::Unregister { pid } => self.unregister(peer, pid),
+            Request::Status => Reply::Status(self.status()),
+            Request::Stop => {
+                if peer.uid != 0 && peer.uid != self.uid {
+                    return control::error_reply(
+                        "stop",
+                        "only the daemon's user or root may stop it",
+                    );
+                }
+                tracing::info!(peer.uid, peer.pid, "stop requested");
+                self.stop();
+                Reply::Stopped
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        peer: Peer,
+        pid: u32,
+        start: Option<u64>,
+        store: &Path,
+        layers: &[String],
+        names: Vec<String>,
+    ) -> Result<u32> {
+        let refuse = |what: String| Error::new(format!("pid {pid}"), ErrorKind::Daemon(what));
+        let stat = process::stat(pid).map_err(|_| refuse("no such process".into()))?;
+        let owner = process::owner(pid).map_err(|_| refuse("no such process".into()))?;
+        if peer.uid != 0 && owner != peer.uid {
+            return Err(refuse(format!(
+                "process belongs to uid {owner}, not to you (uid {}): a view can only be \
+                 registered for your own processes",
+                peer.uid
+            )));
+        }
+        if let Some(s) = start
+            && s != stat.id.start
+        {
+            return Err(refuse(
+                "that process has exited (its pid now names another process)".into(),
+            ));
+        }
+        // The daemon reads the store with its own rights; a user may only expose a store
+        // that is theirs.
+        let meta_store = std::fs::metadata(store).at(store, "cannot open store")?;
+        if peer.uid != 0 && peer.uid != self.uid && meta_store.uid() != peer.uid {
+            return Err(Error::new(
+                store,
+                ErrorKind::Daemon("the store is not yours".into()),
+            ));
+        }
+        let gid = std::fs::metadata(format!("/proc/{pid}"))
+            .map(|m| m.gid())
+            .unwrap_or(0);
+        let id = self.next_view.fetch_add(1, SeqCst);
+        let names = if names.len() == layers.len() {
+            names
+        } else {
+            layers.to_vec()
+        };
+        let view = super::build_view(store, layers, id, meta(names, owner, gid))?;
+        tracing::info!(
+            pid,
+            start = stat.id.start,
+            view = id,
+            layers = ?view.meta.layers,
+            nodes = view.len(),
+            peer.uid,
+            "registered"
+        );
+        self.router.register(
+            ProcId {
+                pid,
+                start: stat.id.start,
+            },
+            Arc::new(view),
+        );
+        Ok(id)
+    }
+
+    fn unregister(&self, peer: Peer, pid: u32) -> Reply {
+        let regs = self.router.registrations();
+        let Some(reg) = regs.iter().find(|r| r.root.pid == pid) else {
+            return control::error_reply(&format!("pid {pid}"), "no view is registered for it");
+        };
+        if peer.uid != 0 && reg.view.meta.uid != peer.uid {
+            return control::error_reply(&format!("pid {pid}"), "that view is not yours");
+        }
+        if let Some(r) = self.router.unregister(pid) {
+            tracing::info!(pid, view = r.view.id, peer.pid, "unregistered");
+        }
+        Reply::Unregistered
+    }
+
+    fn status(&self) -> Status {
+        let (cache_hits, cache_misses) = self.router.cache_stats();
+        let now = SystemTime::now();
+        let views = self
+            .router
+            .registrations()
+            .into_iter()
+            .map(|r| ViewStatus {
+                id: r.view.id,
+                root_pid: r.root.pid,
+                root_start: r.root.start,
+                layers: r.view.meta.layers.clone(),
+                age_secs: now
+                    .duration_since(r.view.meta.created)
+                    .unwrap_or_default()
+                    .as_secs(),
+                uid: r.view.meta.uid,
+                nodes: r.view.len(),
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            mountpoint: self.mountpoint.clone(),
+            views,
+            cache_hits,
+            cache_misses,
+            healthy: std::fs::metadata(&self.mountpoint).is_ok(),
+        }
+    }
+}
+
+/// Make sure a daemon answers at `paths`, starting one if none does; returns its mount
+/// point. The daemon is started through a short-lived `zmount serve`, so it is never our
+/// child: a `run` (a subreaper that waits for all its descendants) must not wait for it.
+pub fn ensure_running(
+    paths: &Paths,
+    mountpoint: Option<&Path>,
+    log_level: Option<&str>,
+) -> Result<PathBuf> {
+    if let Ok(mp) = ping(paths) {
+        return Ok(mp);
+    }
+    ready::run_to_end(&super::serve_args(paths, mountpoint, log_level))?;
+    ping(paths)
+}
+
+/// `zmount serve` without `--foreground`: start the daemon in the background and return
+/// once it is ready. Concurrent callers start at most one daemon.
+pub fn start_background(
+    paths: &Paths,
+    mountpoint: Option<&Path>,
+    log_level: Option<&str>,
+) -> Result<PathBuf> {
+    paths.prepare()?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.start_lock)
+        .at(&paths.start_lock, "cannot open lock")?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .at(&paths.start_lock, "cannot lock")?;
+    if let Ok(mp) = ping(paths) {
+        return Ok(mp);
+    }
+    let mut args = super::serve_args(paths, mountpoint, log_level);
+    args.push("--foreground".into());
+    ready::spawn_and_wait(&args)?;
+    ping(paths)
+}
+
+fn ping(paths: &Paths) -> Result<PathBuf> {
+    match control::call(&paths.socket, &Request::Ping)? {
+        Reply::Pong { mountpoint, .. } => Ok(mountpoint),
+        other => Err(Error::new(
+            &paths.socket,
+            ErrorKind::Daemon(format!("unexpected reply {other:?}")),
+        )),
+    }
+}
+
+/// Ask the daemon to stop and wait until its mount and socket are gone.
+pub fn stop(paths: &Paths) -> Result<()> {
+    control::call(&paths.socket, &Request::Stop)?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::symlink_metadata(&paths.socket).is_ok() {
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                &paths.socket,
+                ErrorKind::Daemon("the daemon did not stop within 15 s".into()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

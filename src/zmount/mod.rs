@@ -1,0 +1,135 @@
+//! `zmount`: the daemon, `run`, single-view mounts, and the glue between the store, views and
+//! the FUSE layer. See `zmount --help` for the user's side.
+
+pub mod control;
+pub mod daemon;
+pub mod mounts;
+pub mod paths;
+pub mod ready;
+pub mod run;
+pub mod single;
+
+pub use paths::Paths;
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::fuse::Fs;
+use crate::store::Store;
+use crate::view::{Builder, Digest, Meta, View};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Open an existing store without creating anything in it: the daemon must never create
+/// directories in a user's store with its own rights.
+pub fn open_existing_store(root: &Path) -> Result<Store> {
+    let marker = root.join("zkit-store");
+    if !marker.exists() {
+        return Err(Error::new(
+            root,
+            ErrorKind::Invalid("no zkit store here (zcommit creates one)".into()),
+        ));
+    }
+    Store::open(root)
+}
+
+/// Resolve the user's layer names (tag, digest, digest prefix) to digests, bottom first.
+pub fn resolve_layers(store: &Store, names: &[OsString]) -> Result<Vec<Digest>> {
+    names.iter().map(|n| store.resolve(n)).collect()
+}
+
+/// Merge the layers (hex digests, bottom first) of the store at `root` into a view.
+pub fn build_view(root: &Path, digests: &[String], id: u32, meta: Meta) -> Result<View> {
+    let store = Arc::new(open_existing_store(root)?);
+    let mut builder = Builder::new();
+    for hex in digests {
+        let digest = Digest::parse(hex).ok_or_else(|| Error::new(hex, ErrorKind::UnknownLayer))?;
+        builder.push_layer(&store.load_layer(&digest)?);
+    }
+    let blobs = Arc::new(move |d: &Digest| store.blob_path(d));
+    Ok(builder.finish(id, meta, blobs))
+}
+
+/// Mount `fs` at `mountpoint`, served by several threads. Root's mounts let every user in
+/// (a routed mount shows each tree its own view); setuid bits from a layer are never honoured.
+fn mount_session(fs: Fs, mountpoint: &Path) -> Result<fuser::BackgroundSession> {
+    use fuser::{MountOption as O, SessionACL};
+    let root = rustix::process::geteuid().is_root();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        O::FSName("zmount".into()),
+        O::Subtype("zmount".into()),
+        O::RO,
+        O::NoDev,
+        O::NoSuid,
+        O::DefaultPermissions,
+    ];
+    config.acl = if root {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(threads);
+    config.clone_fd = cfg!(target_os = "linux");
+    let session =
+        fuser::Session::new(fs, mountpoint, &config).map_err(|e| mount_error(mountpoint, e))?;
+    session
+        .spawn()
+        .at(mountpoint, "cannot start the FUSE session")
+}
+
+fn mount_error(mountpoint: &Path, e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) if !Path::new("/dev/fuse").exists() => {
+            Error::new("/dev/fuse", ErrorKind::NoFuse)
+        }
+        Some(libc::ENOENT) if !mountpoint.exists() => {
+            Error::new(mountpoint, ErrorKind::MountpointMissing)
+        }
+        Some(libc::EBUSY) => Error::new(
+            mountpoint,
+            ErrorKind::MountpointBusy("already in use".into()),
+        ),
+        _ if e.kind() == std::io::ErrorKind::NotFound => {
+            Error::new("fusermount3", ErrorKind::NoFusermount)
+        }
+        _ => Error::io(mountpoint, "cannot mount", e),
+    }
+}
+
+/// Detach the mount and let the session end; never wait long for it (a process still
+/// inside the mount keeps the session alive until it leaves, and that is the kernel's job).
+fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path) {
+    if let Err(e) = mounts::unmount(mountpoint, true) {
+        tracing::warn!(error = %e, "cannot detach the mount");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = session.join();
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(Duration::from_secs(3)).is_err() {
+        tracing::warn!("FUSE session still busy after unmount; leaving it to the kernel");
+    }
+}
+
+/// The arguments that start `zmount serve` for these paths.
+fn serve_args(paths: &Paths, mountpoint: Option<&Path>, log_level: Option<&str>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--dir".into(), paths.base.clone().into()];
+    if let Some(l) = log_level {
+        args.extend(["--log-level".into(), l.into()]);
+    }
+    args.push("serve".into());
+    if let Some(m) = mountpoint {
+        args.extend(["--mountpoint".into(), m.into()]);
+    }
+    args
+}
+
+/// A path made absolute against the current directory (the daemon runs elsewhere).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}

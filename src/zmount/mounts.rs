@@ -1,0 +1,161 @@
+//! Mount-table facts and unmounting: is a path a (live or dead) FUSE mount, and take it away.
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+/// The file system type mounted exactly at `path`, from `/proc/self/mountinfo` (the last one
+/// when mounts are stacked).
+#[cfg(target_os = "linux")]
+pub fn fstype_at(path: &Path) -> Option<String> {
+    let table = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut found = None;
+    for line in table.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if fields.len() < 5 || fields.len() <= dash + 1 {
+            continue;
+        }
+        if unescape(fields[4]) == want {
+            found = Some(String::from_utf8_lossy(fields[dash + 1]).into_owned());
+        }
+    }
+    found
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn fstype_at(_path: &Path) -> Option<String> {
+    None
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &[u8]) -> PathBuf {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && let Some(v) = field
+                .get(i + 1..i + 4)
+                .and_then(|o| std::str::from_utf8(o).ok())
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
+/// A FUSE mount whose server is gone answers ENOTCONN to everything.
+pub fn is_dead_fuse(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// Take the mount at `path` away. `lazy` detaches it even while it is in use (the kernel
+/// finishes it when the last user leaves). Root unmounts directly; a normal user goes
+/// through `fusermount3 -u`.
+pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::mount::UnmountFlags;
+            let flags = if lazy {
+                UnmountFlags::DETACH
+            } else {
+                UnmountFlags::empty()
+            };
+            return rustix::mount::unmount(path, flags).map_err(|e| {
+                if e == rustix::io::Errno::BUSY {
+                    Error::new(
+                        path,
+                        ErrorKind::MountpointBusy("files are open in it".into()),
+                    )
+                } else {
+                    Error::io(path, "cannot unmount", e.into())
+                }
+            });
+        }
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg(path).output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::new(path, ErrorKind::NoFusermount),
+        _ => Error::io(path, "cannot run fusermount3", e),
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if msg.contains("busy") {
+        return Err(Error::new(path, ErrorKind::MountpointBusy(msg)));
+    }
+    Err(Error::new(
+        path,
+        ErrorKind::Invalid(format!("fusermount3 -u failed: {msg}")),
+    ))
+}
+
+/// Can FUSE be mounted here by us at all? Names the fix when not.
+pub fn check_fuse(mountpoint: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        if !Path::new("/dev/fuse").exists() {
+            return Err(Error::new("/dev/fuse", ErrorKind::NoFuse));
+        }
+        if !rustix::process::geteuid().is_root() && !in_path("fusermount3") {
+            return Err(Error::new("fusermount3", ErrorKind::NoFusermount));
+        }
+    }
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            mountpoint,
+            ErrorKind::Invalid("mount point is not a directory".into()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::new(mountpoint, ErrorKind::MountpointMissing))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+        Err(e) => Err(Error::io(mountpoint, "cannot use mount point", e)),
+    }
+}
+
+fn in_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// Clear what a crashed server left at `mountpoint`: a dead FUSE mount is detached. A live
+/// mount of anything is "busy".
+pub fn recover(mountpoint: &Path) -> Result<()> {
+    if is_dead_fuse(mountpoint) {
+        tracing::warn!(mountpoint = %mountpoint.display(), "detaching a dead FUSE mount left by a crash");
+        return unmount(mountpoint, true);
+    }
+    if let Some(fs) = fstype_at(mountpoint) {
+        return Err(Error::new(
+            mountpoint,
+            ErrorKind::MountpointBusy(format!("{fs} is mounted there")),
+        ));
+    }
+    Ok(())
+}
+
+/// Create the default mount point if it is missing (user-given ones must exist).
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    if is_dead_fuse(path) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).at(path, "cannot create mount point")
+}

@@ -1,0 +1,133 @@
+//! `zmount run LAYER... -- CMD`: show a stack to one process tree.
+//!
+//! 1. Become a child subreaper: a descendant that daemonises (double fork) is reparented to
+//!    us, not to init, so it stays in the tree, and in the view, until it exits.
+//! 2. Make sure the daemon runs (start it on demand) and register a view for our own process
+//!    (PID and start time): CMD and all its descendants are below it.
+//! 3. Run CMD with `$ZKIT_MOUNT` set to the mount point; wait for it, then for every other
+//!    descendant (reaped as orphans come to us), then unregister.
+//!
+//! If `run` is killed before unregistering, the daemon notices the root process is gone and
+//! drops the registration itself.
+
+use super::control::{self, Reply, Request};
+use super::{Paths, daemon};
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{self, Store};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct RunOptions {
+    pub paths: Paths,
+    pub store: Option<PathBuf>,
+    pub mountpoint: Option<PathBuf>,
+    pub layers: Vec<OsString>,
+    pub command: Vec<OsString>,
+    pub log_level: Option<String>,
+}
+
+/// Register a view of `layers` for process `pid` with the daemon at `paths` (starting it if
+/// needed). Returns the mount point.
+pub fn register(
+    paths: &Paths,
+    store: Option<&Path>,
+    mountpoint: Option<&Path>,
+    layers: &[OsString],
+    pid: u32,
+    log_level: Option<&str>,
+) -> Result<PathBuf> {
+    let root = super::absolute(&store::root_from(store)?);
+    let store = Store::open(&root)?;
+    let digests = super::resolve_layers(&store, layers)?;
+    daemon::ensure_running(paths, mountpoint, log_level)?;
+    let start = crate::process::stat(pid).ok().map(|s| s.id.start);
+    let req = Request::Register {
+        pid,
+        start,
+        store: root,
+        layers: digests.iter().map(|d| d.to_hex()).collect(),
+        names: layers
+            .iter()
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect(),
+    };
+    match control::call(&paths.socket, &req)? {
+        Reply::Registered { mountpoint, .. } => Ok(mountpoint),
+        other => Err(unexpected(&paths.socket, other)),
+    }
+}
+
+pub fn unregister(paths: &Paths, pid: u32) -> Result<()> {
+    match control::call(&paths.socket, &Request::Unregister { pid })? {
+        Reply::Unregistered => Ok(()),
+        other => Err(unexpected(&paths.socket, other)),
+    }
+}
+
+fn unexpected(socket: &Path, reply: Reply) -> Error {
+    Error::new(
+        socket,
+        ErrorKind::Daemon(format!("unexpected reply from the daemon: {reply:?}")),
+    )
+}
+
+/// Run the command in its view; returns the exit code to leave with (CMD's status, or
+/// 128 + N if a signal N killed it).
+pub fn run(opts: &RunOptions) -> Result<i32> {
+    let me = std::process::id();
+    // Registering first may start the daemon; only then become a subreaper, so that the
+    // daemon is never reparented to us.
+    let mountpoint = register(
+        &opts.paths,
+        opts.store.as_deref(),
+        opts.mountpoint.as_deref(),
+        &opts.layers,
+        me,
+        opts.log_level.as_deref(),
+    )?;
+    tracing::debug!(mountpoint = %mountpoint.display(), "view registered");
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        let _ = unregister(&opts.paths, me);
+        return Err(Error::io(
+            "prctl",
+            "cannot become a child subreaper",
+            e.into(),
+        ));
+    }
+    let (program, args) = opts.command.split_first().expect("clap requires a command");
+    let status = Command::new(program)
+        .args(args)
+        .env("ZKIT_MOUNT", &mountpoint)
+        .status();
+    let code = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+        }
+        Err(e) => {
+            let _ = unregister(&opts.paths, me);
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            eprintln!(
+                "zmount: {}: cannot run: {}",
+                Path::new(program).display(),
+                e
+            );
+            return Ok(code);
+        }
+    };
+    reap_orphans();
+    unregister(&opts.paths, me)?;
+    Ok(code)
+}
+
+/// Wait for every remaining descendant: as a subreaper we inherit the orphans of the tree.
+fn reap_orphans() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    while rustix::process::wait(rustix::process::WaitOptions::empty()).is_ok_and(|r| r.is_some()) {}
+}

@@ -1,0 +1,78 @@
+//! `zmount mount LAYER... MOUNTPOINT`: one view, no routing, every cache on. And `umount`.
+
+use super::{mounts, ready};
+use crate::error::{IoContext, Result};
+use crate::fuse::{Fs, Mode};
+use crate::store::{self, Store};
+use crate::view::Meta;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub struct MountOptions {
+    pub store: Option<PathBuf>,
+    pub layers: Vec<OsString>,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub log_level: Option<String>,
+}
+
+/// Mount and serve. In the background (the default) this returns once the mount is ready and
+/// a detached copy of this program serves it; with `foreground` it serves until unmounted or
+/// signalled.
+pub fn mount(opts: &MountOptions) -> Result<()> {
+    let mountpoint = super::absolute(&opts.mountpoint);
+    // Fail early, in the caller's terminal, with the message that names the fix.
+    mounts::check_fuse(&mountpoint)?;
+    mounts::recover(&mountpoint)?;
+    let root = super::absolute(&store::root_from(opts.store.as_deref())?);
+    let store = Store::open(&root)?;
+    let digests = super::resolve_layers(&store, &opts.layers)?;
+    if !opts.foreground {
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some(l) = &opts.log_level {
+            args.extend(["--log-level".into(), l.into()]);
+        }
+        args.extend([
+            "mount".into(),
+            "--foreground".into(),
+            "--store".into(),
+            root.into(),
+        ]);
+        // Digests, so the server mounts exactly what was resolved here.
+        args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
+        args.push(mountpoint.into());
+        ready::spawn_and_wait(&args)?;
+        return Ok(());
+    }
+    crate::sys::block_termination().at(&mountpoint, "cannot set up signal handling")?;
+    let meta = Meta {
+        layers: opts
+            .layers
+            .iter()
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect(),
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        created: SystemTime::now(),
+    };
+    let hex: Vec<String> = digests.iter().map(|d| d.to_hex()).collect();
+    let view = super::build_view(&root, &hex, 1, meta)?;
+    tracing::info!(mountpoint = %mountpoint.display(), nodes = view.len(), "mounting single view");
+    let session = super::mount_session(Fs::new(Mode::Single(Arc::new(view))), &mountpoint)?;
+    ready::notify(None)?;
+    // Serve until a signal; an external unmount ends the session, and with it the process.
+    let watched = mountpoint.clone();
+    std::thread::spawn(move || {
+        crate::sys::wait_termination();
+        let _ = mounts::unmount(&watched, true);
+    });
+    let _ = session.join();
+    Ok(())
+}
+
+/// Unmount a zmount mount point (any FUSE mount, really); `lazy` detaches a busy one.
+pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
+    mounts::unmount(&super::absolute(mountpoint), lazy)
+}

@@ -1,0 +1,578 @@
+//! zmount against the real kernel: routed and single-view FUSE mounts, the daemon's lifecycle
+//! and its control socket. Needs root and /dev/fuse (CI has both).
+//!
+//! Every test has its own store, daemon directory (socket, log) and mount point, and a guard
+//! that stops the daemon and lazily unmounts on drop, panics included. Every command runs
+//! with a timeout, so a broken mount fails a test instead of hanging CI.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use util::{Scratch, bin_path, have, is_root};
+use zkit::digest::Digest;
+use zkit::manifest::{Manifest, Node, NodeKind};
+use zkit::store::Store;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A store, a daemon directory and a mount point of one test; stops and unmounts on drop.
+struct Env {
+    scratch: Scratch,
+}
+
+impl Env {
+    fn new() -> Env {
+        let scratch = Scratch::new();
+        std::fs::create_dir(scratch.path("store")).unwrap();
+        // World-traversable, so tests that switch users can reach what they are meant to.
+        std::fs::set_permissions(scratch.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env { scratch }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.scratch.path("store")
+    }
+    fn dir(&self) -> PathBuf {
+        self.scratch.path("zm")
+    }
+    fn mnt(&self) -> PathBuf {
+        self.scratch.path("zm/mnt")
+    }
+
+    /// `zmount --dir DIR ARGS...` with the test's store, under a timeout.
+    fn zmount(&self) -> assert_cmd::Command {
+        let mut c = util::bin("zmount");
+        c.env("ZMOUNT_DIR", self.dir())
+            .env("ZKIT_STORE", self.store())
+            .timeout(TIMEOUT);
+        c
+    }
+
+    fn std_zmount(&self) -> Command {
+        let mut c = Command::new(bin_path("zmount"));
+        c.env("ZMOUNT_DIR", self.dir())
+            .env("ZKIT_STORE", self.store());
+        c
+    }
+
+    /// Commit `files` (path -> content; a trailing `/` makes a directory, `@target` a
+    /// symlink) as a layer tagged `tag`.
+    fn layer(&self, tag: &str, files: &[(&str, &str)]) -> Digest {
+        let mut root = Node::dir(0o755);
+        let store = Store::open(&self.store()).unwrap();
+        for (path, content) in files {
+            let (path, node) = if let Some(dir) = path.strip_suffix('/') {
+                (dir, Node::dir(0o755))
+            } else if let Some(target) = content.strip_prefix('@') {
+                (
+                    *path,
+                    Node {
+                        mode: 0o777,
+                        kind: NodeKind::Symlink {
+                            target: target.into(),
+                        },
+                    },
+                )
+            } else {
+                (*path, blob_node(&store, content.as_bytes(), 0o644))
+            };
+            insert(&mut root, path, node);
+        }
+        let digest = store.put_layer(&Manifest::from_tree(&root)).unwrap();
+        store.set_tag(tag, &digest).unwrap();
+        digest
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let out = self.zmount().args(["status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.std_zmount().arg("stop").stderr(Stdio::null()).status();
+        for m in [self.mnt(), self.scratch.path("single")] {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&m)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn blob_node(store: &Store, content: &[u8], mode: u32) -> Node {
+    let digest = Digest::of_blob(content);
+    let path = store.blob_path(&digest);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    Node {
+        mode,
+        kind: NodeKind::File {
+            size: content.len() as u64,
+            digest,
+        },
+    }
+}
+
+fn insert(root: &mut Node, path: &str, node: Node) {
+    let mut at = root;
+    let parts: Vec<&str> = path.split('/').collect();
+    for p in &parts[..parts.len() - 1] {
+        at = at
+            .children_mut()
+            .unwrap()
+            .entry(p.as_bytes().to_vec())
+            .or_insert_with(|| Node::dir(0o755));
+    }
+    at.children_mut()
+        .unwrap()
+        .insert(parts.last().unwrap().as_bytes().to_vec(), node);
+}
+
+/// Commit a real directory tree (files, dirs, symlinks, modes) as a layer.
+fn commit_tree(store: &Store, dir: &Path) -> Node {
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    let mut node = Node::dir(meta.mode());
+    let mut entries: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        let name = std::os::unix::ffi::OsStrExt::as_bytes(e.file_name().as_os_str()).to_vec();
+        let child = if m.is_dir() {
+            commit_tree(store, &e.path())
+        } else if m.file_type().is_symlink() {
+            Node {
+                mode: 0o777,
+                kind: NodeKind::Symlink {
+                    target: std::fs::read_link(e.path()).unwrap().into(),
+                },
+            }
+        } else {
+            blob_node(store, &std::fs::read(e.path()).unwrap(), m.mode())
+        };
+        entries.insert(name, child);
+    }
+    *node.children_mut().unwrap() = entries;
+    node
+}
+
+fn require_fuse() -> bool {
+    is_root() && Path::new("/dev/fuse").exists()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+/// Poll until `cond` holds, failing after the timeout (never a fixed sleep).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_child(mut c: Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("child did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mounted(path: &Path) -> bool {
+    let p = std::fs::canonicalize(path).unwrap_or(path.to_owned());
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(p.to_str().unwrap()))
+}
+
+/// A `run` whose CMD writes what it, a grandchild and a double-forked daemon read, then
+/// waits for `go` so that two trees are alive at once.
+fn spawn_tree(env: &Env, layer: &str, tag: &str) -> Child {
+    let out = env.scratch.root().display().to_string();
+    let script = format!(
+        r#"cat "$ZKIT_MOUNT/which" > {out}/{tag}.child
+sh -c 'sh -c "cat \"\$ZKIT_MOUNT/which\" > {out}/{tag}.grandchild"'
+( setsid sh -c 'while [ ! -e {out}/go ]; do sleep 0.02; done; cat "$ZKIT_MOUNT/which" > {out}/{tag}.daemon' & )
+touch {out}/{tag}.started
+while [ ! -e {out}/go ]; do sleep 0.02; done"#
+    );
+    env.std_zmount()
+        .args(["run", layer, "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("which", "tree A\n"), ("only-a", "")]);
+    env.layer("b", &[("which", "tree B\n"), ("only-b/", "")]);
+    let a = spawn_tree(&env, "a", "a");
+    wait_for("tree A to start", || env.scratch.path("a.started").exists());
+    let b = spawn_tree(&env, "b", "b");
+    wait_for("tree B to start", || env.scratch.path("b.started").exists());
+
+    // This test process is in neither tree.
+    assert!(
+        util::names_in(&env.mnt()).is_empty(),
+        "outsider sees an empty root"
+    );
+    assert!(!env.mnt().join("which").exists());
+    let views = env.status_json()["views"].as_array().unwrap().len();
+    assert_eq!(views, 2);
+
+    std::fs::write(env.scratch.path("go"), "").unwrap();
+    assert!(wait_child(a).success());
+    assert!(wait_child(b).success());
+    for (tag, want) in [("a", "tree A\n"), ("b", "tree B\n")] {
+        for who in ["child", "grandchild", "daemon"] {
+            assert_eq!(
+                read(&env.scratch.path(&format!("{tag}.{who}"))),
+                want,
+                "{tag} {who}"
+            );
+        }
+    }
+    // `run` waited for the daemonised descendant, then unregistered.
+    assert_eq!(env.status_json()["views"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn kernel_caches_never_leak_between_views() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    // Same sizes, same attributes: only the routing tells them apart.
+    env.layer(
+        "a",
+        &[
+            ("same", "AAAA\n"),
+            ("d/", ""),
+            ("d/f", "aaaa"),
+            ("d/only-a", "x"),
+        ],
+    );
+    env.layer(
+        "b",
+        &[
+            ("same", "BBBB\n"),
+            ("d/", ""),
+            ("d/f", "bbbb"),
+            ("d/only-b", "x"),
+        ],
+    );
+    let script = r#"cat "$ZKIT_MOUNT/same" "$ZKIT_MOUNT/d/f"; echo; stat -c '%i %s' "$ZKIT_MOUNT/same"; ls "$ZKIT_MOUNT/d""#;
+    let mut inodes = BTreeMap::new();
+    for round in 0..15 {
+        for (tag, want) in [("a", "AAAA\naaaa\n"), ("b", "BBBB\nbbbb\n")] {
+            let out = env
+                .zmount()
+                .args(["run", tag, "--", "sh", "-c", script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(
+                format!("{}\n{}\n", lines[0], lines[1]),
+                want,
+                "round {round} view {tag}"
+            );
+            assert_eq!(lines[3], format!("f\nonly-{tag}").lines().next().unwrap());
+            assert_eq!(
+                lines[4],
+                format!("only-{tag}"),
+                "round {round} view {tag} listing"
+            );
+            // A new registration is a new view: its inodes never repeat an old view's.
+            assert!(
+                inodes.insert(lines[2].to_string(), tag).is_none(),
+                "inode reused: {}",
+                lines[2]
+            );
+        }
+    }
+    // The outsider still sees nothing, even right after the views' walks.
+    assert!(util::names_in(&env.mnt()).is_empty());
+}
+
+#[test]
+fn registration_ends_with_its_root_process() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("which", "A")]);
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    env.zmount()
+        .args(["register", &sleeper.id().to_string(), "a"])
+        .assert()
+        .success();
+    let views = env.status_json()["views"].clone();
+    assert_eq!(views[0]["root_pid"], sleeper.id());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    // Its PID may be reused by anyone from now on: the view must go with the process.
+    wait_for("the dead root's view to go", || {
+        env.status_json()["views"].as_array().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn another_user_cannot_register_roots_process() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(have("setpriv"), "needs setpriv (util-linux)");
+    let env = Env::new();
+    env.layer("a", &[("which", "A")]);
+    env.zmount().arg("serve").assert().success();
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let nobody = |caps: bool| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        if caps {
+            // Let nobody through the 0700 directory, so the daemon's own check is what stops it.
+            c.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
+        }
+        c.arg(bin_path("zmount"))
+            .args(["register", &sleeper.id().to_string(), "a"])
+            .env("ZMOUNT_DIR", env.dir())
+            .env("ZKIT_STORE", env.store());
+        c.output().unwrap()
+    };
+    let out = nobody(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("belongs to uid 0"), "{err}");
+    // Without the capability the 0700 directory already keeps it out.
+    let out = nobody(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(env.status_json()["views"].as_array().unwrap().is_empty());
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.zmount().arg("serve").assert().success();
+    let socket = env.dir().join("control/socket");
+    let exchange = |bytes: &[u8]| {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+    };
+    assert!(exchange(b"garbage\n").contains("\"error\""));
+    assert!(exchange(b"{\"op\":\"register\",\"pid\":\"x\"}\n").contains("malformed"));
+    assert!(exchange(&[0xff; 1000]).contains("incomplete"));
+    assert!(exchange(&vec![b'{'; 200_000]).contains("incomplete"));
+    assert!(exchange(b"{\"op\":\"unregister\",\"pid\":4000000}\n").contains("no view"));
+    // A client that connects and dies mid-request.
+    drop(UnixStream::connect(&socket).unwrap());
+    let mut half = UnixStream::connect(&socket).unwrap();
+    half.write_all(b"{\"op\":").unwrap();
+    drop(half);
+    assert_eq!(env.status_json()["healthy"], true);
+}
+
+#[test]
+fn single_view_mount_matches_the_committed_tree() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    let src = env.scratch.path("src");
+    util::sh(&format!(
+        "set -e; mkdir -p '{s}/bin' '{s}/share/doc/a b' '{s}/empty'; cd '{s}'
+         printf 'hello\\n' > 'share/doc/a b/read me'; : > share/empty-file
+         head -c 300000 /dev/urandom > share/big; printf '#!/bin/sh\\necho hi\\n' > bin/tool
+         chmod 755 bin/tool; chmod 600 share/big; chmod 1777 empty; ln -s ../share/big bin/link
+         ln -s /nonexistent dangling",
+        s = src.display()
+    ));
+    let store = Store::open(&env.store()).unwrap();
+    let digest = store
+        .put_layer(&Manifest::from_tree(&commit_tree(&store, &src)))
+        .unwrap();
+    store.set_tag("tree", &digest).unwrap();
+    let mnt = env.scratch.path("single");
+    std::fs::create_dir(&mnt).unwrap();
+    env.zmount()
+        .args(["mount", "tree"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    assert!(mounted(&mnt), "mount returns once ready");
+
+    let listing = |d: &Path| {
+        util::sh(&format!(
+            "cd '{}' && find . ! -type d -printf '%p %y %m %s %l\\n' -o -printf '%p %y %m\\n' | sort",
+            d.display()
+        ))
+    };
+    assert_eq!(listing(&mnt), listing(&src));
+    util::sh(&format!(
+        "diff -r --no-dereference '{}' '{}'",
+        src.display(),
+        mnt.display()
+    ));
+    // Directory sizes are the file system's own business; everything else must match.
+    let stat = |d: &Path| {
+        util::sh(&format!(
+            "cd '{}' && find . -print0 | sort -z | xargs -0 stat -c '%n %F %a %h' && \
+             find . ! -type d -print0 | sort -z | xargs -0 stat -c '%n %s'",
+            d.display()
+        ))
+    };
+    assert_eq!(stat(&mnt), stat(&src));
+    let tar = |d: &Path| {
+        util::sh(&format!(
+            "tar cf - --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1 -C '{}' . | sha256sum",
+            d.display()
+        ))
+    };
+    assert_eq!(tar(&mnt), tar(&src));
+    assert_eq!(std::fs::read(mnt.join("bin/link")).unwrap().len(), 300000);
+    // Read-only: writes answer EROFS.
+    let err = std::fs::write(mnt.join("new"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("share/big"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+
+    env.zmount().arg("umount").arg(&mnt).assert().success();
+    assert!(!mounted(&mnt));
+}
+
+#[test]
+fn status_lists_live_views_and_stop_leaves_no_mount() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("app/1.0", &[("x", "1")]);
+    let flag = env.scratch.path("done");
+    let child = env
+        .std_zmount()
+        .args(["run", "app/1.0", "--", "sh", "-c"])
+        .arg(format!(
+            "while [ ! -e '{}' ]; do sleep 0.02; done",
+            flag.display()
+        ))
+        .spawn()
+        .unwrap();
+    wait_for("the view", || {
+        env.std_zmount()
+            .args(["status", "--json"])
+            .output()
+            .is_ok_and(|o| {
+                serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                    .is_ok_and(|s| s["views"].as_array().is_some_and(|v| v.len() == 1))
+            })
+    });
+    let s = env.status_json();
+    let mountpoint = std::fs::canonicalize(env.mnt()).unwrap();
+    assert_eq!(s["mountpoint"], mountpoint.to_str().unwrap());
+    assert_eq!(s["views"][0]["layers"][0], "app/1.0");
+    assert_eq!(s["views"][0]["root_pid"], child.id());
+    let human = env.zmount().arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("app/1.0"));
+    std::fs::write(&flag, "").unwrap();
+    assert!(wait_child(child).success());
+
+    env.zmount().arg("stop").assert().success();
+    assert!(!mounted(&env.mnt()), "stop unmounts");
+    let out = env.zmount().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn a_crashed_daemon_is_replaced_by_the_next_serve() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("which", "A\n")]);
+    env.zmount().arg("serve").assert().success();
+    let pid = env.status_json()["pid"].as_u64().unwrap();
+    util::sh(&format!("kill -9 {pid}"));
+    wait_for("the daemon to die", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    // Its socket and mount are left behind: the next `run` starts a daemon that recovers.
+    let out = env.zmount().args(["status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale control socket"));
+    let out = env
+        .zmount()
+        .args(["run", "a", "--", "sh", "-c", "cat \"$ZKIT_MOUNT/which\""])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "A\n");
+}
+
+#[test]
+fn errors_name_the_fix() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("x", "1")]);
+    let out = env
+        .zmount()
+        .args(["run", "no/such", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("zmount: no/such: no such layer ("), "{err}");
+    let out = env
+        .zmount()
+        .args(["mount", "a"])
+        .arg(env.scratch.path("missing"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mount point does not exist (create"));
+    let out = env.zmount().arg("stop").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("daemon is not running (start it"));
+    let out = env
+        .zmount()
+        .args(["run", "a", "--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "run exits with CMD's status");
+    let out = env
+        .zmount()
+        .args(["run", "a", "--", "/no/such/cmd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+}
