@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Command::Run {
             store,
             mountpoint,
+            edit,
+            name,
             layers,
             command,
         } => {
@@ -29,6 +31,8 @@ fn main() -> ExitCode {
                 layers,
                 command,
                 log_level: level,
+                edit,
+                name,
             };
             match run::run(&opts) {
                 Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
@@ -49,15 +53,25 @@ fn main() -> ExitCode {
         Command::Mount {
             store,
             foreground,
+            edit,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
+            if layers.is_empty() && edit.is_none() {
+                <Args as clap::CommandFactory>::command()
+                    .error(
+                        clap::error::ErrorKind::TooFewValues,
+                        "give LAYER... MOUNTPOINT",
+                    )
+                    .exit();
+            }
             single::mount(&single::MountOptions {
                 store,
                 layers,
                 mountpoint,
                 foreground,
                 log_level: level,
+                edit,
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
@@ -83,6 +97,7 @@ fn main() -> ExitCode {
             &layers,
             pid,
             level.as_deref(),
+            run::Editing::ReadOnly,
         )
         .map(|m| println!("{}", m.display())),
         Command::Unregister { pid } => run::unregister(&paths, pid),

@@ -19,6 +19,7 @@ pub mod checkout;
 pub mod cli;
 pub mod commit;
 pub mod digest;
+pub mod edit;
 pub mod error;
 pub mod flags;
 #[cfg(zkit_fuse)]

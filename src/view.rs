@@ -101,6 +101,8 @@ pub struct View {
     nodes: Vec<Node>,
     blobs: Blobs,
     total_bytes: u64,
+    /// Scratch on top, for an editable view (see [`crate::edit`]).
+    edit: Option<Arc<crate::edit::Edit>>,
 }
 
 impl std::fmt::Debug for View {
@@ -162,7 +164,28 @@ impl View {
     /// Every write goes through here. A stack of layers is read-only; an editable view (scratch
     /// dir on top) answers `Ok` and takes the write.
     pub fn writable(&self) -> Result<(), i32> {
-        Err(libc::EROFS)
+        match self.edit {
+            Some(_) => Ok(()),
+            None => Err(libc::EROFS),
+        }
+    }
+
+    /// Put scratch on top: the view becomes editable, its nodes those of `edit`.
+    pub fn with_edit(mut self, edit: crate::edit::Edit) -> View {
+        self.edit = Some(Arc::new(edit));
+        self
+    }
+
+    pub fn edit(&self) -> Option<&Arc<crate::edit::Edit>> {
+        self.edit.as_ref()
+    }
+
+    /// Whether `n` names a node: an editable view's own node table, else the merged tree.
+    pub fn has_node(&self, n: u32) -> bool {
+        match &self.edit {
+            Some(edit) => edit.has(n),
+            None => self.node(n).is_some(),
+        }
     }
 }
 
@@ -303,6 +326,7 @@ impl Builder {
             nodes,
             blobs,
             total_bytes,
+            edit: None,
         }
     }
 }

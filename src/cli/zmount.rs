@@ -70,8 +70,15 @@ pub enum Command {
         /// Mount point for a daemon started on demand [default: DIR/mnt]
         #[arg(long, value_name = "M")]
         mountpoint: Option<PathBuf>,
+        /// Writable view: changes go to a runtime's scratch dir in the store, which outlives
+        /// the run; `zcommit --runtime NAME` makes them a layer
+        #[arg(long)]
+        edit: bool,
+        /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
+        #[arg(long, value_name = "NAME", requires = "edit")]
+        name: Option<String>,
         /// Layers, bottom first: tag, digest or digest prefix
-        #[arg(required = true, value_name = "LAYER")]
+        #[arg(required_unless_present = "name", value_name = "LAYER")]
         layers: Vec<OsString>,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -110,8 +117,12 @@ pub enum Command {
         /// Stay attached until unmounted or signalled
         #[arg(long)]
         foreground: bool,
+        /// Writable view of runtime NAME (created on the LAYERs if missing, else resumed:
+        /// then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer
+        #[arg(long, value_name = "NAME")]
+        edit: Option<String>,
         /// Layers, bottom first, then the mount point
-        #[arg(required = true, num_args = 2.., value_name = "LAYER... MOUNTPOINT")]
+        #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
         args: Vec<OsString>,
     },
 

@@ -27,6 +27,7 @@
 
 mod ops;
 mod respond;
+mod write;
 
 use crate::router::Router;
 use crate::view::View;
@@ -90,25 +91,37 @@ impl Filesystem for Fs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if let Some(r) = self.edit_lookup(req, parent.0, name) {
+            return r.respond(reply);
+        }
         self.op_lookup(req, parent.0, name).respond(reply);
     }
 
-    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(r) = self.edit_getattr(req, ino.0, fh.map(|f| f.0)) {
+            return r.respond(reply);
+        }
         self.op_getattr(req, ino.0).respond(reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        if let Some(r) = self.edit_readlink(ino.0) {
+            return r.respond(reply);
+        }
         self.op_readlink(ino.0).respond(reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if let Some(r) = self.edit_open(ino.0, flags.0) {
+            return r.respond(reply);
+        }
         self.op_open(ino.0, flags.0).respond(reply);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -116,54 +129,74 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if let Some(r) = self.edit_read(ino.0, fh.0, offset, size) {
+            return r.respond(reply);
+        }
         self.op_read(fh.0, offset, size).respond(reply);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files.close(fh.0);
+        if !self.edit_release(ino.0, fh.0) {
+            self.files.close(fh.0);
+        }
         reply.ok();
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if let Some(r) = self.edit_opendir(req, ino.0) {
+            return r.respond(reply);
+        }
         self.op_opendir(req, ino.0).respond(reply);
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        if let Some(r) = self.edit_listing(req, ino.0, fh.0, offset) {
+            return r.respond(reply);
+        }
         self.op_listing(ino.0, fh.0, offset).respond(reply);
     }
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        if let Some(r) = self.edit_listing(req, ino.0, fh.0, offset) {
+            return r.respond(reply);
+        }
         self.op_listing(ino.0, fh.0, offset).respond(reply);
     }
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        if let Some(r) = self.edit_statfs(req, ino.0) {
+            return r.respond(reply);
+        }
         self.op_statfs(req, ino.0).respond(reply);
     }
 
-    fn getxattr(&self, req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if let Some(r) = self.edit_getxattr(req, ino.0, name, size) {
+            return r.respond(reply);
+        }
         // Layers carry no extended attributes: every name is absent.
         self.op_getattr(req, ino.0)
             .and(Err::<respond::Xattr, _>(Errno::NO_XATTR))
@@ -171,6 +204,9 @@ impl Filesystem for Fs {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if let Some(r) = self.edit_listxattr(req, ino.0, size) {
+            return r.respond(reply);
+        }
         self.op_getattr(req, ino.0)
             .and_then(|_| respond::Xattr::answer(&[], size))
             .respond(reply);
@@ -180,139 +216,183 @@ impl Filesystem for Fs {
         self.op_access(req, ino.0, mask.bits()).respond(reply);
     }
 
-    // Writes: all go through the view, which refuses them for a stack of layers (EROFS).
+    // Writes: an editable view takes them (see `write.rs`); a stack of layers answers EROFS.
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.op_write_refused(ino.0).respond(reply);
+        let fh = fh.map(|f| f.0);
+        self.op_setattr(req, ino.0, mode, uid, gid, size, atime, mtime, fh)
+            .respond(reply);
     }
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.op_write_refused(parent.0).respond(reply);
+        self.op_mknod(req, parent.0, name, mode, umask)
+            .respond(reply);
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        self.op_write_refused(parent.0).respond(reply);
+        self.op_mkdir(req, parent.0, name, mode, umask)
+            .respond(reply);
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.op_write_refused(parent.0).respond(reply);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.op_remove(req, parent.0, name, false).respond(reply);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.op_write_refused(parent.0).respond(reply);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.op_remove(req, parent.0, name, true).respond(reply);
     }
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
+        link_name: &OsStr,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        self.op_write_refused(parent.0).respond(reply);
+        self.op_symlink(req, parent.0, link_name, target)
+            .respond(reply);
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.op_write_refused(parent.0).respond(reply);
+        self.op_rename(req, parent.0, name, newparent.0, newname, flags)
+            .respond(reply);
     }
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.op_write_refused(ino.0).respond(reply);
+        self.op_link(req, ino.0, newparent.0, newname)
+            .respond(reply);
     }
 
     fn write(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.op_write_refused(ino.0).respond(reply);
+        self.op_write(ino.0, fh.0, offset, data).respond(reply);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes go straight to scratch: nothing is buffered here.
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.op_fsync(ino.0, fh.0, datasync).respond(reply);
+    }
+
+    fn releasedir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.edit_releasedir(req, ino.0, fh.0);
+        reply.ok();
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
-        self.op_write_refused(parent.0).respond(reply);
+        self.op_create(req, parent.0, name, mode, umask, flags)
+            .respond(reply);
     }
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.op_write_refused(ino.0).respond(reply);
+        self.op_setxattr(req, ino.0, name, value, flags)
+            .respond(reply);
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.op_write_refused(ino.0).respond(reply);
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.op_removexattr(req, ino.0, name).respond(reply);
     }
 }

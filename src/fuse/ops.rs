@@ -168,7 +168,7 @@ impl Listing {
 
 impl Fs {
     /// The view a caller sees at the root.
-    fn view_of_caller(&self, pid: u32) -> Arc<View> {
+    pub(super) fn view_of_caller(&self, pid: u32) -> Arc<View> {
         match &self.mode {
             Mode::Single(v) => v.clone(),
             Mode::Routed { router, empty } => router.route(pid).unwrap_or_else(|| empty.clone()),
@@ -177,7 +177,7 @@ impl Fs {
 
     /// The view and node an inode names. The root is the caller's; any other inode belongs
     /// to the view that issued it, whoever asks.
-    fn resolve(&self, pid: u32, ino: u64) -> Result<(Arc<View>, u32), Errno> {
+    pub(super) fn resolve(&self, pid: u32, ino: u64) -> Result<(Arc<View>, u32), Errno> {
         if ino == FUSE_ROOT {
             return Ok((self.view_of_caller(pid), ROOT));
         }
@@ -189,7 +189,7 @@ impl Fs {
         };
         // A view that was unregistered while the kernel still held its inodes.
         let view = view.ok_or(Errno::ESTALE)?;
-        if view.node(n).is_none() {
+        if !view.has_node(n) {
             return Err(Errno::ESTALE);
         }
         Ok((view, n))
@@ -197,7 +197,7 @@ impl Fs {
 
     /// TTLs for a node: the routed root and its children's dentries are never cached (they
     /// differ per caller); everything else names one immutable file forever.
-    fn ttl(&self, parent_is_root: bool) -> Duration {
+    pub(super) fn ttl(&self, parent_is_root: bool) -> Duration {
         if self.routed() && parent_is_root {
             Duration::ZERO
         } else {
@@ -341,13 +341,5 @@ impl Fs {
             view.writable().map_err(Errno::from_i32)?;
         }
         Ok(())
-    }
-
-    /// Any write: the inode's view decides (a stack of layers answers `EROFS`).
-    pub(super) fn op_write_refused<T>(&self, ino: u64) -> Result<T, Errno> {
-        let (view, _) = self.resolve(0, ino)?;
-        view.writable().map_err(Errno::from_i32)?;
-        // A writable view takes writes in its own op layer; none exists for layers alone.
-        Err(Errno::EROFS)
     }
 }

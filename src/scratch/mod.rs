@@ -126,7 +126,7 @@ impl Scratch {
             dir = match beneath::open_child_dir(&dir, name) {
                 Ok(d) => d,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    self.make_dir(&dir, name, &attrs_of(&at))?
+                    self.make_dir(&dir, name, &attrs_of(&at), false)?
                 }
                 Err(e) => return Err(e),
             };
@@ -134,12 +134,22 @@ impl Scratch {
         Ok(dir)
     }
 
-    /// Make `name` in `dir` as a directory with `attrs`, atomically; if someone made it
+    /// Make `name` in `dir` as a directory with `attrs` (and, with `opaque`, the marker that
+    /// hides the layers' directory of the same path), atomically; if someone made it
     /// meanwhile, theirs is returned.
-    pub fn make_dir(&self, dir: &File, name: &OsStr, attrs: &Attrs) -> io::Result<File> {
+    pub fn make_dir(
+        &self,
+        dir: &File,
+        name: &OsStr,
+        attrs: &Attrs,
+        opaque: bool,
+    ) -> io::Result<File> {
         let temp = self.work_name(name);
         mkdirat(&self.work, &temp, Mode::from_raw_mode(0o700))?;
         let made = beneath::open_child_dir(&self.work, &temp).and_then(|d| {
+            if opaque {
+                whiteout::set_opaque(&d)?;
+            }
             copyup::set_attrs(&d, attrs)?;
             crate::atomic::rename_noreplace(&self.work, &temp, dir, name)?;
             Ok(d)
@@ -172,6 +182,11 @@ impl Scratch {
         );
         temp
     }
+}
+
+/// Open `name` in `dir` as a directory, never through a symlink.
+pub fn open_child_dir(dir: &File, name: &OsStr) -> io::Result<File> {
+    beneath::open_child_dir(dir, name)
 }
 
 /// Whether a user may use `name` for a new entry: `EPERM` for names reserved for whiteouts,

@@ -34,6 +34,9 @@ pub enum Request {
         /// The names the user gave, for `status`.
         #[serde(default)]
         names: Vec<String>,
+        /// Editable: the runtime (in the store) whose scratch dir goes on top.
+        #[serde(default)]
+        edit: Option<String>,
     },
     Unregister {
         pid: u32,

@@ -73,7 +73,8 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         router: router.clone(),
         empty,
     });
-    let session = super::mount_session(fs, &mountpoint)?;
+    // Writable: editable views may register; read-only ones answer EROFS themselves.
+    let session = super::mount_session(fs, &mountpoint, true)?;
 
     let listener = UnixListener::bind(&paths.socket).at(&paths.socket, "cannot create socket")?;
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
@@ -166,7 +167,8 @@ impl Daemon {
                 store,
                 layers,
                 names,
-            } => match self.register(peer, pid, start, &store, &layers, names) {
+                edit,
+            } => match self.register(peer, pid, start, &store, &layers, names, edit.as_deref()) {
                 Ok(view) => Reply::Registered {
                     view,
                     mountpoint: self.mountpoint.clone(),
@@ -192,6 +194,7 @@ impl Daemon {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
         peer: Peer,
@@ -200,6 +203,7 @@ impl Daemon {
         store: &Path,
         layers: &[String],
         names: Vec<String>,
+        edit: Option<&str>,
     ) -> Result<u32> {
         let refuse = |what: String| Error::new(format!("pid {pid}"), ErrorKind::Daemon(what));
         let stat = process::stat(pid).map_err(|_| refuse("no such process".into()))?;
@@ -236,7 +240,10 @@ impl Daemon {
         } else {
             layers.to_vec()
         };
-        let view = super::build_view(store, layers, id, meta(names, owner, gid))?;
+        let view = match edit {
+            Some(runtime) => super::edit::view(store, runtime, id, meta(names, owner, gid))?,
+            None => super::build_view(store, layers, id, meta(names, owner, gid))?,
+        };
         tracing::info!(
             pid,
             start = stat.id.start,

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod edit;
 pub mod mounts;
 pub mod paths;
 pub mod ready;
@@ -50,9 +51,10 @@ pub fn build_view(root: &Path, digests: &[String], id: u32, meta: Meta) -> Resul
     Ok(builder.finish(id, meta, blobs))
 }
 
-/// Mount `fs` at `mountpoint`, served by several threads. Root's mounts let every user in
+/// Mount `fs` at `mountpoint` (read-only unless `writable`: an editable view, or a routed
+/// mount that may serve one), served by several threads. Root's mounts let every user in
 /// (a routed mount shows each tree its own view); setuid bits from a layer are never honoured.
-fn mount_session(fs: Fs, mountpoint: &Path) -> Result<fuser::BackgroundSession> {
+fn mount_session(fs: Fs, mountpoint: &Path, writable: bool) -> Result<fuser::BackgroundSession> {
     use fuser::{MountOption as O, SessionACL};
     let root = rustix::process::geteuid().is_root();
     let threads = std::thread::available_parallelism()
@@ -62,7 +64,7 @@ fn mount_session(fs: Fs, mountpoint: &Path) -> Result<fuser::BackgroundSession> 
     config.mount_options = vec![
         O::FSName("zmount".into()),
         O::Subtype("zmount".into()),
-        O::RO,
+        if writable { O::RW } else { O::RO },
         O::NoDev,
         O::NoSuid,
         O::DefaultPermissions,

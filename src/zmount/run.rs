@@ -25,6 +25,18 @@ pub struct RunOptions {
     pub layers: Vec<OsString>,
     pub command: Vec<OsString>,
     pub log_level: Option<String>,
+    /// Editable: changes go to a runtime's scratch dir (see [`super::edit`]).
+    pub edit: bool,
+    /// The runtime to create or resume (with `edit`); a fresh name otherwise.
+    pub name: Option<String>,
+}
+
+/// What a registration shows: layers, or a runtime's base and scratch dir.
+#[derive(Clone, Copy, Debug)]
+pub enum Editing<'a> {
+    ReadOnly,
+    /// Create or resume this runtime (a fresh one for `None`).
+    Runtime(Option<&'a str>),
 }
 
 /// Register a view of `layers` for process `pid` with the daemon at `paths` (starting it if
@@ -36,10 +48,17 @@ pub fn register(
     layers: &[OsString],
     pid: u32,
     log_level: Option<&str>,
+    editing: Editing<'_>,
 ) -> Result<PathBuf> {
     let root = super::absolute(&store::root_from(store)?);
     let store = Store::open(&root)?;
-    let digests = super::resolve_layers(&store, layers)?;
+    let (digests, edit) = match editing {
+        Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
+        Editing::Runtime(name) => {
+            let (name, base) = super::edit::prepare(&store, name, layers)?;
+            (base, Some(name))
+        }
+    };
     daemon::ensure_running(paths, mountpoint, log_level)?;
     let start = crate::process::stat(pid).ok().map(|s| s.id.start);
     let req = Request::Register {
@@ -51,6 +70,7 @@ pub fn register(
             .iter()
             .map(|l| l.to_string_lossy().into_owned())
             .collect(),
+        edit,
     };
     match control::call(&paths.socket, &req)? {
         Reply::Registered { mountpoint, .. } => Ok(mountpoint),
@@ -85,6 +105,10 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         &opts.layers,
         me,
         opts.log_level.as_deref(),
+        match opts.edit {
+            true => Editing::Runtime(opts.name.as_deref()),
+            false => Editing::ReadOnly,
+        },
     )?;
     tracing::debug!(mountpoint = %mountpoint.display(), "view registered");
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -16,6 +16,8 @@ pub struct MountOptions {
     pub mountpoint: PathBuf,
     pub foreground: bool,
     pub log_level: Option<String>,
+    /// Editable: the runtime (created on `layers` if missing) whose scratch dir goes on top.
+    pub edit: Option<String>,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -28,7 +30,11 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
-    let digests = super::resolve_layers(&store, &opts.layers)?;
+    let digests = match &opts.edit {
+        // The server mounts the runtime's base; the client creates or checks it.
+        Some(name) => super::edit::prepare(&store, Some(name), &opts.layers)?.1,
+        None => super::resolve_layers(&store, &opts.layers)?,
+    };
     if !opts.foreground {
         let mut args: Vec<OsString> = Vec::new();
         if let Some(l) = &opts.log_level {
@@ -40,6 +46,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             "--store".into(),
             root.into(),
         ]);
+        if let Some(name) = &opts.edit {
+            args.extend(["--edit".into(), name.into()]);
+        }
         // Digests, so the server mounts exactly what was resolved here.
         args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
         args.push(mountpoint.into());
@@ -58,9 +67,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         created: SystemTime::now(),
     };
     let hex: Vec<String> = digests.iter().map(|d| d.to_hex()).collect();
-    let view = super::build_view(&root, &hex, 1, meta)?;
+    let view = match &opts.edit {
+        Some(name) => super::edit::view(&root, name, 1, meta)?,
+        None => super::build_view(&root, &hex, 1, meta)?,
+    };
     tracing::info!(mountpoint = %mountpoint.display(), nodes = view.len(), "mounting single view");
-    let session = super::mount_session(Fs::new(Mode::Single(Arc::new(view))), &mountpoint)?;
+    let writable = view.edit().is_some();
+    let session =
+        super::mount_session(Fs::new(Mode::Single(Arc::new(view))), &mountpoint, writable)?;
     ready::notify(None)?;
     // Serve until a signal; an external unmount ends the session, and with it the process.
     let watched = mountpoint.clone();

@@ -1,0 +1,1027 @@
+//! An editable view: a runtime's scratch dir over a merged stack of layers.
+//!
+//! A [`View`] is immutable; an editable view adds an [`Edit`], which owns the scratch dir
+//! (see [`crate::scratch`]) and a table of nodes, and answers every operation by looking at
+//! scratch first and the layers second, at the time of the request:
+//!
+//! - a name that exists in scratch is that entry (a copied-up or new file, a directory,
+//!   a symlink, a FIFO);
+//! - otherwise a whiteout for it, or an opaque scratch directory above it, hides it;
+//! - otherwise the layers' entry shows, if there is one.
+//!
+//! # Nodes
+//!
+//! Scratch changes under the kernel's feet (renames, deletions), so nodes are not the view's
+//! fixed node indices: each node is a (parent node, name) pair that lookups create and that
+//! renames move, plus the layer node that shows through at its path (`lower`, for reading a
+//! file that was not copied up and for merging a directory's lower entries). Node numbers
+//! are never reused while the view lives, so the kernel never confuses two files.
+//!
+//! # Copy-up
+//!
+//! The first open for writing, truncate, chmod, chown, utimens, setxattr, hard link or rename
+//! of a layer file copies it into scratch ([`Scratch::copy_up`]: atomic, once), along with the
+//! directories above it (with the layers' modes). A directory in the layers is never moved:
+//! renaming one answers `EXDEV`, and `mv` falls back to copying, as with overlayfs.
+
+mod attrs;
+mod names;
+
+pub use attrs::{Attr, AttrSource};
+
+use crate::runtime::Runtime;
+use crate::scratch::listing::{self, Merged, Upper};
+use crate::scratch::{Attrs, Scratch, check_name, whiteout};
+use crate::view::{Data, View};
+use names::Nodes;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, statat};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub type Result<T> = std::result::Result<T, Errno>;
+
+/// The node of the view's root.
+pub const ROOT: u32 = 0;
+
+/// The time the layers' entries report (see the read path), also given to directories that a
+/// copy-up makes in scratch for them.
+pub const LOWER_TIME: Duration = Duration::from_secs(1);
+
+fn errno(e: io::Error) -> Errno {
+    Errno::from_io_error(&e).unwrap_or(Errno::IO)
+}
+
+/// Who asks: new entries belong to them.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct Edit {
+    scratch: Scratch,
+    /// Held for the view's life: the runtime's lock (see [`crate::runtime`]).
+    _runtime: Runtime,
+    nodes: RwLock<Nodes>,
+    files: RwLock<HashMap<u64, Arc<File>>>,
+    dirs: Mutex<HashMap<u64, Listing>>,
+    next_fh: AtomicU64,
+    /// Bumped by every change of any directory's entries: a paged listing reads the directory
+    /// again when it changed since the last page.
+    generation: AtomicU64,
+    /// Owner reported for the layers' entries.
+    uid: u32,
+    gid: u32,
+}
+
+/// A directory listing being read: the merged entries as of `generation`.
+struct Listing {
+    dir: u32,
+    generation: u64,
+    entries: Arc<Vec<Merged<Child>>>,
+}
+
+/// One entry of a listing: its node and how to get its attributes.
+#[derive(Clone, Debug)]
+pub struct Child {
+    pub node: u32,
+    pub source: AttrSource,
+}
+
+impl std::fmt::Debug for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edit")
+            .field("scratch", &self.scratch)
+            .finish()
+    }
+}
+
+impl Edit {
+    /// Take `runtime` (locked for the view's life) and open its scratch dir.
+    pub fn new(mut runtime: Runtime, uid: u32, gid: u32) -> crate::Result<Edit> {
+        runtime.lock(false)?;
+        let scratch = runtime.scratch()?;
+        Ok(Edit {
+            scratch,
+            _runtime: runtime,
+            nodes: RwLock::new(Nodes::new()),
+            files: RwLock::default(),
+            dirs: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
+            uid,
+            gid,
+        })
+    }
+
+    pub fn scratch(&self) -> &Scratch {
+        &self.scratch
+    }
+
+    pub fn runtime_name(&self) -> &str {
+        self._runtime.name()
+    }
+
+    /// Whether node `n` exists (it may have been deleted since: then operations say ENOENT).
+    pub fn has(&self, n: u32) -> bool {
+        self.nodes.read().unwrap().get(n).is_some()
+    }
+
+    fn path(&self, n: u32) -> Result<PathBuf> {
+        self.nodes.read().unwrap().path(n).ok_or(Errno::STALE)
+    }
+
+    fn parent_and_name(&self, n: u32) -> Result<(u32, OsString)> {
+        let nodes = self.nodes.read().unwrap();
+        let rec = nodes.get(n).ok_or(Errno::STALE)?;
+        Ok((rec.parent, rec.name.clone()))
+    }
+
+    fn lower(&self, n: u32) -> Option<u32> {
+        self.nodes.read().unwrap().get(n).and_then(|r| r.lower)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    // ---- what is where -------------------------------------------------------------------
+
+    /// The scratch directory at `path`, if scratch has one.
+    fn upper_dir(&self, path: &Path) -> Result<Option<File>> {
+        match self.scratch.dir(path) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// What node `n` is now: its scratch entry's `lstat`, else its layer node.
+    pub fn attr_source(&self, view: &View, n: u32) -> Result<AttrSource> {
+        if n == ROOT {
+            let root = self.scratch.dir(Path::new("")).map_err(errno)?;
+            return Ok(AttrSource::Upper(rustix::fs::fstat(&root)?));
+        }
+        let (parent, name) = self.parent_and_name(n)?;
+        let ppath = self.path(parent)?;
+        if let Some(dir) = self.upper_dir(&ppath)?
+            && let Some(st) = lstat(&dir, &name)?
+        {
+            return Ok(AttrSource::Upper(st));
+        }
+        match self.lower(n) {
+            Some(l) if view.node(l).is_some() => Ok(AttrSource::Lower(l)),
+            _ => Err(Errno::NOENT),
+        }
+    }
+
+    /// The attributes of node `n`.
+    pub fn getattr(&self, view: &View, n: u32) -> Result<Attr> {
+        Ok(Attr {
+            node: n,
+            source: self.attr_source(view, n)?,
+        })
+    }
+
+    /// The child `name` of directory node `dir`, made a node.
+    pub fn lookup(&self, view: &View, dir: u32, name: &OsStr) -> Result<Attr> {
+        if whiteout::reserved(name) {
+            return Err(Errno::NOENT);
+        }
+        if name.len() > whiteout::NAME_MAX {
+            return Err(Errno::NAMETOOLONG);
+        }
+        let path = self.path(dir)?;
+        let upper = self.upper_dir(&path)?;
+        let dir_lower = self.lower(dir).filter(|&l| view.children(l).is_some());
+        if let Some(up) = &upper {
+            if let Some(st) = lstat(up, name)? {
+                let lower = self.lower_under_upper(view, up, name, &st, dir_lower)?;
+                let node = self.nodes.write().unwrap().insert(dir, name, lower);
+                return Ok(Attr {
+                    node,
+                    source: AttrSource::Upper(st),
+                });
+            }
+            if whiteout::exists(up, name).map_err(errno)?
+                || whiteout::is_opaque(up).map_err(errno)?
+            {
+                return Err(Errno::NOENT);
+            }
+        } else if self.attr_source(view, dir).is_ok_and(|s| !s.is_dir(view)) {
+            return Err(Errno::NOTDIR);
+        }
+        let child = dir_lower
+            .and_then(|l| view.lookup(l, name.as_bytes()))
+            .ok_or(Errno::NOENT)?;
+        let node = self.nodes.write().unwrap().insert(dir, name, Some(child));
+        Ok(Attr {
+            node,
+            source: AttrSource::Lower(child),
+        })
+    }
+
+    /// The layer node showing through at a scratch entry: only a non-opaque scratch directory
+    /// over a layer directory merges with it.
+    fn lower_under_upper(
+        &self,
+        view: &View,
+        up: &File,
+        name: &OsStr,
+        st: &Stat,
+        dir_lower: Option<u32>,
+    ) -> Result<Option<u32>> {
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Ok(None);
+        }
+        let Some(child) = dir_lower.and_then(|l| view.lookup(l, name.as_bytes())) else {
+            return Ok(None);
+        };
+        if view.children(child).is_none() {
+            return Ok(None);
+        }
+        let sub = crate::scratch::open_child_dir(up, name).map_err(errno)?;
+        Ok((!whiteout::is_opaque(&sub).map_err(errno)?).then_some(child))
+    }
+
+    // ---- listings --------------------------------------------------------------------------
+
+    pub fn opendir(&self, view: &View, dir: u32) -> Result<u64> {
+        if !self.attr_source(view, dir)?.is_dir(view) {
+            return Err(Errno::NOTDIR);
+        }
+        let fh = self.next_fh.fetch_add(1, Relaxed);
+        let listing = Listing {
+            dir,
+            generation: u64::MAX,
+            entries: Arc::default(),
+        };
+        self.dirs.lock().unwrap().insert(fh, listing);
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    /// The entries of an open directory after `offset` (see [`listing`] on offsets), and the
+    /// directory's node. Re-read when the view changed since the last page.
+    pub fn readdir(
+        &self,
+        view: &View,
+        fh: u64,
+        offset: u64,
+    ) -> Result<(u32, Arc<Vec<Merged<Child>>>)> {
+        let (dir, cached) = {
+            let dirs = self.dirs.lock().unwrap();
+            let l = dirs.get(&fh).ok_or(Errno::BADF)?;
+            let now = self.generation.load(Relaxed);
+            let fresh = offset > 0 && l.generation == now;
+            (l.dir, fresh.then(|| l.entries.clone()))
+        };
+        if let Some(entries) = cached {
+            return Ok((dir, entries));
+        }
+        let generation = self.generation.load(Relaxed);
+        let entries = Arc::new(self.merged(view, dir)?);
+        if let Some(l) = self.dirs.lock().unwrap().get_mut(&fh) {
+            l.generation = generation;
+            l.entries = entries.clone();
+        }
+        Ok((dir, entries))
+    }
+
+    /// Scratch over layers for directory `dir`, every entry a node.
+    fn merged(&self, view: &View, dir: u32) -> Result<Vec<Merged<Child>>> {
+        let path = self.path(dir)?;
+        let upper_dir = self.upper_dir(&path)?;
+        let upper = match &upper_dir {
+            Some(d) => Upper::read(d).map_err(errno)?,
+            None => Upper::default(),
+        };
+        let dir_lower = self.lower(dir).filter(|&l| view.children(l).is_some());
+        let lower: Vec<(OsString, Child)> = match dir_lower.and_then(|l| view.children(l)) {
+            Some((first, count)) => (first..first + count)
+                .map(|c| {
+                    let name = OsStr::from_bytes(&view.node(c).expect("child").name).to_owned();
+                    (
+                        name,
+                        Child {
+                            node: 0,
+                            source: AttrSource::Lower(c),
+                        },
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut merged = listing::merge(lower, &upper, |_, _| Child {
+            node: 0,
+            source: AttrSource::Missing,
+        });
+        let mut nodes = self.nodes.write().unwrap();
+        merged.retain_mut(|e| {
+            if let AttrSource::Missing = e.item.source {
+                let Some(up) = &upper_dir else { return false };
+                // Gone between the listing and the stat: leave it out.
+                let Ok(Some(st)) = lstat(up, &e.name) else {
+                    return false;
+                };
+                let lower = self
+                    .lower_under_upper(view, up, &e.name, &st, dir_lower)
+                    .unwrap_or(None);
+                e.item = Child {
+                    node: nodes.insert(dir, &e.name, lower),
+                    source: AttrSource::Upper(st),
+                };
+            } else if let AttrSource::Lower(c) = e.item.source {
+                e.item.node = nodes.insert(dir, &e.name, Some(c));
+            }
+            true
+        });
+        Ok(merged)
+    }
+
+    /// The parent node of a directory, for `..`.
+    pub fn parent(&self, n: u32) -> u32 {
+        self.nodes.read().unwrap().get(n).map_or(ROOT, |r| r.parent)
+    }
+
+    // ---- making scratch hold what a change needs ----------------------------------------------
+
+    /// Attributes for a scratch directory standing in for the layers' directory at `rel`.
+    fn lower_dir_attrs(&self, view: &View, rel: &Path) -> Attrs {
+        let mut at = crate::view::ROOT;
+        for part in rel.components() {
+            match view.lookup(at, part.as_os_str().as_bytes()) {
+                Some(c) => at = c,
+                None => break,
+            }
+        }
+        Attrs {
+            mode: view.node(at).map_or(0o755, |n| n.mode),
+            uid: self.uid,
+            gid: self.gid,
+            atime: UNIX_EPOCH + LOWER_TIME,
+            mtime: UNIX_EPOCH + LOWER_TIME,
+        }
+    }
+
+    /// The scratch directory of directory node `dir`, made (with the directories above it)
+    /// where it is missing.
+    fn upper_dir_made(&self, view: &View, dir: u32) -> Result<File> {
+        let path = self.path(dir)?;
+        self.scratch
+            .make_dirs(&path, |p| self.lower_dir_attrs(view, p))
+            .map_err(errno)
+    }
+
+    /// Make sure node `n` is in scratch (copy it up if it is a layer file, symlink or
+    /// directory); returns its scratch parent directory and name.
+    pub fn copy_up(&self, view: &View, n: u32) -> Result<(File, OsString)> {
+        let (parent, name) = self.parent_and_name(n)?;
+        if n == ROOT {
+            return Err(Errno::INVAL);
+        }
+        let source = self.attr_source(view, n)?;
+        let pdir = self.upper_dir_made(view, parent)?;
+        let AttrSource::Lower(l) = source else {
+            return Ok((pdir, name));
+        };
+        let node = view.node(l).ok_or(Errno::STALE)?;
+        let attrs = Attrs {
+            mode: node.mode,
+            uid: self.uid,
+            gid: self.gid,
+            atime: UNIX_EPOCH + LOWER_TIME,
+            mtime: UNIX_EPOCH + LOWER_TIME,
+        };
+        match &node.data {
+            Data::File { digest, .. } => {
+                let content = match digest {
+                    Some(d) => Some(File::open(view.blob_path(d)).map_err(errno)?),
+                    None => None,
+                };
+                let ppath = self.path(parent)?;
+                self.scratch
+                    .copy_up(&pdir, &ppath, &name, content.as_ref(), &attrs)
+                    .map_err(errno)?;
+            }
+            Data::Symlink { target } => {
+                match rustix::fs::symlinkat(OsStr::from_bytes(target), &pdir, &name) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                let _ = rustix::fs::chownat(
+                    &pdir,
+                    &name,
+                    Some(rustix::fs::Uid::from_raw(self.uid)),
+                    Some(rustix::fs::Gid::from_raw(self.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+            }
+            Data::Dir { .. } => {
+                self.upper_dir_made(view, n)?;
+            }
+        }
+        self.changed();
+        Ok((pdir, name))
+    }
+
+    /// Whether the layers have an entry at (dir, name) that scratch would have to hide.
+    fn lower_has(&self, view: &View, dir: u32, name: &OsStr) -> bool {
+        self.lower(dir)
+            .and_then(|l| view.lookup(l, name.as_bytes()))
+            .is_some()
+    }
+
+    /// Before a new entry `name` goes in directory `dir`: the name must be free in the view.
+    /// Returns the scratch directory to make it in.
+    fn prepare_new(&self, view: &View, dir: u32, name: &OsStr) -> Result<File> {
+        check_name(name)?;
+        match self.lookup(view, dir, name) {
+            Ok(_) => return Err(Errno::EXIST),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.upper_dir_made(view, dir)
+    }
+
+    /// After a new entry `name` was made in `updir`: a whiteout for it is obsolete (the entry
+    /// wins over it anyway, so the order is safe), and it becomes a node.
+    fn made(&self, updir: &File, dir: u32, name: &OsStr, lower: Option<u32>) -> Result<u32> {
+        whiteout::remove(updir, name).map_err(errno)?;
+        self.changed();
+        Ok(self.nodes.write().unwrap().insert(dir, name, lower))
+    }
+
+    fn give(&self, updir: &File, name: &OsStr, caller: Caller, gid_of_dir: Option<u32>) {
+        let gid = gid_of_dir.unwrap_or(caller.gid);
+        // Best effort: an unprivileged daemon's files are its own user's already.
+        let _ = rustix::fs::chownat(
+            updir,
+            name,
+            Some(rustix::fs::Uid::from_raw(caller.uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+
+    /// A setgid directory gives its group to new entries.
+    fn inherited_gid(updir: &File) -> Option<u32> {
+        let st = rustix::fs::fstat(updir).ok()?;
+        (st.st_mode & 0o2000 != 0).then_some(st.st_gid)
+    }
+
+    // ---- files -----------------------------------------------------------------------------
+
+    fn insert_file(&self, file: File) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Relaxed);
+        self.files.write().unwrap().insert(fh, Arc::new(file));
+        fh
+    }
+
+    pub fn file(&self, fh: u64) -> Result<Arc<File>> {
+        self.files
+            .read()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::BADF)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files.write().unwrap().remove(&fh);
+    }
+
+    /// Open node `n` with the caller's `flags`: a layer file opened for reading is read from
+    /// the store; for writing or truncating it is copied up first.
+    pub fn open(&self, view: &View, n: u32, flags: i32) -> Result<u64> {
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let source = self.attr_source(view, n)?;
+        if source.is_dir(view) {
+            return Err(Errno::ISDIR);
+        }
+        if let (AttrSource::Lower(l), false) = (source, writing) {
+            let node = view.node(l).ok_or(Errno::STALE)?;
+            let file = match &node.data {
+                Data::File {
+                    digest: Some(d), ..
+                } => File::open(view.blob_path(d)).map_err(errno)?,
+                Data::File { digest: None, .. } => File::open("/dev/null").map_err(errno)?,
+                _ => return Err(Errno::LOOP),
+            };
+            return Ok(self.insert_file(file));
+        }
+        let (pdir, name) = self.copy_up(view, n)?;
+        let file = open_at(&pdir, &name, flags)?;
+        if flags & libc::O_TRUNC != 0 {
+            self.changed();
+        }
+        Ok(self.insert_file(file))
+    }
+
+    /// Create and open a new regular file.
+    pub fn create(
+        &self,
+        view: &View,
+        dir: u32,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> Result<(Attr, u64)> {
+        let updir = match self.prepare_new(view, dir, name) {
+            Ok(d) => d,
+            // O_CREAT without O_EXCL on an existing name opens it.
+            Err(Errno::EXIST) if flags & libc::O_EXCL == 0 => {
+                let attr = self.lookup(view, dir, name)?;
+                let fh = self.open(view, attr.node, flags & !libc::O_CREAT)?;
+                return Ok((self.getattr(view, attr.node)?, fh));
+            }
+            Err(e) => return Err(e),
+        };
+        let oflags = OFlags::from_bits_retain(access_flags(flags) as _)
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(
+            &updir,
+            name,
+            oflags,
+            Mode::from_raw_mode((mode & 0o7777) as _),
+        )?;
+        self.give(&updir, name, caller, Self::inherited_gid(&updir));
+        let node = self.made(&updir, dir, name, None)?;
+        let fh = self.insert_file(fd.into());
+        Ok((self.getattr(view, node)?, fh))
+    }
+
+    pub fn mknod(
+        &self,
+        view: &View,
+        dir: u32,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        let kind = FileType::from_raw_mode(mode as _);
+        if !matches!(
+            kind,
+            FileType::RegularFile | FileType::Fifo | FileType::Socket
+        ) {
+            // Device nodes would be a way around nodev; a layer cannot hold them anyway.
+            return Err(Errno::PERM);
+        }
+        let updir = self.prepare_new(view, dir, name)?;
+        make_node(
+            &updir,
+            name,
+            kind,
+            Mode::from_raw_mode((mode & 0o7777) as _),
+        )?;
+        self.give(&updir, name, caller, Self::inherited_gid(&updir));
+        let node = self.made(&updir, dir, name, None)?;
+        self.getattr(view, node)
+    }
+
+    pub fn mkdir(
+        &self,
+        view: &View,
+        dir: u32,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        let updir = self.prepare_new(view, dir, name)?;
+        let now = SystemTime::now();
+        let attrs = Attrs {
+            mode: mode & 0o7777,
+            uid: caller.uid,
+            gid: Self::inherited_gid(&updir).unwrap_or(caller.gid),
+            atime: now,
+            mtime: now,
+        };
+        // A layer entry under this name was deleted (else the name would not be free): the new
+        // directory must not show the old one's contents.
+        let opaque = self.lower_has(view, dir, name);
+        self.scratch
+            .make_dir(&updir, name, &attrs, opaque)
+            .map_err(errno)?;
+        let node = self.made(&updir, dir, name, None)?;
+        self.getattr(view, node)
+    }
+
+    pub fn symlink(
+        &self,
+        view: &View,
+        dir: u32,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> Result<Attr> {
+        let updir = self.prepare_new(view, dir, name)?;
+        rustix::fs::symlinkat(target, &updir, name)?;
+        self.give(&updir, name, caller, Self::inherited_gid(&updir));
+        let node = self.made(&updir, dir, name, None)?;
+        self.getattr(view, node)
+    }
+
+    pub fn link(&self, view: &View, n: u32, dir: u32, name: &OsStr) -> Result<Attr> {
+        if self.attr_source(view, n)?.is_dir(view) {
+            return Err(Errno::PERM);
+        }
+        let updir = self.prepare_new(view, dir, name)?;
+        let (src_dir, src_name) = self.copy_up(view, n)?;
+        rustix::fs::linkat(&src_dir, &src_name, &updir, name, AtFlags::empty())?;
+        let node = self.made(&updir, dir, name, None)?;
+        self.getattr(view, node)
+    }
+
+    pub fn readlink(&self, view: &View, n: u32) -> Result<Vec<u8>> {
+        match self.attr_source(view, n)? {
+            AttrSource::Lower(l) => match &view.node(l).ok_or(Errno::STALE)?.data {
+                Data::Symlink { target } => Ok(target.to_vec()),
+                _ => Err(Errno::INVAL),
+            },
+            AttrSource::Upper(_) => {
+                let (parent, name) = self.parent_and_name(n)?;
+                let dir = self.upper_dir(&self.path(parent)?)?.ok_or(Errno::NOENT)?;
+                Ok(rustix::fs::readlinkat(&dir, &name, Vec::new())?.into_bytes())
+            }
+            AttrSource::Missing => Err(Errno::NOENT),
+        }
+    }
+
+    // ---- removing and renaming ---------------------------------------------------------------
+
+    /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `name` in directory `parent`.
+    pub fn remove(&self, view: &View, parent: u32, name: &OsStr, dir: bool) -> Result<()> {
+        let attr = self.lookup(view, parent, name)?;
+        let is_dir = attr.source.is_dir(view);
+        match (dir, is_dir) {
+            (false, true) => return Err(Errno::ISDIR),
+            (true, false) => return Err(Errno::NOTDIR),
+            _ => {}
+        }
+        if is_dir && !self.merged(view, attr.node)?.is_empty() {
+            return Err(Errno::NOTEMPTY);
+        }
+        let updir = self.upper_dir_made(view, parent)?;
+        // The whiteout first: a crash after it leaves the entry deleted or, if the scratch
+        // entry is still there, shown (an entry wins over its whiteout) — never half gone.
+        if self.lower_has(view, parent, name) {
+            whiteout::add(&updir, name).map_err(errno)?;
+        }
+        if let AttrSource::Upper(_) = attr.source {
+            if is_dir {
+                let sub = crate::scratch::open_child_dir(&updir, name).map_err(errno)?;
+                whiteout::clear_records(&sub).map_err(errno)?;
+                rustix::fs::unlinkat(&updir, name, AtFlags::REMOVEDIR)?;
+            } else {
+                rustix::fs::unlinkat(&updir, name, AtFlags::empty())?;
+            }
+        }
+        self.nodes.write().unwrap().forget_name(parent, name);
+        self.changed();
+        Ok(())
+    }
+
+    /// Rename `name` in `parent` to `newname` in `newparent`. `noreplace`: `EEXIST` if the
+    /// new name is taken. A directory with a layer part answers `EXDEV`.
+    pub fn rename(
+        &self,
+        view: &View,
+        parent: u32,
+        name: &OsStr,
+        newparent: u32,
+        newname: &OsStr,
+        noreplace: bool,
+    ) -> Result<()> {
+        check_name(newname)?;
+        let src = self.lookup(view, parent, name)?;
+        let src_is_dir = src.source.is_dir(view);
+        if src_is_dir && self.lower(src.node).is_some() {
+            return Err(Errno::XDEV);
+        }
+        if src_is_dir && self.is_ancestor(src.node, newparent) {
+            return Err(Errno::INVAL);
+        }
+        let dst = match self.lookup(view, newparent, newname) {
+            Ok(a) => Some(a),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(dst) = &dst {
+            if dst.node == src.node {
+                return Ok(());
+            }
+            if noreplace {
+                return Err(Errno::EXIST);
+            }
+            match (src_is_dir, dst.source.is_dir(view)) {
+                (false, true) => return Err(Errno::ISDIR),
+                (true, false) => return Err(Errno::NOTDIR),
+                (true, true) if !self.merged(view, dst.node)?.is_empty() => {
+                    return Err(Errno::NOTEMPTY);
+                }
+                _ => {}
+            }
+        }
+        let (src_dir, src_name) = self.copy_up(view, src.node)?;
+        let dst_dir = self.upper_dir_made(view, newparent)?;
+        if let Some(dst) = &dst
+            && dst.source.is_dir(view)
+            && let AttrSource::Upper(_) = dst.source
+        {
+            // Only whiteouts and markers are left in it (it looks empty): clear them so the
+            // kernel's rename can replace it.
+            let sub = crate::scratch::open_child_dir(&dst_dir, newname).map_err(errno)?;
+            whiteout::clear_records(&sub).map_err(errno)?;
+        }
+        if src_is_dir && self.lower_has(view, newparent, newname) {
+            // The moved directory must hide the layers' directory it lands on.
+            let sub = crate::scratch::open_child_dir(&src_dir, &src_name).map_err(errno)?;
+            whiteout::set_opaque(&sub).map_err(errno)?;
+        }
+        rustix::fs::renameat(&src_dir, &src_name, &dst_dir, newname)?;
+        // After the rename: a crash in between shows the layers' old entry again next to the
+        // new one, and loses nothing.
+        if self.lower_has(view, parent, name) {
+            whiteout::add(&src_dir, name).map_err(errno)?;
+        }
+        whiteout::remove(&dst_dir, newname).map_err(errno)?;
+        self.nodes
+            .write()
+            .unwrap()
+            .rename(parent, name, newparent, newname);
+        self.changed();
+        Ok(())
+    }
+
+    fn is_ancestor(&self, a: u32, mut n: u32) -> bool {
+        let nodes = self.nodes.read().unwrap();
+        loop {
+            if n == a {
+                return true;
+            }
+            if n == ROOT {
+                return false;
+            }
+            match nodes.get(n) {
+                Some(r) => n = r.parent,
+                None => return false,
+            }
+        }
+    }
+
+    // ---- attributes --------------------------------------------------------------------------
+
+    /// chmod, chown, truncate and utimens, each optional, after a copy-up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn setattr(
+        &self,
+        view: &View,
+        n: u32,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
+        fh: Option<u64>,
+    ) -> Result<Attr> {
+        let open_file = fh.and_then(|fh| self.file(fh).ok());
+        if let (Some(size), Some(f)) = (size, &open_file) {
+            rustix::fs::ftruncate(f.as_ref(), size)?;
+        }
+        let nothing_else = mode.is_none() && uid.is_none() && gid.is_none() && times.is_none();
+        if nothing_else && (size.is_none() || open_file.is_some()) {
+            self.changed();
+            return self.getattr(view, n);
+        }
+        let (dir, name, own): (File, OsString, bool) = if n == ROOT {
+            (
+                self.scratch.dir(Path::new("")).map_err(errno)?,
+                ".".into(),
+                true,
+            )
+        } else {
+            let (d, name) = self.copy_up(view, n)?;
+            (d, name, false)
+        };
+        let kind = FileType::from_raw_mode(
+            rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+        );
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                &dir,
+                &name,
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(mode) = mode {
+            if kind == FileType::Symlink {
+                return Err(Errno::OPNOTSUPP);
+            }
+            let f = if own {
+                dir.try_clone().map_err(errno)?
+            } else {
+                open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK)?
+            };
+            rustix::fs::fchmod(&f, Mode::from_raw_mode((mode & 0o7777) as _))?;
+        }
+        if let (Some(size), None) = (size, &open_file) {
+            if kind == FileType::Directory {
+                return Err(Errno::ISDIR);
+            }
+            let f = open_at(&dir, &name, libc::O_WRONLY | libc::O_NONBLOCK)?;
+            rustix::fs::ftruncate(&f, size)?;
+        }
+        if let Some((atime, mtime)) = times {
+            let ts = rustix::fs::Timestamps {
+                last_access: atime,
+                last_modification: mtime,
+            };
+            rustix::fs::utimensat(&dir, &name, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        self.changed();
+        self.getattr(view, n)
+    }
+
+    // ---- extended attributes -------------------------------------------------------------------
+
+    /// Layer entries have none; scratch files and directories keep theirs.
+    pub fn getxattr(&self, view: &View, n: u32, name: &OsStr) -> Result<Vec<u8>> {
+        match self.xattr_file(view, n, false)? {
+            None => Err(NO_XATTR),
+            Some(f) => xattr::get(&f, name),
+        }
+    }
+
+    pub fn listxattr(&self, view: &View, n: u32) -> Result<Vec<u8>> {
+        match self.xattr_file(view, n, false)? {
+            None => Ok(Vec::new()),
+            Some(f) => xattr::list(&f),
+        }
+    }
+
+    pub fn setxattr(
+        &self,
+        view: &View,
+        n: u32,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        let f = self.xattr_file(view, n, true)?.ok_or(Errno::NOTSUP)?;
+        xattr::set(&f, name, value, flags)
+    }
+
+    pub fn removexattr(&self, view: &View, n: u32, name: &OsStr) -> Result<()> {
+        match self.xattr_file(view, n, false)? {
+            None => Err(NO_XATTR),
+            Some(f) => xattr::remove(&f, name),
+        }
+    }
+
+    /// The scratch file or directory of node `n`, opened for its xattrs (copied up first
+    /// with `copy`); `None` for a layer entry. Symlinks have no user xattrs on Linux.
+    fn xattr_file(&self, view: &View, n: u32, copy: bool) -> Result<Option<File>> {
+        if n == ROOT {
+            return Ok(Some(self.scratch.dir(Path::new("")).map_err(errno)?));
+        }
+        let source = self.attr_source(view, n)?;
+        if let AttrSource::Lower(_) = source
+            && !copy
+        {
+            return Ok(None);
+        }
+        let (dir, name) = self.copy_up(view, n)?;
+        let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile | FileType::Directory => Ok(Some(open_at(
+                &dir,
+                &name,
+                libc::O_RDONLY | libc::O_NONBLOCK,
+            )?)),
+            _ => Err(Errno::NOTSUP),
+        }
+    }
+
+    /// File system figures of the scratch dir's file system.
+    pub fn statfs(&self) -> Result<rustix::fs::StatVfs> {
+        let root = self.scratch.dir(Path::new("")).map_err(errno)?;
+        rustix::fs::fstatvfs(&root)
+    }
+}
+
+/// A regular file, FIFO or socket node (what `mknod` may make).
+fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode) -> Result<()> {
+    if kind == FileType::RegularFile {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        return rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, mode).map(drop);
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    return rustix::fs::mknodat(dir, name, kind, mode, 0);
+    // No mknodat(2) on macOS: FIFOs and sockets stay a Linux and BSD feature.
+    #[cfg(target_vendor = "apple")]
+    Err(Errno::NOTSUP)
+}
+
+/// "No such attribute": `ENODATA` on Linux, `ENOATTR` on the BSDs and macOS.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NO_XATTR: Errno = Errno::NODATA;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NO_XATTR: Errno = Errno::NOATTR;
+
+/// `lstat` of `name` in `dir`; `None` if there is no such entry.
+fn lstat(dir: &File, name: &OsStr) -> Result<Option<Stat>> {
+    match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn access_flags(flags: i32) -> i32 {
+    flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_NONBLOCK)
+}
+
+/// Open an existing scratch entry with the caller's access flags, never through a symlink.
+fn open_at(dir: &File, name: &OsStr, flags: i32) -> Result<File> {
+    let oflags = OFlags::from_bits_retain(access_flags(flags) as _)
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    Ok(rustix::fs::openat(dir, name, oflags, Mode::empty())?.into())
+}
+
+#[cfg(zkit_xattr)]
+mod xattr {
+    use super::Result;
+    use rustix::fs::XattrFlags;
+    use std::ffi::OsStr;
+    use std::fs::File;
+
+    pub fn get(f: &File, name: &OsStr) -> Result<Vec<u8>> {
+        loop {
+            let mut buf = vec![0u8; rustix::fs::fgetxattr_query(f, name)?];
+            match rustix::fs::fgetxattr(f, name, &mut buf[..]) {
+                Ok(n) => return Ok(buf[..n].to_vec()),
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn list(f: &File) -> Result<Vec<u8>> {
+        loop {
+            let mut buf = vec![0u8; rustix::fs::flistxattr_query(f)?];
+            match rustix::fs::flistxattr(f, &mut buf[..]) {
+                Ok(n) => return Ok(buf[..n].to_vec()),
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn set(f: &File, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        rustix::fs::fsetxattr(f, name, value, XattrFlags::from_bits_retain(flags as _))
+    }
+
+    pub fn remove(f: &File, name: &OsStr) -> Result<()> {
+        rustix::fs::fremovexattr(f, name)
+    }
+}
+
+#[cfg(not(zkit_xattr))]
+mod xattr {
+    use super::Result;
+    use rustix::io::Errno;
+    use std::ffi::OsStr;
+    use std::fs::File;
+
+    pub fn get(_f: &File, _name: &OsStr) -> Result<Vec<u8>> {
+        Err(Errno::NOTSUP)
+    }
+    pub fn list(_f: &File) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+    pub fn set(_f: &File, _name: &OsStr, _value: &[u8], _flags: i32) -> Result<()> {
+        Err(Errno::NOTSUP)
+    }
+    pub fn remove(_f: &File, _name: &OsStr) -> Result<()> {
+        Err(Errno::NOTSUP)
+    }
+}

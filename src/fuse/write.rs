@@ -1,0 +1,622 @@
+//! Editable views through FUSE: the write operations, and the read operations of an editable
+//! view (whose nodes are [`crate::edit`]'s, not the merged tree's). Each op resolves the inode
+//! to its view; a read-only view answers writes with `EROFS` (through [`View::writable`]),
+//! and its reads stay in `ops.rs`.
+//!
+//! # Kernel caches
+//!
+//! An editable view's inodes are per view like any other (`view << 32 | node`), so no other
+//! view's process can reach them except through the mount's root, whose entries are never
+//! cached in a routed mount (see [`crate::fuse`]). What one tree writes is therefore never
+//! seen by another through a cached dentry, attribute or page. Within the view, the kernel
+//! learns of every change because every change goes through it; attributes and entries are
+//! cached briefly ([`EDIT_TTL`]) and pages are not kept across opens, so nothing stale
+//! outlives a copy-up or a write made through another descriptor.
+
+use super::Fs;
+use super::ops::{Entry, Opened, Statfs, attr as lower_attr, ino_of};
+use super::respond::{Respond, Xattr};
+use crate::edit::{Attr, AttrSource, Caller, Child, Edit};
+use crate::scratch::listing::{self, Merged};
+use crate::view::View;
+use fuser::{
+    Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus,
+    TimeOrNow,
+};
+use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How long the kernel may trust an editable view's entries and attributes.
+pub const EDIT_TTL: Duration = Duration::from_secs(1);
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_i32(e.raw_os_error())
+}
+
+type Editable = (Arc<View>, Arc<Edit>, u32);
+
+fn caller(req: &fuser::Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+impl Fs {
+    /// The editable view and node behind `ino`; `None` when the inode is a read-only view's.
+    fn editable(&self, pid: u32, ino: u64) -> Option<Result<Editable, Errno>> {
+        match self.resolve(pid, ino) {
+            Ok((view, n)) => {
+                let edit = view.edit()?.clone();
+                Some(Ok((view, edit, n)))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// For writes: the editable view, or the read-only view's refusal.
+    fn for_write(&self, pid: u32, ino: u64) -> Result<Editable, Errno> {
+        match self.editable(pid, ino) {
+            Some(r) => r,
+            None => Err(Errno::EROFS),
+        }
+    }
+
+    fn entry(&self, view: &View, parent: u64, attr: &Attr) -> Entry {
+        Entry {
+            attr: file_attr(view, attr),
+            attr_ttl: EDIT_TTL,
+            entry_ttl: self.ttl(parent == 1).min(EDIT_TTL),
+        }
+    }
+
+    pub(super) fn edit_lookup(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+    ) -> Option<Result<Entry, Errno>> {
+        Some(
+            self.editable(req.pid(), parent)?
+                .and_then(|(view, edit, dir)| {
+                    let attr = edit.lookup(&view, dir, name).map_err(errno)?;
+                    Ok(self.entry(&view, parent, &attr))
+                }),
+        )
+    }
+
+    pub(super) fn edit_getattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        fh: Option<u64>,
+    ) -> Option<Result<(Duration, FileAttr), Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
+            let ttl = self.ttl(ino == 1).min(EDIT_TTL);
+            match edit.getattr(&view, n) {
+                Ok(attr) => Ok((ttl, file_attr(&view, &attr))),
+                // Unlinked but open: the descriptor still knows.
+                Err(_) if fh.is_some_and(|fh| edit.file(fh).is_ok()) => {
+                    let file = edit.file(fh.unwrap_or_default()).map_err(errno)?;
+                    let st = rustix::fs::fstat(file.as_ref()).map_err(errno)?;
+                    Ok((Duration::ZERO, stat_attr(ino, &st)))
+                }
+                Err(e) => Err(errno(e)),
+            }
+        }))
+    }
+
+    pub(super) fn edit_readlink(&self, ino: u64) -> Option<Result<Vec<u8>, Errno>> {
+        Some(
+            self.editable(0, ino)?
+                .and_then(|(view, edit, n)| edit.readlink(&view, n).map_err(errno)),
+        )
+    }
+
+    pub(super) fn edit_open(&self, ino: u64, flags: i32) -> Option<Result<Opened, Errno>> {
+        Some(self.editable(0, ino)?.and_then(|(view, edit, n)| {
+            let fh = edit.open(&view, n, flags).map_err(errno)?;
+            Ok(Opened {
+                fh,
+                flags: FopenFlags::empty(),
+            })
+        }))
+    }
+
+    pub(super) fn edit_read(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<Result<Vec<u8>, Errno>> {
+        Some(self.editable(0, ino)?.and_then(|(_, edit, _)| {
+            let file = edit.file(fh).map_err(errno)?;
+            let mut buf = vec![0; size as usize];
+            let mut done = 0;
+            while done < buf.len() {
+                match file.read_at(&mut buf[done..], offset + done as u64) {
+                    Ok(0) => break,
+                    Ok(k) => done += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            buf.truncate(done);
+            Ok(buf)
+        }))
+    }
+
+    pub(super) fn op_write(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32, Errno> {
+        let (_, edit, _) = self.for_write(0, ino)?;
+        let file = edit.file(fh).map_err(errno)?;
+        file.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Release a handle; `false` when the inode is a read-only view's.
+    pub(super) fn edit_release(&self, ino: u64, fh: u64) -> bool {
+        match self.editable(0, ino) {
+            Some(Ok((_, edit, _))) => {
+                edit.release(fh);
+                true
+            }
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
+
+    pub(super) fn op_fsync(&self, ino: u64, fh: u64, datasync: bool) -> Result<(), Errno> {
+        let Some(found) = self.editable(0, ino) else {
+            // Layers are always durable.
+            return Ok(());
+        };
+        let (_, edit, _) = found?;
+        let file = edit.file(fh).map_err(errno)?;
+        match datasync {
+            true => file.sync_data()?,
+            false => file.sync_all()?,
+        }
+        Ok(())
+    }
+
+    pub(super) fn op_create(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(Entry, Opened), Errno> {
+        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let (attr, fh) = edit
+            .create(&view, dir, name, mode & !umask, flags, caller(req))
+            .map_err(errno)?;
+        let opened = Opened {
+            fh,
+            flags: FopenFlags::empty(),
+        };
+        Ok((self.entry(&view, parent, &attr), opened))
+    }
+
+    pub(super) fn op_mknod(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Result<Entry, Errno> {
+        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let mode = (mode & !0o7777) | (mode & 0o7777 & !umask);
+        let attr = edit
+            .mknod(&view, dir, name, mode, caller(req))
+            .map_err(errno)?;
+        Ok(self.entry(&view, parent, &attr))
+    }
+
+    pub(super) fn op_mkdir(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Result<Entry, Errno> {
+        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let attr = edit
+            .mkdir(&view, dir, name, mode & !umask, caller(req))
+            .map_err(errno)?;
+        Ok(self.entry(&view, parent, &attr))
+    }
+
+    pub(super) fn op_symlink(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+    ) -> Result<Entry, Errno> {
+        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let attr = edit
+            .symlink(&view, dir, name, target, caller(req))
+            .map_err(errno)?;
+        Ok(self.entry(&view, parent, &attr))
+    }
+
+    pub(super) fn op_link(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+    ) -> Result<Entry, Errno> {
+        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        let (_, _, dir) = self.for_write(req.pid(), newparent)?;
+        let attr = edit.link(&view, n, dir, newname).map_err(errno)?;
+        Ok(self.entry(&view, newparent, &attr))
+    }
+
+    pub(super) fn op_remove(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        dir: bool,
+    ) -> Result<(), Errno> {
+        let (view, edit, p) = self.for_write(req.pid(), parent)?;
+        edit.remove(&view, p, name, dir).map_err(errno)
+    }
+
+    pub(super) fn op_rename(
+        &self,
+        req: &fuser::Request,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+    ) -> Result<(), Errno> {
+        let (view, edit, p) = self.for_write(req.pid(), parent)?;
+        let (_, other, np) = self.for_write(req.pid(), newparent)?;
+        if !Arc::ptr_eq(&edit, &other) {
+            return Err(Errno::EXDEV);
+        }
+        if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(fuser::RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let noreplace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        edit.rename(&view, p, name, np, newname, noreplace)
+            .map_err(errno)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn op_setattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> Result<(Duration, FileAttr), Errno> {
+        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        let times = match (atime, mtime) {
+            (None, None) => None,
+            (a, m) => Some((timespec(a), timespec(m))),
+        };
+        let attr = edit
+            .setattr(&view, n, mode, uid, gid, size, times, fh)
+            .map_err(errno)?;
+        Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))
+    }
+
+    pub(super) fn edit_getxattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+    ) -> Option<Result<Xattr, Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
+            let value = edit.getxattr(&view, n, name).map_err(errno)?;
+            Xattr::answer(&value, size)
+        }))
+    }
+
+    pub(super) fn edit_listxattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        size: u32,
+    ) -> Option<Result<Xattr, Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
+            let names = edit.listxattr(&view, n).map_err(errno)?;
+            Xattr::answer(&names, size)
+        }))
+    }
+
+    pub(super) fn op_setxattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), Errno> {
+        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        edit.setxattr(&view, n, name, value, flags).map_err(errno)
+    }
+
+    pub(super) fn op_removexattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        name: &OsStr,
+    ) -> Result<(), Errno> {
+        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        edit.removexattr(&view, n, name).map_err(errno)
+    }
+
+    pub(super) fn edit_statfs(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+    ) -> Option<Result<Statfs, Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(_, edit, _)| {
+            let st = edit.statfs().map_err(errno)?;
+            Ok(Statfs {
+                blocks: st.f_blocks * st.f_frsize / 4096,
+                files: st.f_files,
+                bsize: 4096,
+            })
+        }))
+    }
+
+    pub(super) fn edit_opendir(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+    ) -> Option<Result<Opened, Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
+            let fh = edit.opendir(&view, n).map_err(errno)?;
+            Ok(Opened {
+                fh,
+                flags: FopenFlags::empty(),
+            })
+        }))
+    }
+
+    /// `false` when the inode is a read-only view's.
+    pub(super) fn edit_releasedir(&self, req: &fuser::Request, ino: u64, fh: u64) -> bool {
+        match self.editable(req.pid(), ino) {
+            Some(Ok((_, edit, _))) => {
+                edit.releasedir(fh);
+                true
+            }
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
+
+    pub(super) fn edit_listing(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+    ) -> Option<Result<EditListing, Errno>> {
+        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, _)| {
+            let (dir, entries) = edit.readdir(&view, fh, offset).map_err(errno)?;
+            let parent = edit.parent(dir);
+            Ok(EditListing {
+                ttl: self.ttl(ino == 1).min(EDIT_TTL),
+                view,
+                edit,
+                dir,
+                parent,
+                entries,
+                offset,
+            })
+        }))
+    }
+}
+
+/// A page of an editable directory: `.` (offset 1), `..` (2), then the merged entries in
+/// cookie order (see [`listing`]).
+pub struct EditListing {
+    view: Arc<View>,
+    edit: Arc<Edit>,
+    dir: u32,
+    parent: u32,
+    entries: Arc<Vec<Merged<Child>>>,
+    offset: u64,
+    ttl: Duration,
+}
+
+struct Item<'a> {
+    ino: u64,
+    next: u64,
+    name: &'a OsStr,
+    attr: Option<Attr>,
+}
+
+impl EditListing {
+    fn items(&self) -> impl Iterator<Item = Item<'_>> {
+        let v = &self.view;
+        let dots = [(self.dir, ".", 1u64), (self.parent, "..", 2)]
+            .into_iter()
+            .filter(|&(_, _, next)| next > self.offset)
+            .map(|(n, name, next)| Item {
+                ino: ino_of(v, n),
+                next,
+                name: OsStr::new(name),
+                attr: None,
+            });
+        let rest = listing::after(&self.entries, self.offset.max(2))
+            .iter()
+            .map(|e| Item {
+                ino: ino_of(v, e.item.node),
+                next: e.cookie,
+                name: &e.name,
+                attr: Some(Attr {
+                    node: e.item.node,
+                    source: e.item.source,
+                }),
+            });
+        dots.chain(rest)
+    }
+
+    fn kind(&self, item: &Item<'_>) -> FileType {
+        match &item.attr {
+            None => FileType::Directory,
+            Some(a) => file_attr(&self.view, a).kind,
+        }
+    }
+
+    fn attr(&self, item: &Item<'_>) -> FileAttr {
+        match &item.attr {
+            Some(a) => file_attr(&self.view, a),
+            None => {
+                let n = if item.name == ".." {
+                    self.parent
+                } else {
+                    self.dir
+                };
+                match self.edit.getattr(&self.view, n) {
+                    Ok(a) => file_attr(&self.view, &a),
+                    Err(_) => lower_attr(&self.view, crate::view::ROOT),
+                }
+            }
+        }
+    }
+}
+
+impl Respond<ReplyDirectory> for Result<EditListing, Errno> {
+    fn respond(self, mut reply: ReplyDirectory) {
+        match self {
+            Ok(l) => {
+                for item in l.items() {
+                    if reply.add(INodeNo(item.ino), item.next, l.kind(&item), item.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+impl Respond<ReplyDirectoryPlus> for Result<EditListing, Errno> {
+    fn respond(self, mut reply: ReplyDirectoryPlus) {
+        match self {
+            Ok(l) => {
+                for item in l.items() {
+                    let attr = l.attr(&item);
+                    if reply.add(
+                        INodeNo(item.ino),
+                        item.next,
+                        item.name,
+                        &l.ttl,
+                        &attr,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
+    match t {
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => {
+            let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+            rustix::fs::Timespec {
+                tv_sec: d.as_secs() as _,
+                tv_nsec: d.subsec_nanos() as _,
+            }
+        }
+    }
+}
+
+/// FUSE attributes of an editable view's node.
+fn file_attr(view: &View, a: &Attr) -> FileAttr {
+    let ino = ino_of(view, a.node);
+    match a.source {
+        AttrSource::Upper(st) => stat_attr(ino, &st),
+        AttrSource::Lower(l) => FileAttr {
+            ino: INodeNo(ino),
+            ..lower_attr(view, l)
+        },
+        AttrSource::Missing => FileAttr {
+            ino: INodeNo(ino),
+            ..lower_attr(view, crate::view::ROOT)
+        },
+    }
+}
+
+#[allow(clippy::unnecessary_cast)] // stat field widths differ across platforms
+fn stat_attr(ino: u64, st: &rustix::fs::Stat) -> FileAttr {
+    let time = |s: i64, ns: i64| {
+        if s >= 0 {
+            UNIX_EPOCH + Duration::new(s as u64, ns as u32)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
+        }
+    };
+    let mtime = time(st.st_mtime as i64, st.st_mtime_nsec as i64);
+    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::Directory => FileType::Directory,
+        rustix::fs::FileType::Symlink => FileType::Symlink,
+        rustix::fs::FileType::Fifo => FileType::NamedPipe,
+        rustix::fs::FileType::Socket => FileType::Socket,
+        rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
+        rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime as i64, st.st_atime_nsec as i64),
+        mtime,
+        ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        crtime: mtime,
+        kind,
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: 4096,
+        flags: 0,
+    }
+}

@@ -1,0 +1,65 @@
+//! `--edit`: editable views backed by a runtime in the store (see [`crate::runtime`]).
+//!
+//! The client (`zmount run --edit`, `zmount mount --edit`) creates or resumes the runtime
+//! with the user's own rights and tells the server its name; the server opens it, takes its
+//! lock for as long as it serves the view, and puts its scratch dir over the base layers.
+
+use crate::edit::Edit;
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::{self, Runtime};
+use crate::store::Store;
+use crate::view::{Digest, Meta, View};
+use std::ffi::OsString;
+use std::path::Path;
+
+/// The runtime a command edits: `name`'s, resumed (its base must be `layers` or `layers`
+/// empty), else a new one on `layers` (named `name`, or a fresh name). Returns its name and
+/// its base.
+pub fn prepare(
+    store: &Store,
+    name: Option<&str>,
+    layers: &[OsString],
+) -> Result<(String, Vec<Digest>)> {
+    let wanted = super::resolve_layers(store, layers)?;
+    if let Some(name) = name {
+        match Runtime::open(store, name) {
+            Ok(rt) => {
+                if !layers.is_empty() && rt.base() != wanted.as_slice() {
+                    let base: Vec<String> = rt
+                        .base()
+                        .iter()
+                        .map(|d| d.to_hex()[..12].to_string())
+                        .collect();
+                    return Err(Error::new(
+                        name,
+                        ErrorKind::Invalid(format!(
+                            "runtime exists on another stack ({}); give no LAYER to resume it, \
+                             or another --name",
+                            base.join(" ")
+                        )),
+                    ));
+                }
+                return Ok((name.to_owned(), rt.base().to_vec()));
+            }
+            Err(Error {
+                kind: ErrorKind::UnknownRuntime,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let name = name.map_or_else(runtime::fresh_name, str::to_owned);
+    let rt = Runtime::create(store, &name, &wanted)?;
+    Ok((name, rt.base().to_vec()))
+}
+
+/// Build the editable view of runtime `name` in the store at `root`: its base layers merged,
+/// its scratch dir on top (locked for the view's life).
+pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<View> {
+    let store = super::open_existing_store(root)?;
+    let rt = Runtime::open(&store, name)?;
+    let hex: Vec<String> = rt.base().iter().map(|d| d.to_hex()).collect();
+    let (uid, gid) = (meta.uid, meta.gid);
+    let view = super::build_view(root, &hex, id, meta)?;
+    Ok(view.with_edit(Edit::new(rt, uid, gid)?))
+}

@@ -1,0 +1,644 @@
+//! Editable views against the real kernel: copy-up, whiteouts, merged listings, POSIX answers,
+//! crashes and commits of runtimes. Needs root and /dev/fuse (CI has both).
+//!
+//! Every test has its own store, daemon directory and mount points; a guard stops the daemon
+//! and lazily unmounts on drop, panics included, and every command runs under a timeout.
+
+mod util;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use util::{Scratch, bin_path, have, is_root};
+use zkit::digest::Digest;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Env {
+    t: Scratch,
+    mounts: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let t = Scratch::new();
+        std::fs::set_permissions(t.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env {
+            t,
+            mounts: Default::default(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.t.path(p)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+
+    fn cmd(&self, bin: &str) -> assert_cmd::Command {
+        let mut c = util::bin(bin);
+        c.env("ZKIT_STORE", self.store())
+            .env("ZMOUNT_DIR", self.path("zm"))
+            .timeout(TIMEOUT);
+        c
+    }
+
+    /// Commit the directory `src` (made by `fill`) as a layer tagged `tag`.
+    fn layer(&self, tag: &str, fill: impl FnOnce(&Path)) -> Digest {
+        let src = self.path(&format!("src-{}", tag.replace('/', "-")));
+        std::fs::create_dir_all(&src).unwrap();
+        fill(&src);
+        let out = self
+            .cmd("zcommit")
+            .arg("--tag")
+            .arg(tag)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Digest::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+    }
+
+    /// `zmount mount [--edit NAME] LAYERS... MP`, unmounted on drop.
+    fn mount(&self, edit: Option<&str>, layers: &[&str], mp: &str) -> PathBuf {
+        let mp = self.path(mp);
+        std::fs::create_dir_all(&mp).unwrap();
+        let mut c = self.cmd("zmount");
+        c.arg("mount");
+        if let Some(name) = edit {
+            c.args(["--edit", name]);
+        }
+        c.args(layers).arg(&mp).assert().success();
+        self.mounts.lock().unwrap().push(mp.clone());
+        mp
+    }
+
+    fn umount(&self, mp: &Path) {
+        self.cmd("zmount").arg("umount").arg(mp).assert().success();
+        wait_for("the server to let go of the runtime", || {
+            !mounted(mp) && server_pid(mp).is_none()
+        });
+    }
+
+    /// Start the routed daemon (explicitly, so `run` finds it ready).
+    fn serve(&self) {
+        self.cmd("zmount").arg("serve").assert().success();
+    }
+
+    fn zcommit_runtime(&self, name: &str) -> Option<Digest> {
+        let out = self
+            .cmd("zcommit")
+            .args(["--runtime", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Digest::parse(String::from_utf8(out.stdout).unwrap().trim())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = Command::new(bin_path("zmount"))
+            .env("ZMOUNT_DIR", self.path("zm"))
+            .arg("stop")
+            .stderr(Stdio::null())
+            .status();
+        for m in self.mounts.lock().unwrap().iter() {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn require_fuse() -> bool {
+    is_root() && Path::new("/dev/fuse").exists()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mounted(path: &Path) -> bool {
+    let p = std::fs::canonicalize(path).unwrap_or(path.to_owned());
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == p.to_str())
+}
+
+/// The `zmount mount --foreground` process serving `mp`.
+fn server_pid(mp: &Path) -> Option<i32> {
+    let needle = mp.as_os_str().as_encoded_bytes();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.iter().any(|a| a.ends_with(b"zmount"))
+            && args.contains(&&b"--foreground"[..])
+            && args.contains(&needle)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn sh_in(dir: &Path, script: &str) -> std::process::Output {
+    Command::new("timeout")
+        .arg(TIMEOUT.as_secs().to_string())
+        .args(["sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn ok_in(dir: &Path, script: &str) -> String {
+    let out = sh_in(dir, script);
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn python(script: &str, args: &[&Path]) -> String {
+    let out = Command::new("timeout")
+        .arg(TIMEOUT.as_secs().to_string())
+        .args(["python3", "-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn base_tree(d: &Path) {
+    std::fs::create_dir_all(d.join("dir/sub")).unwrap();
+    std::fs::write(d.join("existing"), "base line\n").unwrap();
+    std::fs::set_permissions(d.join("existing"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::write(d.join("dir/lower"), "lower\n").unwrap();
+    std::fs::write(d.join("dir/sub/deep"), "deep\n").unwrap();
+    std::fs::write(d.join("gone"), "bye\n").unwrap();
+    std::os::unix::fs::symlink("existing", d.join("link")).unwrap();
+}
+
+/// The seed's workflow: append to a layer file in an edit runtime, commit, see it in a new
+/// read-only run; the base layer is unchanged.
+#[test]
+fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    let base = env.layer("base", base_tree);
+    env.serve();
+    let before = SystemTime::now() - Duration::from_secs(2);
+    let out = env
+        .cmd("zmount")
+        .args(["run", "--edit", "--name", "dev", "base", "--", "sh", "-c"])
+        .arg(r#"cd "$ZKIT_MOUNT" && echo appended >> existing && cat existing && stat -c '%a %s %Y' existing"#)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("base line"));
+    assert_eq!(lines.next(), Some("appended"));
+    let stat: Vec<&str> = lines.next().unwrap().split(' ').collect();
+    assert_eq!(stat[..2], ["640", "19"]);
+    let mtime: u64 = stat[2].parse().unwrap();
+    assert!(
+        mtime
+            >= before
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+    );
+
+    let new = env.zcommit_runtime("dev").expect("a layer");
+    let out = env
+        .cmd("zmount")
+        .args(["run", "base", &new.to_hex(), "--", "sh", "-c"])
+        .arg(r#"cat "$ZKIT_MOUNT/existing"; touch "$ZKIT_MOUNT/x" 2>&1 || true"#)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("base line\nappended\n"), "{text}");
+    assert!(text.contains("Read-only file system"), "{text}");
+    let plain = env.path("plain-base");
+    env.cmd("zcommit")
+        .arg("checkout")
+        .arg(&plain)
+        .arg(base.to_hex())
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(plain.join("existing")).unwrap(),
+        b"base line\n"
+    );
+    // The runtime goes on over base + new, with nothing left to commit.
+    assert_eq!(env.zcommit_runtime("dev"), None);
+}
+
+#[test]
+fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("rm"), &["base"], "mnt");
+    ok_in(&mp, "rm gone dir/sub/deep && rmdir dir/sub");
+    let listing = ok_in(&mp, "ls -a . dir");
+    assert!(
+        !listing.contains("gone") && !listing.contains("sub"),
+        "{listing}"
+    );
+    assert!(!listing.contains(".wh."), "{listing}");
+    for script in ["stat gone", "cat gone", "ls dir/sub", "cat dir/sub/deep"] {
+        assert!(!sh_in(&mp, script).status.success(), "{script} succeeded");
+    }
+    // A new file of a deleted directory's name starts empty.
+    ok_in(&mp, "mkdir dir/sub && test -z \"$(ls -A dir/sub)\"");
+    env.umount(&mp);
+    let new = env.zcommit_runtime("rm").unwrap();
+    let ls = env
+        .cmd("zcommit")
+        .args(["ls", &new.to_hex()])
+        .output()
+        .unwrap();
+    let ls = String::from_utf8(ls.stdout).unwrap();
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with('w') && l.ends_with(" gone")),
+        "{ls}"
+    );
+    assert!(ls.contains("dir/sub (opaque)"), "{ls}");
+    let ro = env.mount(None, &["base", &new.to_hex()], "ro");
+    assert_eq!(ok_in(&ro, "ls -A; ls -A dir/sub"), "dir\nexisting\nlink\n");
+}
+
+/// The same operations on a plain directory and on an edit view over the same tree give
+/// the same results, errors included, and the same tree.
+#[test]
+fn namespace_operations_match_a_plain_directory() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let mp = env.mount(Some("diff"), &["base"], "mnt");
+    let script = r#"
+import os, sys, errno, stat
+root = sys.argv[1]
+os.chdir(root)
+ops = [
+    ("mkdir", "a"), ("mkdir", "a"), ("mkdir", "dir"), ("mkdir", "a/b/c"),
+    ("rmdir", "nope"), ("rmdir", "dir"), ("rmdir", "existing"), ("unlink", "dir"),
+    ("write", "a/f", "one"), ("rename", "a/f", "dir"), ("rename", "dir", "existing"),
+    ("rename", "a", "a/x"), ("rename", "a/f", "a/g"), ("rename", "existing", "a/moved"),
+    ("symlink", "../a/moved", "dir/ln"), ("symlink", "x", "dir/ln"),
+    ("chmod", "a/moved", 0o600), ("chmod", "dir/lower", 0o751), ("truncate", "dir/lower", 2),
+    ("truncate", "a/g", 10), ("truncate", "dir", 0), ("write", "existing", "new again"),
+    ("mkdir", "d2"), ("write", "d2/x", "x"), ("rename", "d2", "a"), ("unlink", "d2/x"),
+    ("rename", "d2", "a"), ("rmdir", "a"), ("rename", "gone", "dir/sub/deep"),
+    ("unlink", "link"), ("symlink", "dir/sub", "link"),
+    ("mkdir", "dir/sub/e"), ("rmdir", "dir/sub/e"), ("unlink", "nope"), ("mkdir", "x" * 256),
+    ("rename", "a/g", "a/g"), ("link", "a/moved", "hard"), ("write", "hard", "via hard"),
+]
+for op in ops:
+    name, args = op[0], op[1:]
+    try:
+        if name == "write":
+            with open(args[0], "w") as f:
+                f.write(args[1])
+        elif name == "truncate":
+            os.truncate(args[0], args[1])
+        elif name == "chmod":
+            os.chmod(args[0], args[1])
+        elif name == "symlink":
+            os.symlink(args[0], args[1])
+        else:
+            getattr(os, name)(*args)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    print(name, args[0][:20], r)
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        extra = os.readlink(p) if stat.S_ISLNK(st.st_mode) else (
+            open(p, "rb").read() if stat.S_ISREG(st.st_mode) else b"")
+        mode = oct(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            mode = "link"
+        print(p, mode, st.st_nlink if stat.S_ISREG(st.st_mode) else "", extra)
+try:
+    os.rename("dir/sub", "subdir-moved")
+    print("rename dir/sub ok")
+except OSError as e:
+    print("rename dir/sub", errno.errorcode[e.errno])
+"#;
+    let want = python(script, &[&plain]);
+    let got = python(script, &[&mp]);
+    let (mut want, mut got): (Vec<_>, Vec<_>) = (want.lines().collect(), got.lines().collect());
+    // Renaming a layer directory answers EXDEV (mv copies instead): the one difference,
+    // made last, after the trees were listed.
+    assert_eq!(want.pop(), Some("rename dir/sub ok"));
+    assert_eq!(got.pop(), Some("rename dir/sub EXDEV"));
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g);
+    }
+    assert_eq!(want.len(), got.len());
+}
+
+#[test]
+fn moving_a_layer_directory_falls_back_to_copying() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("mv"), &["base"], "mnt");
+    ok_in(
+        &mp,
+        "mv dir moved && test ! -e dir && cat moved/sub/deep moved/lower >/dev/null",
+    );
+    assert_eq!(ok_in(&mp, "ls"), "existing\ngone\nlink\nmoved\n");
+}
+
+/// A directory of 5000 entries (layer and scratch) is listed in pages while names come
+/// and go: every name that is there throughout is listed exactly once.
+#[test]
+fn a_big_directory_lists_every_stable_name_once_while_it_changes() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let env = Env::new();
+    env.layer("big", |d| {
+        std::fs::create_dir(d.join("big")).unwrap();
+        for i in 0..3000 {
+            std::fs::write(d.join(format!("big/lower-{i:05}")), "").unwrap();
+        }
+    });
+    let mp = env.mount(Some("big"), &["big"], "mnt");
+    let script = r#"
+import os, sys
+d = os.path.join(sys.argv[1], "big")
+for i in range(2000):
+    open(os.path.join(d, "upper-%05d" % i), "w").close()
+stable = set(os.listdir(d))
+assert len(stable) == 5000, len(stable)
+seen = []
+with os.scandir(d) as it:
+    for n, e in enumerate(it):
+        seen.append(e.name)
+        if n % 50 == 0:
+            # Between pages: new names appear, others go and come back.
+            open(os.path.join(d, "new-%05d" % n), "w").close()
+            victim = os.path.join(d, "upper-%05d" % (n % 2000))
+            os.unlink(victim)
+            open(victim, "w").close()
+            os.unlink(os.path.join(d, "lower-%05d" % (n % 3000)))
+            open(os.path.join(d, "lower-%05d" % (n % 3000)), "w").close()
+dups = len(seen) - len(set(seen))
+print(dups, len(stable - set(seen)), len(seen))
+"#;
+    let out = python(script, &[&mp]);
+    let nums: Vec<usize> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    // Names deleted and recreated between pages may show once or not at all; every other
+    // stable name exactly once and nothing twice.
+    assert_eq!(nums[0], 0, "names listed twice: {out}");
+    assert!(nums[2] >= 4800, "{out}");
+}
+
+/// SIGKILL the server in the middle of writes: the next mount of the runtime finds scratch
+/// as the kernel left it, and it commits.
+#[test]
+fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("crash"), &["base"], "mnt");
+    ok_in(
+        &mp,
+        "echo before > kept && sync kept && mkdir -p deep/er && echo x > deep/er/f",
+    );
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg("i=0; while :; do echo line $i >> existing || exit 0; i=$((i+1)); done")
+        .current_dir(&mp)
+        .spawn()
+        .unwrap();
+    wait_for("writes to start", || {
+        std::fs::metadata(mp.join("existing")).is_ok_and(|m| m.len() > 100_000)
+    });
+    let pid = server_pid(&mp).expect("server process");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let _ = Command::new("umount").arg("-l").arg(&mp).status();
+    wait_for("the killed server to be gone", || server_pid(&mp).is_none());
+
+    let mp = env.mount(Some("crash"), &[], "mnt2");
+    assert_eq!(ok_in(&mp, "cat kept deep/er/f"), "before\nx\n");
+    let text = ok_in(&mp, "head -c 10 existing; tail -n 1 existing | cut -c1-5");
+    assert_eq!(text, "base line\nline \n");
+    env.umount(&mp);
+    assert!(env.zcommit_runtime("crash").is_some());
+}
+
+/// The daemon resolves scratch paths without following symlinks: a directory replaced by a
+/// symlink behind the view's back (it cached the directory) is never written through.
+#[test]
+fn a_symlink_in_scratch_never_redirects_a_write() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let outside = env.path("etc");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("passwd"), "root:x:0:0\n").unwrap();
+    let mp = env.mount(Some("esc"), &["base"], "mnt");
+    // Inside the view: a symlink is a symlink; a relative one resolves inside the view.
+    ok_in(
+        &mp,
+        "mkdir d && ln -s d ln && echo in > ln/passwd && test -f d/passwd",
+    );
+    // A descriptor of a directory the user then swaps for a symlink to the outside.
+    let script = r#"
+import os, sys, errno
+mp, outside = sys.argv[1], sys.argv[2]
+fd = os.open(os.path.join(mp, "d"), os.O_RDONLY | os.O_DIRECTORY)
+os.rename(os.path.join(mp, "d"), os.path.join(mp, "d2"))
+os.symlink(outside, os.path.join(mp, "d"))
+try:
+    os.close(os.open("passwd", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=fd))
+    print("opened")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"#;
+    let out = python(script, &[&mp, &outside]);
+    assert_eq!(out.trim(), "opened"); // the renamed directory's own file
+    assert_eq!(std::fs::read(mp.join("d2/passwd")).unwrap(), b"");
+    // Behind the daemon's back, straight in scratch: `d2` becomes a symlink to the outside.
+    let scratch = env.store().join("runtimes/esc/scratch-0");
+    std::fs::rename(scratch.join("d2"), scratch.join("d3")).unwrap();
+    std::os::unix::fs::symlink(&outside, scratch.join("d2")).unwrap();
+    let out = sh_in(&mp, "echo evil > d2/passwd; echo evil > d2/new");
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read(outside.join("passwd")).unwrap(),
+        b"root:x:0:0\n"
+    );
+    assert_eq!(util::names_in(&outside), ["passwd"]);
+}
+
+#[test]
+fn whiteout_names_are_refused_and_never_shown() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("wh"), &["base"], "mnt");
+    ok_in(&mp, "rm gone");
+    for script in [
+        "touch .wh.x",
+        "mkdir .wh..wh..opq",
+        "ln -s x .wh.y",
+        "mv existing .wh.existing",
+        "cat .wh.gone",
+    ] {
+        let out = sh_in(&mp, script);
+        assert!(!out.status.success(), "{script} succeeded");
+    }
+    let err = String::from_utf8(sh_in(&mp, "touch .wh.x").stderr).unwrap();
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(!ok_in(&mp, "ls -a").contains(".wh."));
+}
+
+/// Two routed edit runs: neither sees the other's writes, however the kernel caches.
+#[test]
+fn routed_edit_views_never_see_each_others_writes() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    env.serve();
+    let script = |tag: &str| {
+        format!(
+            r#"cd "$ZKIT_MOUNT" || exit 1
+echo {tag} > mine-{tag}; echo {tag} >> existing; mkdir -p dir/{tag}
+for i in $(seq 200); do
+  for other in a b; do
+    [ $other = {tag} ] && continue
+    if [ -e mine-$other ] || [ -e dir/$other ] || grep -qx "$other" existing; then echo LEAK; exit 1; fi
+  done
+done
+cat existing"#
+        )
+    };
+    let spawn = |tag: &str| {
+        Command::new(bin_path("zmount"))
+            .env("ZKIT_STORE", env.store())
+            .env("ZMOUNT_DIR", env.path("zm"))
+            .args([
+                "run",
+                "--edit",
+                "--name",
+                tag,
+                "base",
+                "--",
+                "sh",
+                "-c",
+                &script(tag),
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("a"));
+        let b = s.spawn(|| spawn("b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (out, tag) in [(a, "a"), (b, "b")] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{tag}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text, format!("base line\n{tag}\n"));
+    }
+}
+
+/// Unpack a small C project, `make` it with gcc inside an edit runtime, commit the outputs.
+#[test]
+fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(have("gcc") && have("make"), "gcc and make");
+    let env = Env::new();
+    env.layer("proj", |d| {
+        std::fs::write(d.join("util.h"), "int twice(int);\n").unwrap();
+        std::fs::write(d.join("util.c"), "#include \"util.h\"\nint twice(int x) { return 2 * x; }\n").unwrap();
+        std::fs::write(
+            d.join("main.c"),
+            "#include <stdio.h>\n#include \"util.h\"\nint main(void) { printf(\"%d\\n\", twice(21)); return 0; }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("Makefile"),
+            "app: main.o util.o\n\tgcc -o $@ $^\n%.o: %.c util.h\n\tgcc -c -o $@ $<\nclean:\n\trm -f app *.o\n",
+        )
+        .unwrap();
+    });
+    let mp = env.mount(Some("build"), &["proj"], "mnt");
+    assert_eq!(ok_in(&mp, "make -s && ./app"), "42\n");
+    // Unchanged sources: make finds nothing to do (stable times in the layers).
+    assert!(ok_in(&mp, "make").contains("up to date"));
+    ok_in(&mp, "sed -i 's/2 \\* x/3 * x/' util.c && make -s");
+    assert_eq!(ok_in(&mp, "./app"), "63\n");
+    env.umount(&mp);
+    let new = env.zcommit_runtime("build").unwrap();
+    let ro = env.mount(None, &["proj", &new.to_hex()], "ro");
+    assert_eq!(ok_in(&ro, "./app"), "63\n");
+    let names = ok_in(&ro, "ls");
+    assert_eq!(
+        names,
+        "Makefile\napp\nmain.c\nmain.o\nutil.c\nutil.h\nutil.o\n"
+    );
+    let m = std::fs::metadata(ro.join("app")).unwrap();
+    assert!(m.mode() & 0o111 != 0);
+}
