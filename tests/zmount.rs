@@ -323,6 +323,108 @@ fn kernel_caches_never_leak_between_views() {
     assert!(util::names_in(&env.mnt()).is_empty());
 }
 
+/// Fail (abort the test binary) instead of hanging if `done` is not set in time: the fifo
+/// opens below block until the other side appears.
+fn watchdog(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + 2 * TIMEOUT;
+        while Instant::now() < deadline {
+            if d.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("watchdog: {what} hung; aborting");
+        std::process::abort();
+    });
+    done
+}
+
+#[test]
+fn long_lived_trees_reading_the_same_path_in_turn_never_see_each_other() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer(
+        "a",
+        &[
+            ("same", "AAAA\n"),
+            ("d/", ""),
+            ("d/f", "aaaa"),
+            ("d/only-a", "x"),
+            ("a-only", ""),
+        ],
+    );
+    env.layer(
+        "b",
+        &[
+            ("same", "BBBB\n"),
+            ("d/", ""),
+            ("d/f", "bbbb"),
+            ("d/only-b", "x"),
+            ("b-only", ""),
+        ],
+    );
+    let done = watchdog("cache isolation");
+    let mut trees = Vec::new();
+    for tag in ["a", "b"] {
+        let req = env.scratch.path(&format!("{tag}.req"));
+        let resp = env.scratch.path(&format!("{tag}.resp"));
+        util::sh(&format!("mkfifo '{}' '{}'", req.display(), resp.display()));
+        // One answer per request line: content, size and listing through the same paths.
+        let script = format!(
+            r#"exec 3<'{req}' 4>'{resp}'
+while read -r line <&3; do
+  m=$ZKIT_MOUNT; cat "$m/same" "$m/d/f" >&4; echo >&4; stat -c '%s %h' "$m/same" >&4
+  ls "$m/d" | tr '\n' ' ' >&4; ls "$m" | tr '\n' ' ' >&4; echo >&4; echo END >&4
+done"#,
+            req = req.display(),
+            resp = resp.display()
+        );
+        let child = env
+            .std_zmount()
+            .args(["run", tag, "--", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let w = std::fs::OpenOptions::new().write(true).open(&req).unwrap();
+        let r = std::io::BufReader::new(std::fs::File::open(&resp).unwrap());
+        trees.push((tag, child, w, r));
+    }
+    for round in 0..50 {
+        for (tag, _, w, r) in trees.iter_mut() {
+            writeln!(w, "go").unwrap();
+            let mut answer = String::new();
+            loop {
+                let mut line = String::new();
+                assert!(
+                    std::io::BufRead::read_line(r, &mut line).unwrap() > 0,
+                    "tree {tag} died"
+                );
+                if line == "END\n" {
+                    break;
+                }
+                answer.push_str(&line);
+            }
+            let up = tag.to_uppercase();
+            let want = format!(
+                "{up}{up}{up}{up}\n{tag}{tag}{tag}{tag}\n5 1\nf only-{tag} {tag}-only d same \n"
+            );
+            assert_eq!(answer, want, "round {round}, tree {tag}");
+        }
+        // And the outsider, in between, with the same paths hot in the kernel's caches.
+        assert!(
+            !env.mnt().join("same").exists(),
+            "round {round}: outsider sees a view"
+        );
+    }
+    for (_, child, w, _) in trees {
+        drop(w);
+        assert!(wait_child(child).success());
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 #[test]
 fn registration_ends_with_its_root_process() {
     require!(require_fuse(), "needs root and /dev/fuse");

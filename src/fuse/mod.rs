@@ -132,7 +132,7 @@ impl Filesystem for Fs {
         if let Some(r) = self.edit_read(ino.0, fh.0, offset, size) {
             return r.respond(reply);
         }
-        self.op_read(fh.0, offset, size).respond(reply);
+        self.op_read(ino.0, fh.0, offset, size).respond(reply);
     }
 
     fn release(
