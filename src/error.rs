@@ -59,7 +59,7 @@ pub enum ErrorKind {
     #[error("runtime is in use")]
     RuntimeBusy,
     /// A strict link mode's only tier cannot serve this file; `instead` names what would work.
-    #[error("cannot {what}: {} ({})", strerror(source), errno_name(source))]
+    #[error("cannot {what}: {} [{}]", strerror(source), errno_name(source))]
     TierRefused {
         what: &'static str,
         #[source]

@@ -210,6 +210,9 @@ fn tree_keeps_dirs_modes_symlinks_and_times() {
                 fs::read_link(src.join(link)).unwrap(),
                 fs::read_link(dst.join(link)).unwrap()
             );
+            // Hard-linked like cp -al where hard links are allowed, recreated otherwise.
+            let shared = ino(&src.join(link)) == ino(&dst.join(link));
+            assert_eq!(shared, mode == "auto", "{mode}: {link}");
         }
         assert!(stderr_of(&out).contains("4 files"), "{}", stderr_of(&out));
         assert!(

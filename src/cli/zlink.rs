@@ -136,7 +136,9 @@ pub fn run(args: &Args) -> ExitCode {
         result
     });
     let summary = stats.summary(start.elapsed());
-    if !args.quiet {
+    // After a failure the summary tells how far the run got; with nothing done it is noise.
+    let did_something = summary.files() + summary.dirs + summary.symlinks > 0;
+    if !args.quiet && (result.is_ok() || did_something) {
         eprintln!("zlink: {summary}");
     }
     if args.json {

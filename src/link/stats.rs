@@ -103,13 +103,14 @@ impl Summary {
     }
 }
 
-/// `1234 files: 1200 hard-linked, 0 reflinked, 34 copied (1.2 MiB), 0 already linked; 56 dirs, 7 symlinks in 0.12s`
+/// `1234 files: 1200 hard-linked, 0 reflinked, 34 copied (1.2 MiB), 0 already linked; 56 dirs,
+/// 7 symlinks in 0.12s`
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} files: {} hard-linked, {} reflinked, {} copied ({}), {} already linked",
-            self.files(),
+            "{}: {} hard-linked, {} reflinked, {} copied ({}), {} already linked",
+            Count(self.files(), "file"),
             self.hardlinked,
             self.reflinked,
             self.copied,
@@ -121,11 +122,21 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            "; {} dirs, {} symlinks in {:.2}s",
-            self.dirs,
-            self.symlinks,
+            "; {}, {} in {:.2}s",
+            Count(self.dirs, "dir"),
+            Count(self.symlinks, "symlink"),
             self.elapsed.as_secs_f64()
         )
+    }
+}
+
+/// `1 file`, `2 files`.
+struct Count(u64, &'static str);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.0 == 1 { "" } else { "s" };
+        write!(f, "{} {}{s}", self.0, self.1)
     }
 }
 

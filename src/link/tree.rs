@@ -8,7 +8,8 @@
 //! a hard-link mirror costs one `linkat` per file and no `stat` at all. A worker that lists a
 //! directory creates its subdirectories at once and queues them, so the others never starve;
 //! big directories are cut into slices that workers share. The queue is a LIFO stack: the walk
-//! goes deep first and holds few open directories.
+//! goes deep first and holds few open directories. (Hard links into one directory serialise on
+//! its lock, so in modes that start with hard links a directory is not shared.)
 //!
 //! A directory is created with owner rwx added (so that we can fill it even when its mode
 //! forbids writing), and given its real mode when its last entry is done.
@@ -17,7 +18,7 @@
 //! error is returned. What was linked until then stays.
 
 use super::linker::{Side, dev_of, mode_of, not_regular, perm};
-use super::{Linker, Placed, Stats};
+use super::{Linker, Placed, Stats, Tier};
 use crate::atomic::{self, Target};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use rustix::fs::{AtFlags, Dir, FileType, Mode as Perm, OFlags};
@@ -30,8 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Regular files per work item: small enough to share a big directory among workers, large
-/// enough that queueing costs nothing next to the system calls.
+/// Regular files per work item when a directory's files are shared among workers: small
+/// enough to spread a big directory, large enough that queueing costs nothing next to the
+/// system calls.
 const FILES_PER_ITEM: usize = 256;
 
 /// A callback for each regular file placed: its destination and what was done.
@@ -85,7 +87,14 @@ pub fn mirror(
     if kind.is_symlink() {
         let (s, d) = (Target::entry(src)?, Target::entry(dst)?);
         let (s_name, d_name) = (c_name(&s.name), c_name(&d.name));
-        return symlink(linker, stats, &side(&s, &s_name, 0), &side(&d, &d_name, 0));
+        let s_dev = dev_of(&rustix::fs::fstat(&s.dir).at(&s.dir_path, "cannot stat")?);
+        let d_dev = dev_of(&rustix::fs::fstat(&d.dir).at(&d.dir_path, "cannot stat")?);
+        return symlink(
+            linker,
+            stats,
+            &side(&s, &s_name, s_dev),
+            &side(&d, &d_name, d_dev),
+        );
     }
     if !kind.is_file() {
         let st = rustix::fs::stat(src).at(src, "cannot stat")?;
@@ -297,6 +306,12 @@ impl<'a> Walk<'a> {
             )?;
         }
         let pair = Arc::new(pair);
+        // Creating a name locks the directory, so workers hard-linking into one directory only
+        // queue on its lock (and sleep and wake); a worker keeps a directory to itself then.
+        // Reflinks and copies spend most of their time outside that lock and share it.
+        if self.linker.mode().tiers()[0] == Tier::Hardlink || files.len() <= FILES_PER_ITEM {
+            return Ok((pair, files));
+        }
         let mut slices = files.chunks(FILES_PER_ITEM).map(<[CString]>::to_vec);
         let first = slices.next().unwrap_or_default();
         for slice in slices {
