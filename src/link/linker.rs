@@ -1,7 +1,7 @@
 //! One file through the tiers: [`Linker`].
 
 use super::data::{self, Refusal};
-use super::memory::{Ask, Memory};
+use super::memory::{Ask, Memory, Pair};
 use super::{Mode, Tier, backend};
 use crate::atomic::{self, Target};
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -236,18 +236,6 @@ impl Linker {
 
     /// The reflink and copy tiers: a new inode with the source's data, mode and times.
     fn new_inode(&self, src: &Side, dst: &Side) -> Result<Created> {
-        let try_reflink = self.mode.allows(Tier::Reflink);
-        let try_copy = self.mode.allows(Tier::Copy);
-        let pair = (src.dev, dst.dev);
-        if !try_copy && self.memory.reflink.known_to_fail(pair) {
-            // Strict reflink on a pair already known to refuse: fail before creating anything.
-            return Err(refusal(
-                dst,
-                "reflink",
-                Errno::OPNOTSUPP.into(),
-                REFLINK_INSTEAD,
-            ));
-        }
         // O_NONBLOCK: a FIFO swapped in for the file answers at once instead of waiting.
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let source = File::from(
@@ -259,42 +247,14 @@ impl Linker {
         if kind != FileType::RegularFile {
             return Err(Error::new(src.path(), not_regular(kind)));
         }
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-        let perm = perm(mode_of(&st) & 0o777);
-        let made = match rustix::fs::openat(dst.dir, dst.name, flags | OFlags::CLOEXEC, perm) {
-            Ok(fd) => File::from(fd),
-            Err(Errno::EXIST) => return Ok(Created::Exists),
-            Err(e) => return Err(Error::io(dst.path(), "cannot create", e.into())),
-        };
-        // From here on a failure must not leave a partial destination behind.
-        let guard = Unlink(dst);
         let mut refused = None;
-        if try_reflink {
-            let ask = self.memory.reflink.ask(pair);
-            if !matches!(ask, Ask::Skip) {
-                let cloned = backend::clone(&made, &source);
-                let about_pair = match &cloned {
-                    Ok(()) => Some(true),
-                    Err(e) => match data::clone_refusal(e) {
-                        Some(Refusal::NoReflinks) => Some(false),
-                        _ => None,
-                    },
-                };
-                ask.report(&self.memory.reflink, pair, about_pair);
-                match cloned {
-                    Ok(()) => {
-                        self.keep_metadata(&made, &st, dst)?;
-                        guard.keep();
-                        return Ok(Created::Done(Tier::Reflink, 0));
-                    }
-                    Err(e) if data::clone_refusal(&e).is_some() => refused = Some(e),
-                    Err(e) => return Err(Error::io(dst.path(), "cannot reflink", e)),
-                }
-            } else {
-                refused = Some(Errno::OPNOTSUPP.into());
+        if self.mode.allows(Tier::Reflink) {
+            match self.reflink(&source, &st, dst, (src.dev, dst.dev))? {
+                Ok(created) => return Ok(created),
+                Err(e) => refused = Some(e),
             }
         }
-        if !try_copy {
+        if !self.mode.allows(Tier::Copy) {
             let e = refused.unwrap_or_else(|| Errno::OPNOTSUPP.into());
             let instead = if e.raw_os_error() == Some(libc::EINVAL) {
                 "this file cannot be cloned; -m clone-or-copy would copy it"
@@ -303,11 +263,76 @@ impl Linker {
             };
             return Err(refusal(dst, "reflink", e, instead));
         }
+        let Some(made) = create(dst, &st)? else {
+            return Ok(Created::Exists);
+        };
+        // From here on a failure must not leave a partial destination behind.
+        let guard = Unlink(dst);
         let size = u64::try_from(st.st_size).unwrap_or(0);
         let bytes = data::copy(&source, &made, size).at(&dst.path(), "cannot copy")?;
         self.keep_metadata(&made, &st, dst)?;
         guard.keep();
         Ok(Created::Done(Tier::Copy, bytes))
+    }
+
+    /// The reflink tier; `Ok(Err(e))` when it gives way (no reflinks on this device pair,
+    /// learnt once; or not for this file). Linux creates the file and clones into it
+    /// (`FICLONE`); macOS clones by name (`fclonefileat`). A refused clone leaves nothing.
+    fn reflink(
+        &self,
+        source: &File,
+        st: &Stat,
+        dst: &Side,
+        pair: Pair,
+    ) -> Result<Result<Created, io::Error>> {
+        let ask = self.memory.reflink.ask(pair);
+        if matches!(ask, Ask::Skip) {
+            return Ok(Err(Errno::OPNOTSUPP.into()));
+        }
+        let (made, cloned) = match backend::clone_new(source, dst.dir, dst.name) {
+            // The clone made the file; open it to give it the source's metadata.
+            Some(Ok(())) => {
+                let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                match rustix::fs::openat(dst.dir, dst.name, flags, Perm::empty()) {
+                    Ok(fd) => (Some(File::from(fd)), Ok(())),
+                    Err(e) => {
+                        let _ = rustix::fs::unlinkat(dst.dir, dst.name, AtFlags::empty());
+                        return Err(Error::io(dst.path(), "cannot open", e.into()));
+                    }
+                }
+            }
+            Some(Err(e)) => (None, Err(e)),
+            None => match create(dst, st)? {
+                Some(made) => {
+                    let cloned = backend::clone(&made, source);
+                    (Some(made), cloned)
+                }
+                None => return Ok(Ok(Created::Exists)),
+            },
+        };
+        // Whatever was created goes again unless the clone is complete.
+        let guard = made.as_ref().map(|_| Unlink(dst));
+        let about_pair = match &cloned {
+            Ok(()) => Some(true),
+            Err(e) => match data::clone_refusal(e) {
+                Some(Refusal::NoReflinks) => Some(false),
+                _ => None,
+            },
+        };
+        ask.report(&self.memory.reflink, pair, about_pair);
+        match (cloned, made) {
+            (Ok(()), Some(made)) => {
+                self.keep_metadata(&made, st, dst)?;
+                if let Some(guard) = guard {
+                    guard.keep();
+                }
+                Ok(Ok(Created::Done(Tier::Reflink, 0)))
+            }
+            (Err(e), _) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Ok(Created::Exists)),
+            (Err(e), _) if data::clone_refusal(&e).is_some() => Ok(Err(e)),
+            (Err(e), _) => Err(Error::io(dst.path(), "cannot reflink", e)),
+            (Ok(()), None) => unreachable!("a clone that succeeded made a file"),
+        }
     }
 
     /// Owner (as root) before mode, because `fchown` clears setuid/setgid; times last.
@@ -375,6 +400,17 @@ pub(crate) fn not_regular(kind: FileType) -> ErrorKind {
         FileType::CharacterDevice => ErrorKind::Special("character device"),
         FileType::BlockDevice => ErrorKind::Special("block device"),
         _ => ErrorKind::Special("special file"),
+    }
+}
+
+/// Create the destination with the source's permission bits (less the umask, for now):
+/// `None` when the name is taken.
+fn create(dst: &Side, st: &Stat) -> Result<Option<File>> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dst.dir, dst.name, flags, perm(mode_of(st) & 0o777)) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::EXIST) => Ok(None),
+        Err(e) => Err(Error::io(dst.path(), "cannot create", e.into())),
     }
 }
 

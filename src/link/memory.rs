@@ -64,11 +64,6 @@ impl Facts {
         }
     }
 
-    /// Whether the call is already known to fail for this pair (no waiting, no probe).
-    pub fn known_to_fail(&self, pair: Pair) -> bool {
-        self.lock().get(&pair) == Some(&State::Fails)
-    }
-
     /// Record a failure seen without a probe (a pair that worked, then did not).
     pub fn learn_fails(&self, pair: Pair) {
         self.lock().insert(pair, State::Fails);

@@ -52,6 +52,24 @@ pub fn sync_file_system(_fd: &File) -> io::Result<bool> {
     Ok(false)
 }
 
+/// Create `name` in `dir` as a clone of the open file `src`, sharing its blocks (APFS).
+#[cfg(target_os = "macos")]
+pub fn fclonefileat(
+    src: std::os::fd::BorrowedFd,
+    dir: std::os::fd::BorrowedFd,
+    name: &std::ffi::CStr,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are borrowed, so open for the whole call; `name` is a
+    // NUL-terminated string that outlives it; flags 0 asks for nothing unusual.
+    let rc = unsafe { libc::fclonefileat(src.as_raw_fd(), dir.as_raw_fd(), name.as_ptr(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// What libproc knows about a process (macOS).
 #[cfg(target_os = "macos")]
 pub struct BsdInfo {

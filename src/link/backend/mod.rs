@@ -6,7 +6,12 @@ mod linux;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use linux::*;
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub use macos::*;
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
 mod generic;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
 pub use generic::*;
