@@ -68,6 +68,9 @@ pub enum ErrorKind {
     },
     #[error("already exists and is a different file")]
     Exists,
+    /// A hard link to the source where the mode wants a separate inode.
+    #[error("is a hard link to the source, and this mode makes separate inodes")]
+    SharesInode,
     #[error("is a directory")]
     IsDir,
     /// FIFOs, sockets and devices: linking or copying them is not what a tree mirror wants.
@@ -138,6 +141,7 @@ impl Error {
             }
             ErrorKind::TierRefused { instead, .. } => Some(instead),
             ErrorKind::Exists => Some("use -f to replace it"),
+            ErrorKind::SharesInode => Some("use -f to replace it with a reflink or copy"),
             ErrorKind::UnknownRuntime => Some("`zcommit runtimes` lists the runtimes"),
             ErrorKind::RuntimeExists => {
                 Some("resume it with --name, or `zcommit discard` it first")

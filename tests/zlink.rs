@@ -96,6 +96,20 @@ fn rerun_is_idempotent_when_dest_is_the_same_inode() {
 }
 
 #[test]
+fn clone_or_copy_never_accepts_a_hard_link_left_by_an_earlier_run() {
+    let s = Scratch::new();
+    let src = s.write("a", b"data");
+    ok(&[&src, &s.path("b")], &["1 hard-linked"]);
+    let clone = [&"-m" as Arg, &"clone-or-copy", &src, &s.path("b")];
+    fails(&clone, &["b: is a hard link to the source", "use -f"]);
+    ok(
+        &[&[&"-f" as Arg][..], &clone].concat(),
+        &["1 copied", "1 replaced"],
+    );
+    assert_ne!(ino(&src), ino(&s.path("b")));
+}
+
+#[test]
 fn library_clone_or_copy_copies_data_between_open_files() {
     let s = Scratch::new();
     let src = s.write("a", &vec![7u8; 300_000]);

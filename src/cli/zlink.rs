@@ -3,7 +3,7 @@
 
 use crate::cli;
 use crate::error::{Error, ErrorKind};
-use crate::link::{Linker, Mode, Placed, Stats, Summary, tree};
+use crate::link::{Bytes, Linker, Mode, Placed, Stats, Summary, tree};
 use clap::{CommandFactory, Parser};
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -205,11 +205,12 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         }
         let s: Summary = stats.summary(start.elapsed());
         eprint!(
-            "\r\x1b[Kzlink: {} files ({} hard-linked, {} reflinked, {} copied), {} dirs…",
+            "\r\x1b[Kzlink: {} files ({} hard-linked, {} reflinked, {} copied: {}), {} dirs...",
             s.files(),
             s.hardlinked,
             s.reflinked,
             s.copied,
+            Bytes(s.bytes_copied),
             s.dirs
         );
         shown = true;

@@ -115,7 +115,7 @@ impl Linker {
     /// the mode bits. Returns the tier used. Errors are [`Error`]s with the errno and path.
     pub fn link_file(&self, src: &Path, dst: &Path) -> Result<Tier> {
         let (src_end, dst_end) = (Endpoint::source(src)?, Endpoint::dest(dst)?);
-        match self.create(&src_end.side(), &dst_end.side())? {
+        match self.through_tiers(&src_end.side(), &dst_end.side())? {
             Created::Done(tier, _) => Ok(tier),
             Created::Exists => Err(Error::new(&dst_end.path, ErrorKind::Exists)),
         }
@@ -131,7 +131,7 @@ impl Linker {
 
     /// Create `dst` from `src`, or accept or replace what is there.
     pub(crate) fn place(&self, src: &Side, dst: &Side) -> Result<Placed> {
-        let (tier, bytes) = match self.create(src, dst)? {
+        let (tier, bytes) = match self.through_tiers(src, dst)? {
             Created::Done(tier, bytes) => (tier, bytes),
             Created::Exists => return self.existing(src, dst),
         };
@@ -147,7 +147,8 @@ impl Linker {
             .at(&src.path(), "cannot stat")?;
         let d = rustix::fs::statat(dst.dir, dst.name, AtFlags::SYMLINK_NOFOLLOW)
             .at(&dst.path(), "cannot stat")?;
-        if (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino) {
+        let same = (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino);
+        if same && self.mode.allows(Tier::Hardlink) {
             return Ok(Placed {
                 tier: None,
                 bytes: 0,
@@ -155,7 +156,14 @@ impl Linker {
             });
         }
         if !self.replace {
-            return Err(Error::new(dst.path(), ErrorKind::Exists));
+            // A hard link left by an earlier run is not what a mode that never shares an inode
+            // promises: someone about to edit the destination would edit the source.
+            let kind = if same {
+                ErrorKind::SharesInode
+            } else {
+                ErrorKind::Exists
+            };
+            return Err(Error::new(dst.path(), kind));
         }
         if FileType::from_raw_mode(d.st_mode) == FileType::Directory {
             return Err(Error::new(dst.path(), ErrorKind::IsDir));
@@ -163,7 +171,7 @@ impl Linker {
         let name = OsStr::from_bytes(dst.name.to_bytes());
         let (tier, bytes) = atomic::put_over(dst.dir, dst.dir_path, name, |temp| {
             let temp = CString::new(temp.as_bytes()).expect("file names have no NUL");
-            match self.create(
+            match self.through_tiers(
                 src,
                 &Side {
                     name: &temp,
@@ -182,7 +190,7 @@ impl Linker {
     }
 
     /// Try the mode's tiers in order for a destination that must not exist yet.
-    fn create(&self, src: &Side, dst: &Side) -> Result<Created> {
+    fn through_tiers(&self, src: &Side, dst: &Side) -> Result<Created> {
         let tiers = self.mode.tiers();
         if tiers[0] == Tier::Hardlink {
             match self.hard_link(src, dst)? {
@@ -263,7 +271,7 @@ impl Linker {
             };
             return Err(refusal(dst, "reflink", e, instead));
         }
-        let Some(made) = create(dst, &st)? else {
+        let Some(made) = new_file(dst, &st)? else {
             return Ok(Created::Exists);
         };
         // From here on a failure must not leave a partial destination behind.
@@ -302,7 +310,7 @@ impl Linker {
                 }
             }
             Some(Err(e)) => (None, Err(e)),
-            None => match create(dst, st)? {
+            None => match new_file(dst, st)? {
                 Some(made) => {
                     let cloned = backend::clone(&made, source);
                     (Some(made), cloned)
@@ -405,7 +413,7 @@ pub(crate) fn not_regular(kind: FileType) -> ErrorKind {
 
 /// Create the destination with the source's permission bits (less the umask, for now):
 /// `None` when the name is taken.
-fn create(dst: &Side, st: &Stat) -> Result<Option<File>> {
+fn new_file(dst: &Side, st: &Stat) -> Result<Option<File>> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(dst.dir, dst.name, flags, perm(mode_of(st) & 0o777)) {
         Ok(fd) => Ok(Some(File::from(fd))),

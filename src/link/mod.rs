@@ -36,7 +36,7 @@ pub mod tree;
 
 pub use data::clone_or_copy;
 pub use linker::{Linker, Placed};
-pub use stats::{Stats, Summary};
+pub use stats::{Bytes, Stats, Summary};
 
 /// Which tiers a run may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
