@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 #[command(
     name = "zlink",
     version,
+    override_usage = "zlink [OPTIONS] SOURCE DEST\n       zlink [OPTIONS] SOURCE... DIR",
     about = "Link files and trees by the cheapest means that works: hard link, reflink, copy",
     long_about = "Give DEST the content of SOURCE by the cheapest means that works, per file: a \
         hard link (same inode, O(1)), else a reflink (a new inode sharing data blocks \
@@ -27,10 +28,12 @@ use std::time::{Duration, Instant};
         ENOENT, EACCES, ENOSPC and EIO are errors, never reasons to fall back.\n\n\
         With one SOURCE, DEST is the name to create, or an existing directory to create it in. \
         With several SOURCEs, DEST must be a directory. An existing DEST that already is \
-        SOURCE's inode is fine (re-runs are idempotent); anything else there is an error unless \
-        -f replaces it atomically (link or copy to a temporary name beside it, then rename).\n\n\
+        SOURCE's inode is fine (re-runs are idempotent; not in reflink, copy and clone-or-copy, \
+        which promise a separate inode); anything else there is an error unless -f replaces it \
+        atomically (link or copy to a temporary name beside it, then rename).\n\n\
         With -r, directories are recreated with their modes, symlinks are recreated (never \
-        followed) and regular files are linked in parallel. FIFOs, sockets and devices are \
+        followed; hard-linked where hard links are allowed, as cp -al does) and regular files \
+        are linked in parallel. FIFOs, sockets and devices are \
         refused. A reflink or copy keeps the mode, the times and, as root, the owner; \
         extended attributes are not copied.\n\n\
         A summary goes to standard error: files per tier, bytes copied, time.",
