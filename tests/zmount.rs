@@ -644,6 +644,34 @@ fn a_crashed_daemon_is_replaced_by_the_next_serve() {
 }
 
 #[test]
+fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("x", "1")]);
+    let ready = env.scratch.path("ready");
+    let run = env
+        .std_zmount()
+        .args(["run", "a", "--", "sh", "-c"])
+        .arg(format!(
+            "trap 'exit 42' TERM; touch '{}'; while :; do sleep 0.02; done",
+            ready.display()
+        ))
+        .spawn()
+        .unwrap();
+    wait_for("CMD to start", || ready.exists());
+    util::sh(&format!("kill -TERM {}", run.id()));
+    assert_eq!(
+        wait_child(run).code(),
+        Some(42),
+        "run exits with CMD's status"
+    );
+    assert!(
+        env.status_json()["views"].as_array().unwrap().is_empty(),
+        "and unregistered first"
+    );
+}
+
+#[test]
 fn errors_name_the_fix() {
     require!(require_fuse(), "needs root and /dev/fuse");
     let env = Env::new();

@@ -41,7 +41,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use ops::{Handles, ino_of};
+pub use ops::ino_of;
 
 /// What the mount serves.
 pub enum Mode {
@@ -56,7 +56,6 @@ pub enum Mode {
 
 pub struct Fs {
     mode: Mode,
-    files: Handles,
     /// TTL of what the kernel may cache for a long time (immutable per-view inodes).
     long: Duration,
 }
@@ -65,7 +64,6 @@ impl Fs {
     pub fn new(mode: Mode) -> Fs {
         Fs {
             mode,
-            files: Handles::default(),
             long: Duration::from_secs(365 * 24 * 3600),
         }
     }
@@ -132,7 +130,7 @@ impl Filesystem for Fs {
         if let Some(r) = self.edit_read(ino.0, fh.0, offset, size) {
             return r.respond(reply);
         }
-        self.op_read(ino.0, fh.0, offset, size).respond(reply);
+        self.op_read(ino.0, offset, size).respond(reply);
     }
 
     fn release(
@@ -145,9 +143,8 @@ impl Filesystem for Fs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if !self.edit_release(ino.0, fh.0) {
-            self.files.close(fh.0);
-        }
+        // Layer files hold nothing open (see `op_open`); scratch files do.
+        self.edit_release(ino.0, fh.0);
         reply.ok();
     }
 
@@ -337,8 +334,9 @@ impl Filesystem for Fs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Writes go straight to scratch: nothing is buffered here.
-        reply.ok();
+        // Writes go straight to scratch: nothing is buffered here. ENOSYS (not Ok) tells the
+        // kernel so for the whole mount (`no_flush`), saving a round trip on every close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(

@@ -3,13 +3,12 @@
 use super::{Fs, Mode};
 use crate::view::{Data, Kind, ROOT, View};
 use fuser::{Errno, FileAttr, FileType, FopenFlags};
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// FUSE's root inode.
@@ -49,35 +48,20 @@ pub struct Statfs {
     pub bsize: u32,
 }
 
-/// Open files: handle -> the store file. Handle 0 is an empty file with no blob.
-#[derive(Default)]
-pub struct Handles {
-    next: AtomicU64,
-    open: RwLock<HashMap<u64, Arc<File>>>,
-}
-
-impl Handles {
-    fn insert(&self, file: File) -> u64 {
-        let fh = self.next.fetch_add(1, Relaxed) + 1;
-        self.open.write().unwrap().insert(fh, Arc::new(file));
-        fh
+/// Up to `size` bytes at `offset`: FUSE wants a short read only at end of file.
+pub(super) fn read_at(file: &File, offset: u64, size: u32) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-
-    fn get(&self, fh: u64) -> Option<Arc<File>> {
-        self.open.read().unwrap().get(&fh).cloned()
-    }
-
-    pub fn close(&self, fh: u64) {
-        self.open.write().unwrap().remove(&fh);
-    }
-
-    pub fn len(&self) -> usize {
-        self.open.read().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    buf.truncate(done);
+    Ok(buf)
 }
 
 pub fn attr(view: &View, n: u32) -> FileAttr {
@@ -242,39 +226,29 @@ impl Fs {
         }
     }
 
-    /// In a single-view mount of layers, opens cost no round trip: the first answers
+    /// Opening a layer file does no work: reads name the inode and open its blob themselves,
+    /// and with the page cache kept (the content of an inode number never changes) most opens
+    /// are never followed by a read at all.
+    ///
+    /// In a single-view mount of layers, opens even cost no round trip: the first answers
     /// `ENOSYS`, after which the kernel opens files by itself for the rest of the mount
-    /// (`no_open`, Linux 3.14+), keeps their page cache, and sends neither OPEN nor RELEASE:
-    /// two requests fewer per file a `tar` or a compiler reads. Reads then come with handle 0
-    /// and name the inode. The switch is per connection, so a routed mount, which may serve
-    /// editable views that need real opens, keeps them.
+    /// (`no_open`, Linux 3.14+), keeps their page cache, and sends neither OPEN nor RELEASE.
+    /// The switch is per connection, so a routed mount, which may serve editable views that
+    /// need real opens, keeps them.
     pub(super) fn op_open(&self, ino: u64, flags: i32) -> Result<Opened, Errno> {
         let (view, n) = self.resolve(0, ino)?;
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             view.writable().map_err(Errno::from_i32)?;
         }
-        let digest = match &view.node(n).expect("resolved").data {
-            Data::File { digest, .. } => *digest,
-            Data::Dir { .. } => return Err(Errno::EISDIR),
-            Data::Symlink { .. } => return Err(Errno::ELOOP),
-        };
-        if self.zero_message_opens() {
-            return Err(Errno::ENOSYS);
+        match view.node(n).expect("resolved").data {
+            Data::File { .. } if self.zero_message_opens() => Err(Errno::ENOSYS),
+            Data::File { .. } => Ok(Opened {
+                fh: 0,
+                flags: FopenFlags::FOPEN_KEEP_CACHE,
+            }),
+            Data::Dir { .. } => Err(Errno::EISDIR),
+            Data::Symlink { .. } => Err(Errno::ELOOP),
         }
-        // Content never changes for an inode number, so the page cache may outlive the open.
-        let flags = FopenFlags::FOPEN_KEEP_CACHE;
-        let Some(digest) = digest else {
-            return Ok(Opened { fh: 0, flags });
-        };
-        let path = view.blob_path(&digest);
-        let file = File::open(&path).map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "cannot open blob");
-            Errno::from(e)
-        })?;
-        Ok(Opened {
-            fh: self.files.insert(file),
-            flags,
-        })
     }
 
     /// A single-view mount of layers alone: nothing will ever need a real open.
@@ -282,46 +256,23 @@ impl Fs {
         matches!(&self.mode, Mode::Single(v) if v.edit().is_none())
     }
 
-    /// Read from an open handle, or (handle 0: an empty file, or a zero-message open)
-    /// straight from the inode's blob, opened for this request: only page-cache misses get
-    /// here.
-    pub(super) fn op_read(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-        size: u32,
-    ) -> Result<Vec<u8>, Errno> {
-        let file = match fh {
-            0 => {
-                let (view, n) = self.resolve(0, ino)?;
-                let digest = match view.node(n).expect("resolved").data {
-                    Data::File {
-                        digest: Some(d), ..
-                    } => d,
-                    Data::File { digest: None, .. } => return Ok(Vec::new()),
-                    _ => return Err(Errno::EISDIR),
-                };
-                let path = view.blob_path(&digest);
-                Arc::new(File::open(&path).map_err(|e| {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot open blob");
-                    Errno::from(e)
-                })?)
-            }
-            fh => self.files.get(fh).ok_or(Errno::EBADF)?,
+    /// Read straight from the inode's blob, opened for this request: only page-cache misses
+    /// get here.
+    pub(super) fn op_read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let (view, n) = self.resolve(0, ino)?;
+        let digest = match view.node(n).expect("resolved").data {
+            Data::File {
+                digest: Some(d), ..
+            } => d,
+            Data::File { digest: None, .. } => return Ok(Vec::new()),
+            _ => return Err(Errno::EISDIR),
         };
-        let mut buf = vec![0; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(k) => done += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
+        let path = view.blob_path(&digest);
+        let file = File::open(&path).map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot open blob");
+            Errno::from(e)
+        })?;
+        Ok(read_at(&file, offset, size)?)
     }
 
     pub(super) fn op_opendir(&self, req: &fuser::Request, ino: u64) -> Result<Opened, Errno> {

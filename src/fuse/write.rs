@@ -135,18 +135,7 @@ impl Fs {
     ) -> Option<Result<Vec<u8>, Errno>> {
         Some(self.editable(0, ino)?.and_then(|(_, edit, _)| {
             let file = edit.file(fh).map_err(errno)?;
-            let mut buf = vec![0; size as usize];
-            let mut done = 0;
-            while done < buf.len() {
-                match file.read_at(&mut buf[done..], offset + done as u64) {
-                    Ok(0) => break,
-                    Ok(k) => done += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            buf.truncate(done);
-            Ok(buf)
+            Ok(super::ops::read_at(&file, offset, size)?)
         }))
     }
 

@@ -160,3 +160,38 @@ pub fn wait_termination() -> i32 {
     while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
     sig
 }
+
+#[cfg(zkit_fuse)]
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// For `zmount run` while it waits for its command: SIGTERM and SIGHUP are passed on to the
+/// process [`set_forward_target`] names (so `kill RUN` ends CMD, after which run still
+/// unregisters and exits with CMD's status); SIGINT and SIGQUIT, which a terminal sends to the
+/// whole foreground group, reach CMD by themselves and run survives them to clean up. These are
+/// handlers, not ignored signals, so `exec` resets them and CMD starts with the defaults.
+#[cfg(zkit_fuse)]
+pub fn forward_termination() {
+    extern "C" fn forward(sig: libc::c_int) {
+        let pid = FORWARD_TO.load(std::sync::atomic::Ordering::SeqCst);
+        if pid > 0 && (sig == libc::SIGTERM || sig == libc::SIGHUP) {
+            // SAFETY: kill is async-signal-safe and takes plain integers.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is "no flags, empty mask"; the handler only loads an
+        // atomic and calls kill, both async-signal-safe.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = forward as *const () as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The process SIGTERM and SIGHUP go to (see [`forward_termination`]).
+#[cfg(zkit_fuse)]
+pub fn set_forward_target(pid: u32) {
+    FORWARD_TO.store(pid as i32, std::sync::atomic::Ordering::SeqCst);
+}

@@ -40,12 +40,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let paths = &opts.paths;
     paths.prepare()?;
     crate::sys::block_termination().at(&paths.control, "cannot set up signal handling")?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.lock)
-        .at(&paths.lock, "cannot open lock")?;
+    let lock = lock_file(&paths.lock)?;
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         return Err(Error::new(&paths.socket, ErrorKind::AlreadyRunning));
     }
@@ -333,12 +328,7 @@ pub fn start_background(
     log_level: Option<&str>,
 ) -> Result<PathBuf> {
     paths.prepare()?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.start_lock)
-        .at(&paths.start_lock, "cannot open lock")?;
+    let lock = lock_file(&paths.start_lock)?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .at(&paths.start_lock, "cannot lock")?;
     if let Ok(mp) = ping(paths) {
@@ -348,6 +338,15 @@ pub fn start_background(
     args.push("--foreground".into());
     ready::spawn_and_wait(&args)?;
     ping(paths)
+}
+
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path, "cannot open lock")
 }
 
 fn ping(paths: &Paths) -> Result<PathBuf> {

@@ -121,10 +121,18 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         ));
     }
     let (program, args) = opts.command.split_first().expect("clap requires a command");
+    crate::sys::forward_termination();
     let status = Command::new(program)
         .args(args)
         .env("ZKIT_MOUNT", &mountpoint)
-        .status();
+        .spawn()
+        .and_then(|mut child| {
+            crate::sys::set_forward_target(child.id());
+            let status = child.wait();
+            // Reaped: its PID may name a stranger from now on.
+            crate::sys::set_forward_target(0);
+            status
+        });
     let code = match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
