@@ -182,6 +182,23 @@ impl Runtime {
         self.dir.join(&self.scratch_dir)
     }
 
+    /// Whether any extended attribute was ever set in this scratch dir: until one is, every
+    /// xattr question (the kernel asks for `security.capability` before each write) has
+    /// the answer "none" without a look at the file.
+    pub fn xattrs_used(&self) -> bool {
+        self.dir.join("xattrs").exists()
+    }
+
+    /// Record that scratch holds extended attributes (before the first one is set).
+    pub fn mark_xattrs_used(&self) -> Result<()> {
+        let path = self.dir.join("xattrs");
+        let opts = atomic::Options {
+            new_mode: Some(0o644),
+            ..Default::default()
+        };
+        atomic::replace(&path, atomic::Source::Bytes(b""), &opts).map(drop)
+    }
+
     /// Open the scratch dir (see [`Scratch::open`]). Take [`Runtime::lock`] first.
     pub fn scratch(&self) -> Result<Scratch> {
         Scratch::open(&self.scratch_path(), &self.dir.join("work"))
@@ -267,6 +284,13 @@ impl Runtime {
         )?;
         self.write_state(base, &new)?;
         (self.scratch_dir, self.base) = (new, base.to_vec());
+        // The new scratch dir has no extended attributes (layers carry none).
+        let xattrs = self.dir.join("xattrs");
+        if let Err(e) = std::fs::remove_file(&xattrs)
+            && e.kind() != Io::NotFound
+        {
+            return Err(Error::io(&xattrs, "cannot remove", e));
+        }
         self.remove_stale_scratch()
     }
 

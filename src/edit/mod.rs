@@ -66,8 +66,33 @@ pub struct Caller {
     pub gid: u32,
 }
 
+/// A scratch directory kept open for a node, and whether it is opaque.
+struct UpperDir {
+    fd: File,
+    opaque: bool,
+}
+
+impl std::os::fd::AsFd for UpperDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl std::ops::Deref for UpperDir {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.fd
+    }
+}
+
+/// Scratch directories kept open at once (each is a descriptor).
+const MAX_DIRS: usize = 512;
+
 pub struct Edit {
     scratch: Scratch,
+    updirs: Mutex<HashMap<u32, Arc<UpperDir>>>,
+    /// Whether scratch may hold extended attributes (see [`Runtime::xattrs_used`]).
+    xattrs: std::sync::atomic::AtomicBool,
     /// Held for the view's life: the runtime's lock (see [`crate::runtime`]).
     _runtime: Runtime,
     nodes: RwLock<Nodes>,
@@ -109,8 +134,11 @@ impl Edit {
     pub fn new(mut runtime: Runtime, uid: u32, gid: u32) -> crate::Result<Edit> {
         runtime.lock(false)?;
         let scratch = runtime.scratch()?;
+        raise_fd_limit();
         Ok(Edit {
             scratch,
+            updirs: Mutex::default(),
+            xattrs: runtime.xattrs_used().into(),
             _runtime: runtime,
             nodes: RwLock::new(Nodes::new()),
             files: RwLock::default(),
@@ -155,25 +183,51 @@ impl Edit {
 
     // ---- what is where -------------------------------------------------------------------
 
-    /// The scratch directory at `path`, if scratch has one.
-    fn upper_dir(&self, path: &Path) -> Result<Option<File>> {
-        match self.scratch.dir(path) {
-            Ok(d) => Ok(Some(d)),
+    /// The scratch directory of directory node `n`, if scratch has one. Opened once beneath
+    /// the root and then kept: a descriptor follows its directory through renames, so it
+    /// never has to be resolved by path again.
+    fn upper_dir(&self, n: u32) -> Result<Option<Arc<UpperDir>>> {
+        if let Some(d) = self.updirs.lock().unwrap().get(&n) {
+            return Ok(Some(d.clone()));
+        }
+        let path = self.path(n)?;
+        match self.scratch.dir(&path) {
+            Ok(fd) => Ok(Some(self.keep_dir(n, fd, None)?)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(errno(e)),
         }
     }
 
+    /// Cache `fd` as node `n`'s scratch directory (`opaque`, when the caller knows it).
+    fn keep_dir(&self, n: u32, fd: File, opaque: Option<bool>) -> Result<Arc<UpperDir>> {
+        let opaque = match opaque {
+            Some(o) => o,
+            None => whiteout::is_opaque(&fd).map_err(errno)?,
+        };
+        let dir = Arc::new(UpperDir { fd, opaque });
+        let mut dirs = self.updirs.lock().unwrap();
+        if dirs.len() >= MAX_DIRS {
+            // Descriptors are a bounded resource; the ones needed again are reopened.
+            dirs.clear();
+        }
+        dirs.insert(n, dir.clone());
+        Ok(dir)
+    }
+
+    /// Node `n`'s scratch directory changed identity (removed, replaced, marked opaque).
+    fn forget_dir(&self, n: u32) {
+        self.updirs.lock().unwrap().remove(&n);
+    }
+
     /// What node `n` is now: its scratch entry's `lstat`, else its layer node.
     pub fn attr_source(&self, view: &View, n: u32) -> Result<AttrSource> {
         if n == ROOT {
-            let root = self.scratch.dir(Path::new("")).map_err(errno)?;
-            return Ok(AttrSource::Upper(rustix::fs::fstat(&root)?));
+            let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
+            return Ok(AttrSource::Upper(rustix::fs::fstat(&root.fd)?));
         }
         let (parent, name) = self.parent_and_name(n)?;
-        let ppath = self.path(parent)?;
-        if let Some(dir) = self.upper_dir(&ppath)?
-            && let Some(st) = lstat(&dir, &name)?
+        if let Some(dir) = self.upper_dir(parent)?
+            && let Some(st) = lstat(&dir.fd, &name)?
         {
             return Ok(AttrSource::Upper(st));
         }
@@ -199,34 +253,44 @@ impl Edit {
         if name.len() > whiteout::NAME_MAX {
             return Err(Errno::NAMETOOLONG);
         }
-        let path = self.path(dir)?;
-        let upper = self.upper_dir(&path)?;
+        let upper = self.upper_dir(dir)?;
         let dir_lower = self.lower(dir).filter(|&l| view.children(l).is_some());
+        // The layers first (memory); scratch's whiteout matters only for a name they have.
+        let lower_child = dir_lower.and_then(|l| view.lookup(l, name.as_bytes()));
         if let Some(up) = &upper {
-            if let Some(st) = lstat(up, name)? {
-                let lower = self.lower_under_upper(view, up, name, &st, dir_lower)?;
-                let node = self.nodes.write().unwrap().insert(dir, name, lower);
+            if let Some(st) = lstat(&up.fd, name)? {
+                let lower = self.lower_under_upper(view, &up.fd, name, &st, lower_child)?;
+                let node = self.node_for_upper(dir, name, &st, lower);
                 return Ok(Attr {
                     node,
                     source: AttrSource::Upper(st),
                 });
             }
-            if whiteout::exists(up, name).map_err(errno)?
-                || whiteout::is_opaque(up).map_err(errno)?
+            if lower_child.is_some()
+                && (up.opaque || whiteout::exists(&up.fd, name).map_err(errno)?)
             {
                 return Err(Errno::NOENT);
             }
-        } else if self.attr_source(view, dir).is_ok_and(|s| !s.is_dir(view)) {
+        } else if lower_child.is_none()
+            && self.attr_source(view, dir).is_ok_and(|s| !s.is_dir(view))
+        {
             return Err(Errno::NOTDIR);
         }
-        let child = dir_lower
-            .and_then(|l| view.lookup(l, name.as_bytes()))
-            .ok_or(Errno::NOENT)?;
+        let child = lower_child.ok_or(Errno::NOENT)?;
         let node = self.nodes.write().unwrap().insert(dir, name, Some(child));
         Ok(Attr {
             node,
             source: AttrSource::Lower(child),
         })
+    }
+
+    /// The node of a scratch entry: one node per hard-linked file, else per name.
+    fn node_for_upper(&self, dir: u32, name: &OsStr, st: &Stat, lower: Option<u32>) -> u32 {
+        let mut nodes = self.nodes.write().unwrap();
+        match linked(st) {
+            Some(inode) => nodes.insert_linked(dir, name, inode),
+            None => nodes.insert(dir, name, lower),
+        }
     }
 
     /// The layer node showing through at a scratch entry: only a non-opaque scratch directory
@@ -237,12 +301,12 @@ impl Edit {
         up: &File,
         name: &OsStr,
         st: &Stat,
-        dir_lower: Option<u32>,
+        lower_child: Option<u32>,
     ) -> Result<Option<u32>> {
         if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
             return Ok(None);
         }
-        let Some(child) = dir_lower.and_then(|l| view.lookup(l, name.as_bytes())) else {
+        let Some(child) = lower_child else {
             return Ok(None);
         };
         if view.children(child).is_none() {
@@ -301,8 +365,7 @@ impl Edit {
 
     /// Scratch over layers for directory `dir`, every entry a node.
     fn merged(&self, view: &View, dir: u32) -> Result<Vec<Merged<Child>>> {
-        let path = self.path(dir)?;
-        let upper_dir = self.upper_dir(&path)?;
+        let upper_dir = self.upper_dir(dir)?;
         let upper = match &upper_dir {
             Some(d) => Upper::read(d).map_err(errno)?,
             None => Upper::default(),
@@ -336,10 +399,19 @@ impl Edit {
                     return false;
                 };
                 let lower = self
-                    .lower_under_upper(view, up, &e.name, &st, dir_lower)
+                    .lower_under_upper(
+                        view,
+                        up,
+                        &e.name,
+                        &st,
+                        dir_lower.and_then(|l| view.lookup(l, e.name.as_bytes())),
+                    )
                     .unwrap_or(None);
                 e.item = Child {
-                    node: nodes.insert(dir, &e.name, lower),
+                    node: match linked(&st) {
+                        Some(inode) => nodes.insert_linked(dir, &e.name, inode),
+                        None => nodes.insert(dir, &e.name, lower),
+                    },
                     source: AttrSource::Upper(st),
                 };
             } else if let AttrSource::Lower(c) = e.item.source {
@@ -377,16 +449,21 @@ impl Edit {
 
     /// The scratch directory of directory node `dir`, made (with the directories above it)
     /// where it is missing.
-    fn upper_dir_made(&self, view: &View, dir: u32) -> Result<File> {
+    fn upper_dir_made(&self, view: &View, dir: u32) -> Result<Arc<UpperDir>> {
+        if let Some(d) = self.upper_dir(dir)? {
+            return Ok(d);
+        }
         let path = self.path(dir)?;
-        self.scratch
+        let fd = self
+            .scratch
             .make_dirs(&path, |p| self.lower_dir_attrs(view, p))
-            .map_err(errno)
+            .map_err(errno)?;
+        self.keep_dir(dir, fd, None)
     }
 
     /// Make sure node `n` is in scratch (copy it up if it is a layer file, symlink or
     /// directory); returns its scratch parent directory and name.
-    pub fn copy_up(&self, view: &View, n: u32) -> Result<(File, OsString)> {
+    fn copy_up(&self, view: &View, n: u32) -> Result<(Arc<UpperDir>, OsString)> {
         let (parent, name) = self.parent_and_name(n)?;
         if n == ROOT {
             return Err(Errno::INVAL);
@@ -444,23 +521,29 @@ impl Edit {
     }
 
     /// Before a new entry `name` goes in directory `dir`: the name must be free in the view.
-    /// Returns the scratch directory to make it in.
-    fn prepare_new(&self, view: &View, dir: u32, name: &OsStr) -> Result<File> {
+    /// Returns the scratch directory to make it in, and whether a deleted layer entry had
+    /// the name (so a whiteout may be there).
+    fn prepare_new(&self, view: &View, dir: u32, name: &OsStr) -> Result<(Arc<UpperDir>, bool)> {
         check_name(name)?;
         match self.lookup(view, dir, name) {
             Ok(_) => return Err(Errno::EXIST),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
         }
-        self.upper_dir_made(view, dir)
+        Ok((
+            self.upper_dir_made(view, dir)?,
+            self.lower_has(view, dir, name),
+        ))
     }
 
     /// After a new entry `name` was made in `updir`: a whiteout for it is obsolete (the entry
     /// wins over it anyway, so the order is safe), and it becomes a node.
-    fn made(&self, updir: &File, dir: u32, name: &OsStr, lower: Option<u32>) -> Result<u32> {
-        whiteout::remove(updir, name).map_err(errno)?;
+    fn made(&self, updir: &File, dir: u32, name: &OsStr, whited_out: bool) -> Result<u32> {
+        if whited_out {
+            whiteout::remove(updir, name).map_err(errno)?;
+        }
         self.changed();
-        Ok(self.nodes.write().unwrap().insert(dir, name, lower))
+        Ok(self.nodes.write().unwrap().insert(dir, name, None))
     }
 
     fn give(&self, updir: &File, name: &OsStr, caller: Caller, gid_of_dir: Option<u32>) {
@@ -539,7 +622,7 @@ impl Edit {
         flags: i32,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
-        let updir = match self.prepare_new(view, dir, name) {
+        let (updir, whited_out) = match self.prepare_new(view, dir, name) {
             Ok(d) => d,
             // O_CREAT without O_EXCL on an existing name opens it.
             Err(Errno::EXIST) if flags & libc::O_EXCL == 0 => {
@@ -561,9 +644,11 @@ impl Edit {
             Mode::from_raw_mode((mode & 0o7777) as _),
         )?;
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        let node = self.made(&updir, dir, name, None)?;
+        let st = rustix::fs::fstat(&fd)?;
+        let node = self.made(&updir, dir, name, whited_out)?;
         let fh = self.insert_file(fd.into());
-        Ok((self.getattr(view, node)?, fh))
+        let source = AttrSource::Upper(st);
+        Ok((Attr { node, source }, fh))
     }
 
     pub fn mknod(
@@ -582,7 +667,7 @@ impl Edit {
             // Device nodes would be a way around nodev; a layer cannot hold them anyway.
             return Err(Errno::PERM);
         }
-        let updir = self.prepare_new(view, dir, name)?;
+        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
         make_node(
             &updir,
             name,
@@ -590,8 +675,15 @@ impl Edit {
             Mode::from_raw_mode((mode & 0o7777) as _),
         )?;
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        let node = self.made(&updir, dir, name, None)?;
-        self.getattr(view, node)
+        self.made_attr(&updir, dir, name, whited_out)
+    }
+
+    /// [`Edit::made`], with the new entry's attributes.
+    fn made_attr(&self, updir: &File, dir: u32, name: &OsStr, whited_out: bool) -> Result<Attr> {
+        let st = lstat(updir, name)?.ok_or(Errno::NOENT)?;
+        let node = self.made(updir, dir, name, whited_out)?;
+        let source = AttrSource::Upper(st);
+        Ok(Attr { node, source })
     }
 
     pub fn mkdir(
@@ -602,7 +694,7 @@ impl Edit {
         mode: u32,
         caller: Caller,
     ) -> Result<Attr> {
-        let updir = self.prepare_new(view, dir, name)?;
+        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
         let now = SystemTime::now();
         let attrs = Attrs {
             mode: mode & 0o7777,
@@ -613,12 +705,16 @@ impl Edit {
         };
         // A layer entry under this name was deleted (else the name would not be free): the new
         // directory must not show the old one's contents.
-        let opaque = self.lower_has(view, dir, name);
-        self.scratch
+        let opaque = whited_out;
+        let fd = self
+            .scratch
             .make_dir(&updir, name, &attrs, opaque)
             .map_err(errno)?;
-        let node = self.made(&updir, dir, name, None)?;
-        self.getattr(view, node)
+        let st = rustix::fs::fstat(&fd)?;
+        let node = self.made(&updir, dir, name, whited_out)?;
+        self.keep_dir(node, fd, Some(opaque))?;
+        let source = AttrSource::Upper(st);
+        Ok(Attr { node, source })
     }
 
     pub fn symlink(
@@ -629,22 +725,32 @@ impl Edit {
         target: &Path,
         caller: Caller,
     ) -> Result<Attr> {
-        let updir = self.prepare_new(view, dir, name)?;
+        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
         rustix::fs::symlinkat(target, &updir, name)?;
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        let node = self.made(&updir, dir, name, None)?;
-        self.getattr(view, node)
+        self.made_attr(&updir, dir, name, whited_out)
     }
 
     pub fn link(&self, view: &View, n: u32, dir: u32, name: &OsStr) -> Result<Attr> {
         if self.attr_source(view, n)?.is_dir(view) {
             return Err(Errno::PERM);
         }
-        let updir = self.prepare_new(view, dir, name)?;
+        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
         let (src_dir, src_name) = self.copy_up(view, n)?;
         rustix::fs::linkat(&src_dir, &src_name, &updir, name, AtFlags::empty())?;
-        let node = self.made(&updir, dir, name, None)?;
-        self.getattr(view, node)
+        if whited_out {
+            whiteout::remove(&updir, name).map_err(errno)?;
+        }
+        self.changed();
+        // The new name is the same file: the same node, so the kernel sees one inode.
+        let st = lstat(&updir, name)?.ok_or(Errno::NOENT)?;
+        let mut nodes = self.nodes.write().unwrap();
+        let src_parent = src_parent_of(&nodes, n);
+        nodes.insert_linked(src_parent, &src_name, inode_of(&st));
+        let node = nodes.insert_linked(dir, name, inode_of(&st));
+        drop(nodes);
+        let source = AttrSource::Upper(st);
+        Ok(Attr { node, source })
     }
 
     pub fn readlink(&self, view: &View, n: u32) -> Result<Vec<u8>> {
@@ -655,8 +761,8 @@ impl Edit {
             },
             AttrSource::Upper(_) => {
                 let (parent, name) = self.parent_and_name(n)?;
-                let dir = self.upper_dir(&self.path(parent)?)?.ok_or(Errno::NOENT)?;
-                Ok(rustix::fs::readlinkat(&dir, &name, Vec::new())?.into_bytes())
+                let dir = self.upper_dir(parent)?.ok_or(Errno::NOENT)?;
+                Ok(rustix::fs::readlinkat(&dir.fd, &name, Vec::new())?.into_bytes())
             }
             AttrSource::Missing => Err(Errno::NOENT),
         }
@@ -687,6 +793,7 @@ impl Edit {
                 let sub = crate::scratch::open_child_dir(&updir, name).map_err(errno)?;
                 whiteout::clear_records(&sub).map_err(errno)?;
                 rustix::fs::unlinkat(&updir, name, AtFlags::REMOVEDIR)?;
+                self.forget_dir(attr.node);
             } else {
                 rustix::fs::unlinkat(&updir, name, AtFlags::empty())?;
             }
@@ -754,12 +861,21 @@ impl Edit {
             whiteout::set_opaque(&sub).map_err(errno)?;
         }
         rustix::fs::renameat(&src_dir, &src_name, &dst_dir, newname)?;
+        if src_is_dir {
+            // It may have become opaque; its descriptor is still right, its flag not.
+            self.forget_dir(src.node);
+        }
+        if let Some(dst) = &dst {
+            self.forget_dir(dst.node);
+        }
         // After the rename: a crash in between shows the layers' old entry again next to the
         // new one, and loses nothing.
         if self.lower_has(view, parent, name) {
             whiteout::add(&src_dir, name).map_err(errno)?;
         }
-        whiteout::remove(&dst_dir, newname).map_err(errno)?;
+        if self.lower_has(view, newparent, newname) {
+            whiteout::remove(&dst_dir, newname).map_err(errno)?;
+        }
         self.nodes
             .write()
             .unwrap()
@@ -808,12 +924,9 @@ impl Edit {
             self.changed();
             return self.getattr(view, n);
         }
-        let (dir, name, own): (File, OsString, bool) = if n == ROOT {
-            (
-                self.scratch.dir(Path::new("")).map_err(errno)?,
-                ".".into(),
-                true,
-            )
+        let (dir, name, own) = if n == ROOT {
+            let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
+            (root, OsString::from("."), true)
         } else {
             let (d, name) = self.copy_up(view, n)?;
             (d, name, false)
@@ -835,7 +948,7 @@ impl Edit {
                 return Err(Errno::OPNOTSUPP);
             }
             let f = if own {
-                dir.try_clone().map_err(errno)?
+                dir.fd.try_clone().map_err(errno)?
             } else {
                 open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK)?
             };
@@ -863,6 +976,9 @@ impl Edit {
 
     /// Layer entries have none; scratch files and directories keep theirs.
     pub fn getxattr(&self, view: &View, n: u32, name: &OsStr) -> Result<Vec<u8>> {
+        if !self.xattrs.load(Relaxed) {
+            return Err(NO_XATTR);
+        }
         match self.xattr_file(view, n, false)? {
             None => Err(NO_XATTR),
             Some(f) => xattr::get(&f, name),
@@ -870,6 +986,9 @@ impl Edit {
     }
 
     pub fn listxattr(&self, view: &View, n: u32) -> Result<Vec<u8>> {
+        if !self.xattrs.load(Relaxed) {
+            return Ok(Vec::new());
+        }
         match self.xattr_file(view, n, false)? {
             None => Ok(Vec::new()),
             Some(f) => xattr::list(&f),
@@ -885,10 +1004,22 @@ impl Edit {
         flags: i32,
     ) -> Result<()> {
         let f = self.xattr_file(view, n, true)?.ok_or(Errno::NOTSUP)?;
+        if !self.xattrs.load(Relaxed) {
+            self._runtime
+                .mark_xattrs_used()
+                .map_err(|e| match e.errno() {
+                    Some(n) => Errno::from_raw_os_error(n),
+                    None => Errno::IO,
+                })?;
+            self.xattrs.store(true, Relaxed);
+        }
         xattr::set(&f, name, value, flags)
     }
 
     pub fn removexattr(&self, view: &View, n: u32, name: &OsStr) -> Result<()> {
+        if !self.xattrs.load(Relaxed) {
+            return Err(NO_XATTR);
+        }
         match self.xattr_file(view, n, false)? {
             None => Err(NO_XATTR),
             Some(f) => xattr::remove(&f, name),
@@ -926,6 +1057,16 @@ impl Edit {
     }
 }
 
+/// Kept directories and open files are descriptors: allow as many as the hard limit does.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 /// A regular file, FIFO or socket node (what `mknod` may make).
 fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode) -> Result<()> {
     if kind == FileType::RegularFile {
@@ -944,6 +1085,21 @@ fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode) -> Result<()>
 const NO_XATTR: Errno = Errno::NODATA;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const NO_XATTR: Errno = Errno::NOATTR;
+
+#[allow(clippy::unnecessary_cast)] // dev_t and ino_t widths differ across platforms
+fn inode_of(st: &Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// A regular file with more than one name: its (device, inode).
+fn linked(st: &Stat) -> Option<(u64, u64)> {
+    let file = FileType::from_raw_mode(st.st_mode) != FileType::Directory;
+    (file && st.st_nlink > 1).then(|| inode_of(st))
+}
+
+fn src_parent_of(nodes: &Nodes, n: u32) -> u32 {
+    nodes.get(n).map_or(ROOT, |r| r.parent)
+}
 
 /// `lstat` of `name` in `dir`; `None` if there is no such entry.
 fn lstat(dir: &File, name: &OsStr) -> Result<Option<Stat>> {

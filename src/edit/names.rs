@@ -14,6 +14,9 @@ pub struct Rec {
 pub struct Nodes {
     recs: HashMap<u32, Rec>,
     by_name: HashMap<(u32, OsString), u32>,
+    /// Hard-linked scratch files, by (device, inode): every name of one is one node, so the
+    /// kernel's caches of it stay coherent whichever name is written.
+    by_inode: HashMap<(u64, u64), u32>,
     next: u32,
 }
 
@@ -27,6 +30,7 @@ impl Nodes {
         Nodes {
             recs: HashMap::from([(super::ROOT, root)]),
             by_name: HashMap::new(),
+            by_inode: HashMap::new(),
             next: super::ROOT + 1,
         }
     }
@@ -70,11 +74,49 @@ impl Nodes {
         n
     }
 
-    /// The name is gone: its node answers ENOENT from now on (open files keep working
-    /// through their handles).
+    /// The node of a scratch file with several names (`inode` is its device and inode):
+    /// the one its other names have, now also reachable as `name` in `dir`.
+    pub fn insert_linked(&mut self, dir: u32, name: &OsStr, inode: (u64, u64)) -> u32 {
+        if let Some(&n) = self.by_inode.get(&inode)
+            && self.recs.contains_key(&n)
+        {
+            self.by_name.insert((dir, name.to_owned()), n);
+            return n;
+        }
+        let n = self.insert(dir, name, None);
+        self.by_inode.insert(inode, n);
+        n
+    }
+
+    /// The name is gone. A node with no name left answers ENOENT from now on (open files
+    /// keep working through their handles); a hard-linked one goes on under another name.
     pub fn forget_name(&mut self, dir: u32, name: &OsStr) {
-        if let Some(n) = self.by_name.remove(&(dir, name.to_owned())) {
-            self.recs.remove(&n);
+        let Some(n) = self.by_name.remove(&(dir, name.to_owned())) else {
+            return;
+        };
+        let primary = self
+            .recs
+            .get(&n)
+            .is_some_and(|r| r.parent == dir && r.name == name);
+        if !primary {
+            return;
+        }
+        let other = self.by_inode.values().any(|&v| v == n).then(|| {
+            self.by_name
+                .iter()
+                .find(|(_, v)| **v == n)
+                .map(|(k, _)| k.clone())
+        });
+        match other.flatten() {
+            Some((d, other_name)) => {
+                if let Some(rec) = self.recs.get_mut(&n) {
+                    (rec.parent, rec.name) = (d, other_name);
+                }
+            }
+            None => {
+                self.recs.remove(&n);
+                self.by_inode.retain(|_, v| *v != n);
+            }
         }
     }
 
@@ -84,7 +126,10 @@ impl Nodes {
         let Some(n) = self.by_name.remove(&(dir, name.to_owned())) else {
             return;
         };
-        if let Some(rec) = self.recs.get_mut(&n) {
+        if let Some(rec) = self.recs.get_mut(&n)
+            && rec.parent == dir
+            && rec.name == name
+        {
             rec.parent = newdir;
             rec.name = newname.to_owned();
             // Only scratch entries move (layer directories answer EXDEV).
