@@ -35,6 +35,15 @@ pub(crate) fn parse_stat(pid: u32, bytes: &[u8]) -> Option<Stat> {
     })
 }
 
+/// The thread-group leader (the process) of a thread id, from `/proc/TID/status`.
+pub fn leader(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The user that owns a process (its effective uid, as `/proc/PID` shows it).
 pub fn owner(pid: u32) -> io::Result<u32> {
     Ok(std::fs::metadata(format!("/proc/{pid}"))?.uid())
@@ -114,6 +123,19 @@ mod tests {
         let chain = super::super::ancestry(me).unwrap();
         assert_eq!(chain[0], s.id);
         assert!(chain.len() >= 2);
+    }
+
+    #[test]
+    fn a_threads_ancestry_includes_its_process() {
+        let me = stat(std::process::id()).unwrap().id;
+        let chain = std::thread::spawn(|| {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            super::super::ancestry(tid).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_ne!(chain[0].pid, me.pid);
+        assert_eq!(chain[1], me);
     }
 
     #[test]

@@ -31,3 +31,8 @@ impl Watch {
         super::alive(self.0)
     }
 }
+
+/// Threads are not processes on macOS: FUSE names the process.
+pub fn leader(_pid: u32) -> Option<u32> {
+    None
+}

@@ -18,7 +18,7 @@ mod imp;
 #[path = "none.rs"]
 mod imp;
 
-pub use imp::{Watch, owner, stat};
+pub use imp::{Watch, leader, owner, stat};
 
 use std::io;
 
@@ -43,9 +43,17 @@ const MAX_DEPTH: usize = 4096;
 
 /// The process and its ancestors, nearest first. A process that vanishes halfway ends the chain
 /// there (its children were reparented, and we will see the new parent next time).
+///
+/// FUSE names the calling *thread*; a thread's parent is its process's parent, so for a thread
+/// other than the main one, the process itself (its thread-group leader) comes second.
 pub fn ancestry(pid: u32) -> io::Result<Vec<ProcId>> {
     let first = stat(pid)?;
     let mut chain = vec![first.id];
+    if let Some(leader) = leader(pid).filter(|&l| l != pid)
+        && let Ok(l) = stat(leader)
+    {
+        chain.push(l.id);
+    }
     let mut next = first.ppid;
     while next != 0 && chain.len() < MAX_DEPTH {
         match stat(next) {

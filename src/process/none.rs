@@ -23,3 +23,7 @@ impl Watch {
         false
     }
 }
+
+pub fn leader(_pid: u32) -> Option<u32> {
+    None
+}
