@@ -707,3 +707,20 @@ fn fifos_hard_links_owners_and_permissions_work() {
     );
     assert_eq!(ok_in(&mp, "stat -c %u dir/mine"), "65534\n");
 }
+
+/// `>` and `truncate -s 0` over a layer file leave it empty (nothing is copied first), and
+/// `sed -i` / vim-style saves (write a temporary, rename over) work.
+#[test]
+fn truncating_and_replacing_layer_files_work() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("tr"), &["base"], "mnt");
+    let out = ok_in(
+        &mp,
+        "echo new > existing && cat existing && truncate -s 0 dir/lower && stat -c %s dir/lower && \
+         stat -c %a existing && sed -i s/deep/DEEP/ dir/sub/deep && cat dir/sub/deep && \
+         printf saved > .gone.swp && mv .gone.swp gone && cat gone",
+    );
+    assert_eq!(out, "new\n0\n640\nDEEP\nsaved");
+}

@@ -464,6 +464,12 @@ impl Edit {
     /// Make sure node `n` is in scratch (copy it up if it is a layer file, symlink or
     /// directory); returns its scratch parent directory and name.
     fn copy_up(&self, view: &View, n: u32) -> Result<(Arc<UpperDir>, OsString)> {
+        self.copy_up_as(view, n, true)
+    }
+
+    /// [`Edit::copy_up`]; without `content` a layer file comes up empty (it is about to be
+    /// truncated: `>` over a big file copies nothing).
+    fn copy_up_as(&self, view: &View, n: u32, content: bool) -> Result<(Arc<UpperDir>, OsString)> {
         let (parent, name) = self.parent_and_name(n)?;
         if n == ROOT {
             return Err(Errno::INVAL);
@@ -484,8 +490,8 @@ impl Edit {
         match &node.data {
             Data::File { digest, .. } => {
                 let content = match digest {
-                    Some(d) => Some(File::open(view.blob_path(d)).map_err(errno)?),
-                    None => None,
+                    Some(d) if content => Some(File::open(view.blob_path(d)).map_err(errno)?),
+                    _ => None,
                 };
                 let ppath = self.path(parent)?;
                 self.scratch
@@ -604,7 +610,8 @@ impl Edit {
             };
             return Ok(self.insert_file(file));
         }
-        let (pdir, name) = self.copy_up(view, n)?;
+        let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let (pdir, name) = self.copy_up_as(view, n, !truncating)?;
         let file = open_at(&pdir, &name, flags)?;
         if flags & libc::O_TRUNC != 0 {
             self.changed();
@@ -928,7 +935,9 @@ impl Edit {
             let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
             (root, OsString::from("."), true)
         } else {
-            let (d, name) = self.copy_up(view, n)?;
+            // `truncate -s 0` of a layer file copies nothing up.
+            let keep = !(size == Some(0) && open_file.is_none());
+            let (d, name) = self.copy_up_as(view, n, keep)?;
             (d, name, false)
         };
         let kind = FileType::from_raw_mode(
