@@ -4,6 +4,8 @@
 pub mod control;
 pub mod daemon;
 pub mod edit;
+#[cfg(target_os = "linux")]
+mod fusermount;
 pub mod mounts;
 pub mod paths;
 pub mod ready;
@@ -76,6 +78,17 @@ fn mount_session(fs: Fs, mountpoint: &Path, writable: bool) -> Result<fuser::Bac
     };
     config.n_threads = Some(threads);
     config.clone_fd = cfg!(target_os = "linux");
+    #[cfg(target_os = "linux")]
+    if !root {
+        let options = format!(
+            "{},nodev,nosuid,default_permissions,fsname=zmount,subtype=zmount",
+            if writable { "rw" } else { "ro" }
+        );
+        let fd = fusermount::mount(mountpoint, &options)?;
+        return fuser::Session::from_fd(fs, fd, config.acl, config)
+            .and_then(fuser::Session::spawn)
+            .at(mountpoint, "cannot start the FUSE session");
+    }
     let session =
         fuser::Session::new(fs, mountpoint, &config).map_err(|e| mount_error(mountpoint, e))?;
     session
