@@ -724,3 +724,36 @@ fn truncating_and_replacing_layer_files_work() {
     );
     assert_eq!(out, "new\n0\n640\nDEEP\nsaved");
 }
+
+/// Creating and removing entries updates the directory's mtime, also for a layer directory;
+/// `run --edit` without `--name` names the runtime it made.
+#[test]
+fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
+    require!(require_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let mp = env.mount(Some("times"), &["base"], "mnt");
+    let out = ok_in(
+        &mp,
+        "a=$(stat -c %Y dir); touch dir/new; b=$(stat -c %Y dir); rm dir/lower; \
+         c=$(stat -c %Z dir); echo $a $b $c",
+    );
+    let t: Vec<u64> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert!(t[0] < t[1] && t[1] <= t[2], "{out}");
+    env.serve();
+    let out = env
+        .cmd("zmount")
+        .args(["run", "--edit", "base", "--", "sh", "-c"])
+        .arg(r#"echo x > "$ZKIT_MOUNT/made""#)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let name = err
+        .split_whitespace()
+        .find(|w| w.starts_with("run-"))
+        .expect("the runtime's name");
+    let list = env.cmd("zcommit").arg("runtimes").output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.contains(&format!("{name}  changed  idle")), "{list}");
+}

@@ -54,8 +54,12 @@ pub fn register(
     let store = Store::open(&root)?;
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
-        Editing::Runtime(name) => {
-            let (name, base) = super::edit::prepare(&store, name, layers)?;
+        Editing::Runtime(given) => {
+            let (name, base) = super::edit::prepare(&store, given, layers)?;
+            if given.is_none() {
+                // The user needs the name to resume, commit or discard what they change.
+                eprintln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+            }
             (base, Some(name))
         }
     };
