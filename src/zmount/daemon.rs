@@ -17,7 +17,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 
 pub struct ServeOptions {
@@ -32,6 +32,8 @@ struct Daemon {
     started: Instant,
     next_view: AtomicU32,
     stopping: AtomicBool,
+    /// Connections being served.
+    busy: AtomicUsize,
     uid: u32,
 }
 
@@ -81,6 +83,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         started: Instant::now(),
         next_view: AtomicU32::new(1),
         stopping: AtomicBool::new(false),
+        busy: AtomicUsize::new(0),
         uid,
     });
     tracing::info!(
@@ -121,12 +124,25 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         }
         let Ok(conn) = conn else { continue };
         let d = daemon.clone();
+        d.busy.fetch_add(1, SeqCst);
         std::thread::spawn(move || {
-            control::serve_connection(conn, |peer, req| d.handle(peer, req))
+            control::serve_connection(conn, |peer, req| d.handle(peer, req));
+            d.busy.fetch_sub(1, SeqCst);
+            // A `stop` is acted on only once its reply is out: the process must not exit
+            // under the thread that is still writing it.
+            if d.stopping.load(SeqCst) {
+                d.stop();
+            }
         });
     }
 
     drop(listener);
+    // Let replies in flight (the `stop` one above all) reach their clients; bounded, since
+    // a stuck client times out on its own anyway.
+    let deadline = Instant::now() + control::IO_TIMEOUT;
+    while daemon.busy.load(SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     super::finish_session(session, &daemon.mountpoint);
     // Last: a client waiting in `zmount stop` takes the socket's removal as "all gone".
     let _ = std::fs::remove_file(&paths.socket);
@@ -183,7 +199,7 @@ impl Daemon {
                     );
                 }
                 tracing::info!(peer.uid, peer.pid, "stop requested");
-                self.stop();
+                self.stopping.store(true, SeqCst);
                 Reply::Stopped
             }
         }
