@@ -695,6 +695,14 @@ fn errors_name_the_fix() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("daemon is not running (start it"));
     let out = env
         .zmount()
+        .arg("umount")
+        .arg(env.scratch.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is mounted there"));
+    let out = env
+        .zmount()
         .args(["run", "a", "--", "sh", "-c", "exit 7"])
         .output()
         .unwrap();

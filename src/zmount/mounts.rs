@@ -5,10 +5,11 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-/// The file system type mounted exactly at `path`, from `/proc/self/mountinfo` (the last one
-/// when mounts are stacked).
+/// The file system type and source mounted exactly at `path`, from `/proc/self/mountinfo`
+/// (the last one when mounts are stacked). zmount's own mounts are `fuse` (or `fuse.zmount`
+/// through fusermount3) with source `zmount`.
 #[cfg(target_os = "linux")]
-pub fn fstype_at(path: &Path) -> Option<String> {
+pub fn fstype_at(path: &Path) -> Option<(String, String)> {
     let table = std::fs::read("/proc/self/mountinfo").ok()?;
     let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let mut found = None;
@@ -18,18 +19,19 @@ pub fn fstype_at(path: &Path) -> Option<String> {
         let Some(dash) = fields.iter().position(|f| *f == b"-") else {
             continue;
         };
-        if fields.len() < 5 || fields.len() <= dash + 1 {
+        if fields.len() < 5 || fields.len() <= dash + 2 {
             continue;
         }
         if unescape(fields[4]) == want {
-            found = Some(String::from_utf8_lossy(fields[dash + 1]).into_owned());
+            let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+            found = Some((text(fields[dash + 1]), text(fields[dash + 2])));
         }
     }
     found
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn fstype_at(_path: &Path) -> Option<String> {
+pub fn fstype_at(_path: &Path) -> Option<(String, String)> {
     None
 }
 
@@ -84,14 +86,21 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
             });
         }
     }
-    let mut cmd = std::process::Command::new("fusermount3");
-    cmd.arg("-u");
+    // A normal user on Linux goes through the setuid helper; macOS has umount(8).
+    let (tool, lazy_flag) = match cfg!(target_os = "linux") {
+        true => ("fusermount3", "-z"),
+        false => ("umount", "-f"),
+    };
+    let mut cmd = std::process::Command::new(tool);
+    if tool == "fusermount3" {
+        cmd.arg("-u");
+    }
     if lazy {
-        cmd.arg("-z");
+        cmd.arg(lazy_flag);
     }
     let out = cmd.arg(path).output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::new(path, ErrorKind::NoFusermount),
-        _ => Error::io(path, "cannot run fusermount3", e),
+        _ => Error::io(path, "cannot run the unmount helper", e),
     })?;
     if out.status.success() {
         return Ok(());
@@ -102,7 +111,7 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
     }
     Err(Error::new(
         path,
-        ErrorKind::Invalid(format!("fusermount3 -u failed: {msg}")),
+        ErrorKind::Invalid(format!("{tool} failed: {msg}")),
     ))
 }
 
@@ -143,7 +152,7 @@ pub fn recover(mountpoint: &Path) -> Result<()> {
         tracing::warn!(mountpoint = %mountpoint.display(), "detaching a dead FUSE mount left by a crash");
         return unmount(mountpoint, true);
     }
-    if let Some(fs) = fstype_at(mountpoint) {
+    if let Some((fs, _)) = fstype_at(mountpoint) {
         return Err(Error::new(
             mountpoint,
             ErrorKind::MountpointBusy(format!("{fs} is mounted there")),

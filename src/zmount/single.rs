@@ -1,7 +1,7 @@
 //! `zmount mount LAYER... MOUNTPOINT`: one view, no routing, every cache on. And `umount`.
 
 use super::{mounts, ready};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::fuse::{Fs, Mode};
 use crate::store::{self, Store};
 use crate::view::Meta;
@@ -86,7 +86,21 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     Ok(())
 }
 
-/// Unmount a zmount mount point (any FUSE mount, really); `lazy` detaches a busy one.
+/// Unmount a zmount mount point (refusing other file systems); `lazy` detaches a busy one.
 pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
-    mounts::unmount(&super::absolute(mountpoint), lazy)
+    let mountpoint = super::absolute(mountpoint);
+    if cfg!(target_os = "linux") && !mounts::is_dead_fuse(&mountpoint) {
+        match mounts::fstype_at(&mountpoint) {
+            Some((t, source)) if t.starts_with("fuse") && source == "zmount" => {}
+            Some((t, _)) => {
+                let what = format!("{t} is mounted there, not zmount; use umount(8)");
+                return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));
+            }
+            None => {
+                let what = "nothing is mounted there".to_string();
+                return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));
+            }
+        }
+    }
+    mounts::unmount(&mountpoint, lazy)
 }
