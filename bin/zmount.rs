@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     cli::log::init(
         level.as_deref(),
         "ZMOUNT_LOG",
-        if daemonish { "info" } else { "warn" },
+        if daemonish {
+            "info,fuser=error"
+        } else {
+            "warn"
+        },
     );
     let result = match args.command {
         Command::Run {
