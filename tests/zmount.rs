@@ -437,6 +437,25 @@ fn registration_ends_with_its_root_process() {
         .success();
     let views = env.status_json()["views"].clone();
     assert_eq!(views[0]["root_pid"], sleeper.id());
+    // A registration names the process by PID and start time: the same PID with another
+    // start time (what a reused PID looks like) is refused.
+    let start = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.id())).unwrap();
+    let start: u64 = start
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut s = UnixStream::connect(env.dir().join("control/socket")).unwrap();
+    let req = serde_json::json!({"op": "register", "pid": sleeper.id(), "start": start + 1,
+        "store": env.store(), "layers": [env.layer("b", &[("x", "")]).to_hex()]});
+    writeln!(s, "{req}").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("has exited"), "{reply}");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     // Its PID may be reused by anyone from now on: the view must go with the process.
