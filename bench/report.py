@@ -12,6 +12,7 @@ Each bench/<tool> script measures with hyperfine (JSON export) and then, in Pyth
 bench/results/summary.md and bench/results/ratios.svg (ratio against target, per row).
 """
 
+import html
 import json
 import os
 import platform
@@ -57,12 +58,17 @@ class Report:
 
     def write(self):
         RESULTS.mkdir(exist_ok=True)
-        text = f"# {self.tool}\n\n{machine()}; medians of repeated runs, same run for every column\n\n"
-        text += table(self.rows)
-        (RESULTS / f"{self.tool}.md").write_text(text)
         (RESULTS / f"{self.tool}.json").write_text(json.dumps(
             {"machine": machine(), "rows": self.rows}, indent=1))
-        print(text)
+        print(render(self.tool, machine(), self.rows))
+
+
+def render(tool, machine_line, rows):
+    """bench/results/<tool>.md from the rows; returns its text."""
+    text = f"# {tool}\n\n{machine_line}; medians of repeated runs, same run for every column\n\n"
+    text += table(rows)
+    (RESULTS / f"{tool}.md").write_text(text)
+    return text
 
 
 def met(row):
@@ -76,17 +82,22 @@ def fmt_time(s, sd=None):
     return v if sd is None else f"{v} ± {sd*1000:.0f}"
 
 
+def cell(text):
+    """Markdown table cell: a `|` in a workload (a shell pipe) would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def table(rows):
     out = "| tool | workload | zkit | anchor | anchor median | ratio | target | met |\n"
     out += "|---|---|---|---|---|---|---|---|\n"
     for r in rows:
         if r["kind"] == "rss":
-            out += (f"| {r['tool']} | {r['workload']} | {r['zkit']:.1f} MiB | {r['anchor']} | "
+            out += (f"| {r['tool']} | {cell(r['workload'])} | {r['zkit']:.1f} MiB | {cell(r['anchor'])} | "
                     f"{r['anchor_value']:.1f} MiB | | < {r['limit_mib']} MiB | "
                     f"{'yes' if met(r) else '**no**'} |\n")
         else:
-            out += (f"| {r['tool']} | {r['workload']} | {fmt_time(r['zkit'], r['zkit_sd'])} | "
-                    f"{r['anchor']} | {fmt_time(r['anchor_value'], r['anchor_sd'])} | "
+            out += (f"| {r['tool']} | {cell(r['workload'])} | {fmt_time(r['zkit'], r['zkit_sd'])} | "
+                    f"{cell(r['anchor'])} | {fmt_time(r['anchor_value'], r['anchor_sd'])} | "
                     f"{r['ratio']:.2f}x | <= {r['target']}x | {'yes' if met(r) else '**no**'} |\n")
     return out
 
@@ -103,7 +114,8 @@ def chart(rows, path):
     for i, r in enumerate(rows):
         y, q = 34 + i * h, r["ratio"] / r["target"]
         colour = "#3a7d44" if q <= 1 else "#c0392b"
-        svg.append(f'<text x="10" y="{y+14}">{r["tool"]}: {r["workload"]} vs {r["anchor"]}</text>')
+        label = html.escape(f'{r["tool"]}: {r["workload"]} vs {r["anchor"]}')
+        svg.append(f'<text x="10" y="{y+14}">{label}</text>')
         svg.append(f'<rect x="{left}" y="{y}" width="{q*scale:.1f}" height="{h-8}" fill="{colour}"/>')
         svg.append(f'<text x="{left + q*scale + 4:.1f}" y="{y+14}">{r["ratio"]:.2f}x (target {r["target"]}x)</text>')
     svg.append(f'<line x1="{x1}" x2="{x1}" y1="28" y2="{h*len(rows)+40}" stroke="black" stroke-dasharray="4"/>')
@@ -115,6 +127,7 @@ def summary():
     rows, machines = [], set()
     for f in sorted(RESULTS.glob("*.json")):
         data = json.load(open(f))
+        render(f.stem, data["machine"], data["rows"])
         rows += data["rows"]
         machines.add(data["machine"])
     text = "# zkit benchmarks\n\n" + "; ".join(sorted(machines)) + "\n\n" + table(rows)
