@@ -7,9 +7,8 @@
 //! Node numbers depend only on the merged tree, so the same stack always gets the same inode
 //! numbers and attributes (make and rsync see a stable tree).
 //!
-//! Editable views (scratch dir on top) come in a later layer of this module: the FUSE layer
-//! already sends every write through [`View::writable`], which answers `EROFS` for a stack
-//! of layers.
+//! An editable view puts a scratch dir on top ([`View::with_edit`], see [`crate::edit`]);
+//! every write goes through [`View::writable`], which answers `EROFS` for layers alone.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
