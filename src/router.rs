@@ -50,8 +50,9 @@ impl Procs for System {
     }
 }
 
-/// Past this many cached callers the cache starts over (each entry holds a descriptor).
-const CACHE_MAX: usize = 4096;
+/// Past this many cached callers the cache starts over: each entry holds a descriptor, and the
+/// daemon needs descriptors for reads too (it raises its soft limit to the hard one).
+const CACHE_MAX: usize = 1024;
 
 struct Cached {
     watch: Watch,

@@ -42,6 +42,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let paths = &opts.paths;
     paths.prepare()?;
     crate::sys::block_termination().at(&paths.control, "cannot set up signal handling")?;
+    raise_fd_limit();
     let lock = lock_file(&paths.lock)?;
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         return Err(Error::new(&paths.socket, ErrorKind::AlreadyRunning));
@@ -354,6 +355,17 @@ pub fn start_background(
     args.push("--foreground".into());
     ready::spawn_and_wait(&args)?;
     ping(paths)
+}
+
+/// The ancestry cache holds a pidfd per caller and every read opens a blob: lift the soft
+/// descriptor limit (often 1024) to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
 }
 
 fn lock_file(path: &Path) -> Result<std::fs::File> {
