@@ -706,6 +706,17 @@ fn fifos_hard_links_owners_and_permissions_work() {
         &format!("{nobody} sh -c 'echo x >> dir/lower && touch dir/mine'"),
     );
     assert_eq!(ok_in(&mp, "stat -c %u dir/mine"), "65534\n");
+    // A write or truncate by someone else drops setuid/setgid, as on any file system.
+    ok_in(&mp, "chmod 6777 existing dir/lower");
+    ok_in(
+        &mp,
+        &format!("{nobody} sh -c 'echo x >> existing && truncate -s 1 dir/lower'"),
+    );
+    // In scratch at once; the kernel may show the old mode until its attribute cache
+    // expires (EDIT_TTL), as it is not told about a change the write itself made.
+    let scratch = env.store().join("runtimes/misc/scratch-0");
+    let mode = |p: &str| std::fs::metadata(scratch.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!((mode("existing"), mode("dir/lower")), (0o777, 0o777));
 }
 
 /// `>` and `truncate -s 0` over a layer file leave it empty (nothing is copied first), and

@@ -96,7 +96,9 @@ pub struct Edit {
     /// Held for the view's life: the runtime's lock (see [`crate::runtime`]).
     _runtime: Runtime,
     nodes: RwLock<Nodes>,
-    files: RwLock<HashMap<u64, Arc<File>>>,
+    /// Open files: the descriptor, and whether it is a scratch file (not a store blob, which
+    /// must never be changed through it).
+    files: RwLock<HashMap<u64, (Arc<File>, bool)>>,
     dirs: Mutex<HashMap<u64, Listing>>,
     next_fh: AtomicU64,
     /// Bumped by every change of any directory's entries: a paged listing reads the directory
@@ -572,19 +574,39 @@ impl Edit {
 
     // ---- files -----------------------------------------------------------------------------
 
-    fn insert_file(&self, file: File) -> u64 {
+    fn insert_file(&self, file: File, scratch: bool) -> u64 {
         let fh = self.next_fh.fetch_add(1, Relaxed);
-        self.files.write().unwrap().insert(fh, Arc::new(file));
+        self.files
+            .write()
+            .unwrap()
+            .insert(fh, (Arc::new(file), scratch));
         fh
     }
 
     pub fn file(&self, fh: u64) -> Result<Arc<File>> {
-        self.files
-            .read()
-            .unwrap()
-            .get(&fh)
-            .cloned()
-            .ok_or(Errno::BADF)
+        let files = self.files.read().unwrap();
+        files.get(&fh).map(|f| f.0.clone()).ok_or(Errno::BADF)
+    }
+
+    /// An open scratch file (`None` for a store blob opened for reading).
+    fn scratch_file(&self, fh: u64) -> Option<Arc<File>> {
+        let files = self.files.read().unwrap();
+        files.get(&fh).filter(|f| f.1).map(|f| f.0.clone())
+    }
+
+    /// The kernel lets the file system clear setuid/setgid when someone without CAP_FSETID
+    /// writes or truncates (FUSE_HANDLE_KILLPRIV_V2): the daemon writes as root, which would
+    /// keep them.
+    pub fn kill_suidgid(&self, fh: u64) -> Result<()> {
+        let Some(file) = self.scratch_file(fh) else {
+            return Ok(());
+        };
+        let st = rustix::fs::fstat(file.as_ref())?;
+        if st.st_mode & 0o6000 != 0 {
+            let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
+            rustix::fs::fchmod(file.as_ref(), mode)?;
+        }
+        Ok(())
     }
 
     pub fn release(&self, fh: u64) {
@@ -608,7 +630,7 @@ impl Edit {
                 Data::File { digest: None, .. } => File::open("/dev/null").map_err(errno)?,
                 _ => return Err(Errno::LOOP),
             };
-            return Ok(self.insert_file(file));
+            return Ok(self.insert_file(file, false));
         }
         let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
         let (pdir, name) = self.copy_up_as(view, n, !truncating)?;
@@ -616,7 +638,7 @@ impl Edit {
         if flags & libc::O_TRUNC != 0 {
             self.changed();
         }
-        Ok(self.insert_file(file))
+        Ok(self.insert_file(file, true))
     }
 
     /// Create and open a new regular file.
@@ -653,7 +675,7 @@ impl Edit {
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
         let st = rustix::fs::fstat(&fd)?;
         let node = self.made(&updir, dir, name, whited_out)?;
-        let fh = self.insert_file(fd.into());
+        let fh = self.insert_file(fd.into(), true);
         let source = AttrSource::Upper(st);
         Ok((Attr { node, source }, fh))
     }
@@ -922,21 +944,39 @@ impl Edit {
         times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
         fh: Option<u64>,
     ) -> Result<Attr> {
-        let open_file = fh.and_then(|fh| self.file(fh).ok());
-        if let (Some(size), Some(f)) = (size, &open_file) {
-            rustix::fs::ftruncate(f.as_ref(), size)?;
-        }
-        let nothing_else = mode.is_none() && uid.is_none() && gid.is_none() && times.is_none();
-        if nothing_else && (size.is_none() || open_file.is_some()) {
+        // fchown, fchmod, ftruncate, futimens: the open scratch file itself, no lookups.
+        if let Some(f) = fh.and_then(|fh| self.scratch_file(fh)) {
+            let f = f.as_ref();
+            if uid.is_some() || gid.is_some() {
+                let (u, g) = (
+                    uid.map(rustix::fs::Uid::from_raw),
+                    gid.map(rustix::fs::Gid::from_raw),
+                );
+                rustix::fs::fchown(f, u, g)?;
+            }
+            if let Some(mode) = mode {
+                rustix::fs::fchmod(f, Mode::from_raw_mode((mode & 0o7777) as _))?;
+            }
+            if let Some(size) = size {
+                rustix::fs::ftruncate(f, size)?;
+            }
+            if let Some((atime, mtime)) = times {
+                let ts = rustix::fs::Timestamps {
+                    last_access: atime,
+                    last_modification: mtime,
+                };
+                rustix::fs::futimens(f, &ts)?;
+            }
             self.changed();
-            return self.getattr(view, n);
+            let source = AttrSource::Upper(rustix::fs::fstat(f)?);
+            return Ok(Attr { node: n, source });
         }
         let (dir, name, own) = if n == ROOT {
             let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
             (root, OsString::from("."), true)
         } else {
             // `truncate -s 0` of a layer file copies nothing up.
-            let keep = !(size == Some(0) && open_file.is_none());
+            let keep = size != Some(0);
             let (d, name) = self.copy_up_as(view, n, keep)?;
             (d, name, false)
         };
@@ -963,7 +1003,7 @@ impl Edit {
             };
             rustix::fs::fchmod(&f, Mode::from_raw_mode((mode & 0o7777) as _))?;
         }
-        if let (Some(size), None) = (size, &open_file) {
+        if let Some(size) = size {
             if kind == FileType::Directory {
                 return Err(Errno::ISDIR);
             }

@@ -88,7 +88,10 @@ impl Filesystem for Fs {
         let wanted = F::FUSE_DO_READDIRPLUS
             | F::FUSE_READDIRPLUS_AUTO
             | F::FUSE_PARALLEL_DIROPS
-            | F::FUSE_CACHE_SYMLINKS;
+            | F::FUSE_CACHE_SYMLINKS
+            // Editable views clear setuid/setgid on writes themselves (see `write.rs`); the
+            // kernel then stops asking for security.capability before every write.
+            | F::FUSE_HANDLE_KILLPRIV_V2;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_readahead(1 << 20);
         tracing::debug!(routed = self.routed(), "FUSE session initialised");
@@ -325,12 +328,14 @@ impl Filesystem for Fs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.op_write(ino.0, fh.0, offset, data).respond(reply);
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        self.op_write(ino.0, fh.0, offset, data, kill)
+            .respond(reply);
     }
 
     fn flush(

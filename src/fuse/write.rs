@@ -12,6 +12,15 @@
 //! learns of every change because every change goes through it; attributes and entries are
 //! cached briefly ([`EDIT_TTL`]) and pages are not kept across opens, so nothing stale
 //! outlives a copy-up or a write made through another descriptor.
+//!
+//! # setuid and setgid
+//!
+//! The mount asks for `FUSE_HANDLE_KILLPRIV_V2`: a write by someone without `CAP_FSETID`
+//! arrives flagged, and the daemon (which writes as root, and so would keep them) clears
+//! setuid/setgid itself; a truncate by anyone but root does the same. In exchange the kernel
+//! stops asking for `security.capability` before every write, a round trip per write. The
+//! kernel does not learn of that mode change from the write, so `stat` may show the old mode
+//! until the attribute expires ([`EDIT_TTL`]); scratch, and so a commit, has the new one.
 
 use super::Fs;
 use super::ops::{Entry, Opened, Statfs, attr as lower_attr, ino_of};
@@ -145,8 +154,12 @@ impl Fs {
         fh: u64,
         offset: u64,
         data: &[u8],
+        kill_suidgid: bool,
     ) -> Result<u32, Errno> {
         let (_, edit, _) = self.for_write(0, ino)?;
+        if kill_suidgid {
+            edit.kill_suidgid(fh).map_err(errno)?;
+        }
         let file = edit.file(fh).map_err(errno)?;
         file.write_all_at(data, offset)?;
         Ok(data.len() as u32)
@@ -309,9 +322,17 @@ impl Fs {
             (None, None) => None,
             (a, m) => Some((timespec(a), timespec(m))),
         };
-        let attr = edit
+        let mut attr = edit
             .setattr(&view, n, mode, uid, gid, size, times, fh)
             .map_err(errno)?;
+        // A truncate by anyone but root drops setuid/setgid, as the kernel would have.
+        let perm = file_attr(&view, &attr).perm;
+        if size.is_some() && mode.is_none() && req.uid() != 0 && perm & 0o6000 != 0 {
+            let mode = Some(u32::from(perm & 0o1777));
+            attr = edit
+                .setattr(&view, n, mode, None, None, None, None, fh)
+                .map_err(errno)?;
+        }
         Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))
     }
 
