@@ -94,7 +94,7 @@ pub struct Edit {
     /// Whether scratch may hold extended attributes (see [`Runtime::xattrs_used`]).
     xattrs: std::sync::atomic::AtomicBool,
     /// Held for the view's life: the runtime's lock (see [`crate::runtime`]).
-    _runtime: Runtime,
+    runtime: Runtime,
     nodes: RwLock<Nodes>,
     /// Open files: the descriptor, and whether it is a scratch file (not a store blob, which
     /// must never be changed through it).
@@ -141,7 +141,7 @@ impl Edit {
             scratch,
             updirs: Mutex::default(),
             xattrs: runtime.xattrs_used().into(),
-            _runtime: runtime,
+            runtime,
             nodes: RwLock::new(Nodes::new()),
             files: RwLock::default(),
             dirs: Mutex::default(),
@@ -152,12 +152,9 @@ impl Edit {
         })
     }
 
-    pub fn scratch(&self) -> &Scratch {
-        &self.scratch
-    }
-
+    /// The runtime this view edits.
     pub fn runtime_name(&self) -> &str {
-        self._runtime.name()
+        self.runtime.name()
     }
 
     /// Whether node `n` exists (it may have been deleted since: then operations say ENOENT).
@@ -1054,7 +1051,7 @@ impl Edit {
     ) -> Result<()> {
         let f = self.xattr_file(view, n, true)?.ok_or(Errno::NOTSUP)?;
         if !self.xattrs.load(Relaxed) {
-            self._runtime
+            self.runtime
                 .mark_xattrs_used()
                 .map_err(|e| match e.errno() {
                     Some(n) => Errno::from_raw_os_error(n),
