@@ -24,8 +24,9 @@ const NAME_TRIES: usize = 16;
 
 /// Replace the entry `name` in `dir` (whose path, for messages, is `dir_path`) with one that
 /// `create` makes under the temporary name it is given. `create` returns `Ok(None)` when that
-/// name is taken (EEXIST), and a fresh name is tried. On any failure the temporary is removed
-/// and `name` is left as it was.
+/// name is taken (EEXIST), and a fresh name is tried; when it fails it must leave nothing
+/// under the temporary name. If the rename fails, the temporary is removed. Either way `name`
+/// is left as it was.
 pub fn put_over<T>(
     dir: impl AsFd,
     dir_path: &Path,
