@@ -46,12 +46,18 @@ fn main() -> ExitCode {
         Command::Serve {
             mountpoint,
             foreground,
+            read_only,
         } => {
             let mountpoint = mountpoint.map(|m| zkit::zmount::absolute(&m));
             if foreground {
-                daemon::serve(daemon::ServeOptions { paths, mountpoint })
+                daemon::serve(daemon::ServeOptions {
+                    paths,
+                    mountpoint,
+                    read_only,
+                })
             } else {
-                daemon::start_background(&paths, mountpoint.as_deref(), level.as_deref()).map(drop)
+                daemon::start_background(&paths, mountpoint.as_deref(), level.as_deref(), read_only)
+                    .map(drop)
             }
         }
         Command::Mount {

@@ -345,7 +345,31 @@ fn watchdog(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool>
 #[test]
 fn long_lived_trees_reading_the_same_path_in_turn_never_see_each_other() {
     require!(require_fuse(), "needs root and /dev/fuse");
+    trees_in_turn(&Env::new());
+}
+
+#[test]
+fn a_read_only_daemon_isolates_views_too_and_refuses_editable_ones() {
+    require!(require_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
+    // Zero-message opens: the kernel opens files by itself, so isolation rests on inodes alone.
+    env.zmount()
+        .args(["serve", "--read-only"])
+        .assert()
+        .success();
+    trees_in_turn(&env);
+    let out = env
+        .zmount()
+        .args(["run", "--edit", "a", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only views"));
+}
+
+/// Two trees stay alive and read the same paths in turn, 50 times each, with an outsider
+/// looking in between.
+fn trees_in_turn(env: &Env) {
     env.layer(
         "a",
         &[

@@ -101,6 +101,10 @@ pub enum Command {
         /// Stay attached; log to stderr
         #[arg(long)]
         foreground: bool,
+        /// Serve read-only views only: file opens then cost no round trip to the daemon
+        /// (tar, compilers), and `run --edit` is refused
+        #[arg(long)]
+        read_only: bool,
     },
 
     /// Mount one stack at MOUNTPOINT, without routing (fastest)

@@ -65,6 +65,8 @@ pub struct Fs {
     mode: Mode,
     /// TTL of what the kernel may cache for a long time (immutable per-view inodes).
     long: Duration,
+    /// A routed mount that will never serve an editable view (see `op_open`).
+    read_only: bool,
 }
 
 impl Fs {
@@ -72,7 +74,14 @@ impl Fs {
         Fs {
             mode,
             long: Duration::from_secs(365 * 24 * 3600),
+            read_only: false,
         }
+    }
+
+    /// Promise that no editable view will be served: file opens then cost no round trip.
+    pub fn read_only(mut self) -> Fs {
+        self.read_only = true;
+        self
     }
 
     fn routed(&self) -> bool {

@@ -234,7 +234,7 @@ impl Fs {
     /// `ENOSYS`, after which the kernel opens files by itself for the rest of the mount
     /// (`no_open`, Linux 3.14+), keeps their page cache, and sends neither OPEN nor RELEASE.
     /// The switch is per connection, so a routed mount, which may serve editable views that
-    /// need real opens, keeps them.
+    /// need real opens, keeps them unless it was started `--read-only`.
     pub(super) fn op_open(&self, ino: u64, flags: i32) -> Result<Opened, Errno> {
         let (view, n) = self.resolve(0, ino)?;
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
@@ -251,9 +251,13 @@ impl Fs {
         }
     }
 
-    /// A single-view mount of layers alone: nothing will ever need a real open.
+    /// Nothing on this mount will ever need a real open of a file: a single-view mount of
+    /// layers alone, or a routed mount that refuses editable views (`serve --read-only`).
     fn zero_message_opens(&self) -> bool {
-        matches!(&self.mode, Mode::Single(v) if v.edit().is_none())
+        match &self.mode {
+            Mode::Single(v) => v.edit().is_none(),
+            Mode::Routed { .. } => self.read_only,
+        }
     }
 
     /// Read straight from the inode's blob, opened for this request: only page-cache misses
@@ -280,7 +284,7 @@ impl Fs {
         if view.children(n).is_none() {
             return Err(Errno::ENOTDIR);
         }
-        if self.zero_message_opens() {
+        if self.zero_message_opens() && !self.routed() {
             // Like files: no OPENDIR/RELEASEDIR round trips, and the kernel then caches every
             // listing (`no_opendir`, Linux 5.1+). Never in a routed mount, whose root listing
             // differs per caller and must not be cached.

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct ServeOptions {
     pub paths: Paths,
     pub mountpoint: Option<PathBuf>,
+    /// Serve read-only views only (faster opens; `run --edit` is refused).
+    pub read_only: bool,
 }
 
 struct Daemon {
@@ -32,6 +34,7 @@ struct Daemon {
     started: Instant,
     next_view: AtomicU32,
     stopping: AtomicBool,
+    read_only: bool,
     /// Connections being served.
     busy: AtomicUsize,
     uid: u32,
@@ -67,12 +70,16 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         0,
         meta(vec![], uid, rustix::process::getegid().as_raw()),
     ));
-    let fs = Fs::new(Mode::Routed {
+    let mut fs = Fs::new(Mode::Routed {
         router: router.clone(),
         empty,
     });
-    // Writable: editable views may register; read-only ones answer EROFS themselves.
-    let session = super::mount_session(fs, &mountpoint, true)?;
+    if opts.read_only {
+        fs = fs.read_only();
+    }
+    // Writable unless --read-only: editable views may register; read-only ones answer EROFS
+    // themselves.
+    let session = super::mount_session(fs, &mountpoint, !opts.read_only)?;
 
     let listener = UnixListener::bind(&paths.socket).at(&paths.socket, "cannot create socket")?;
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
@@ -84,6 +91,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         started: Instant::now(),
         next_view: AtomicU32::new(1),
         stopping: AtomicBool::new(false),
+        read_only: opts.read_only,
         busy: AtomicUsize::new(0),
         uid,
     });
@@ -246,6 +254,13 @@ impl Daemon {
         let gid = std::fs::metadata(format!("/proc/{pid}"))
             .map(|m| m.gid())
             .unwrap_or(0);
+        if edit.is_some() && self.read_only {
+            return Err(refuse(
+                "this daemon serves read-only views (serve --read-only); `zmount stop` it \
+                 and `run --edit` starts one that takes editable views"
+                    .into(),
+            ));
+        }
         let id = self.next_view.fetch_add(1, SeqCst);
         let names = if names.len() == layers.len() {
             names
@@ -333,7 +348,7 @@ pub fn ensure_running(
     if let Ok(mp) = ping(paths) {
         return Ok(mp);
     }
-    ready::run_to_end(&super::serve_args(paths, mountpoint, log_level))?;
+    ready::run_to_end(&super::serve_args(paths, mountpoint, log_level, false))?;
     ping(paths)
 }
 
@@ -343,6 +358,7 @@ pub fn start_background(
     paths: &Paths,
     mountpoint: Option<&Path>,
     log_level: Option<&str>,
+    read_only: bool,
 ) -> Result<PathBuf> {
     paths.prepare()?;
     let lock = lock_file(&paths.start_lock)?;
@@ -351,7 +367,7 @@ pub fn start_background(
     if let Ok(mp) = ping(paths) {
         return Ok(mp);
     }
-    let mut args = super::serve_args(paths, mountpoint, log_level);
+    let mut args = super::serve_args(paths, mountpoint, log_level, read_only);
     args.push("--foreground".into());
     ready::spawn_and_wait(&args)?;
     ping(paths)

@@ -132,7 +132,12 @@ fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path) {
 }
 
 /// The arguments that start `zmount serve` for these paths.
-fn serve_args(paths: &Paths, mountpoint: Option<&Path>, log_level: Option<&str>) -> Vec<OsString> {
+fn serve_args(
+    paths: &Paths,
+    mountpoint: Option<&Path>,
+    log_level: Option<&str>,
+    read_only: bool,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--dir".into(), paths.base.clone().into()];
     if let Some(l) = log_level {
         args.extend(["--log-level".into(), l.into()]);
@@ -140,6 +145,9 @@ fn serve_args(paths: &Paths, mountpoint: Option<&Path>, log_level: Option<&str>)
     args.push("serve".into());
     if let Some(m) = mountpoint {
         args.extend(["--mountpoint".into(), m.into()]);
+    }
+    if read_only {
+        args.push("--read-only".into());
     }
     args
 }
