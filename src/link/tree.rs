@@ -341,7 +341,9 @@ impl<'a> Walk<'a> {
                 let there = rustix::fs::statat(dst_dir, dst_name, AtFlags::SYMLINK_NOFOLLOW)
                     .at(&dst_path, "cannot stat")?;
                 if FileType::from_raw_mode(there.st_mode) != FileType::Directory {
-                    return Err(Error::new(&dst_path, ErrorKind::Exists));
+                    // Not something -f replaces: a file never turns into a directory here.
+                    let e = Errno::NOTDIR.into();
+                    return Err(Error::io(&dst_path, "cannot mirror a directory there", e));
                 }
                 false
             }
