@@ -131,6 +131,7 @@ pub fn checkout(
             tiers[tier as usize] += 1;
             Ok(())
         },
+        |_| Ok(()),
     )?;
     for t in tiers {
         for (sum, n) in outcome.tiers.iter_mut().zip(t) {

@@ -74,12 +74,14 @@ where
     }
 }
 
-/// Run `work(state, i)` for every `i` in `0..n` with `jobs` threads, each with its own state.
-pub fn each<S, I, W>(jobs: usize, n: usize, init: I, work: W) -> Result<Vec<S>>
+/// Run `work(state, i)` for every `i` in `0..n` with `jobs` threads, each with its own state,
+/// then `finish(state)` on each thread once its share is done.
+pub fn each<S, I, W, F>(jobs: usize, n: usize, init: I, work: W, finish: F) -> Result<Vec<S>>
 where
     S: Send,
     I: Fn() -> Result<S> + Sync,
     W: Fn(&mut S, usize) -> Result<()> + Sync,
+    F: Fn(&mut S) -> Result<()> + Sync,
 {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -98,6 +100,10 @@ where
                             return Err(e);
                         }
                     }
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(state);
+                    }
+                    finish(&mut state).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
                     Ok(state)
                 })
             })

@@ -278,17 +278,8 @@ fn sigkill_at_random_moments_leaves_no_corrupt_object_and_a_rerun_completes() {
     for i in 0..4 {
         fs::write(src.join(format!("large{i}")), vec![i as u8; 16 << 20]).unwrap();
     }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut rng = seed | 1;
     for round in 0..6 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let delay = std::time::Duration::from_millis(rng % 400);
+        let delay = std::time::Duration::from_millis(util::random_u64() % 400);
         let mut child = std::process::Command::new(util::bin_path("zcommit"))
             .arg("--store")
             .arg(&store)
@@ -304,7 +295,7 @@ fn sigkill_at_random_moments_leaves_no_corrupt_object_and_a_rerun_completes() {
         let out = zc(&store).arg("verify").output().unwrap();
         assert!(
             out.status.success(),
-            "round {round} (seed {seed}, killed after {delay:?}): {}",
+            "round {round} (killed after {delay:?}): {}",
             stderr_of(&out)
         );
     }
@@ -461,4 +452,52 @@ fn layers_resolve_by_tag_and_prefix_and_an_ambiguous_prefix_lists_candidates() {
     let out = zc(&store).args(["ls", "no/such/tag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("no such layer"));
+}
+
+#[test]
+fn files_enter_an_xfs_store_by_reflink_and_never_by_hard_link() {
+    require!(util::is_root(), "loop mounts need root");
+    require!(util::have("mkfs.xfs"), "xfsprogs");
+    let xfs = util::LoopFs::new("xfs");
+    let (store, src) = (xfs.path("store"), xfs.path("src"));
+    fs::create_dir(&src).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("f{i}")), vec![i as u8; 1 << 20]).unwrap();
+    }
+    let out = zc(&store)
+        .args(["-v", "--link-mode", "reflink"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("5 reflinked"),
+        "{}",
+        stderr_of(&out)
+    );
+    verify_clean(&store);
+    for mode in ["hardlink", "auto"] {
+        let out = zc(&store)
+            .args(["--link-mode", mode])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{mode}");
+        assert!(
+            stderr_of(&out).contains("never hard-links"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    // Across file systems there is no reflink: the default copies, strict reflink fails.
+    let other = Scratch::new();
+    let far = other.path("store");
+    let out = zc(&far)
+        .args(["--link-mode", "reflink"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    commit(&far, &[], &src);
+    verify_clean(&far);
 }

@@ -27,7 +27,7 @@ end
 complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
-complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
 hardlink\t'Hard links only: the destination shares the source\'s inode'
 reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
@@ -50,23 +50,23 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -a "discard" -d 'Remove an
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -83,7 +83,7 @@ reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
 copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
 clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'

@@ -33,7 +33,7 @@ mod temp;
 
 pub use over::put_over;
 pub use target::{Existing, Target};
-pub use temp::TempFile;
+pub use temp::{Named, TempFile};
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::flags;

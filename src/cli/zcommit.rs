@@ -78,7 +78,8 @@ pub struct Args {
     #[arg(short, long, value_name = "NAME")]
     pub tag: Option<String>,
 
-    /// Threads for walking, hashing and linking [default: all CPUs]
+    /// Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is
+    /// waiting for the file system]
     #[arg(short, long, value_name = "N", global = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -176,8 +177,7 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn jobs(args: &Args) -> usize {
-    args.jobs
-        .map_or_else(|| Options::default().jobs, |n| n as usize)
+    args.jobs.map_or_else(commit::default_jobs, |n| n as usize)
 }
 
 fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {

@@ -43,7 +43,7 @@ impl Stamp {
     }
 
     /// Changed no later than `start`'s clock tick: safe to trust next time.
-    fn settled_before(&self, start: (i64, i64)) -> bool {
+    pub fn settled_before(&self, start: (i64, i64)) -> bool {
         self.mtime < start && self.ctime < start
     }
 }

@@ -41,9 +41,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use walk::What;
 
-/// Open temporaries per thread are bounded by the fd limit; see [`batch_size`].
-const MAX_BATCH: usize = 1024;
-
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Threads for walking and hashing.
@@ -61,7 +58,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            jobs: default_jobs(),
             link_mode: Mode::CloneOrCopy,
             markers: false,
             cache: true,
@@ -128,7 +125,6 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     };
     let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size()).sum();
     let progress = Progress::bytes(opts.progress, total, "committing");
-    let batch = batch_size(opts.jobs);
 
     struct Worker<'s> {
         writer: crate::store::BlobWriter<'s>,
@@ -143,7 +139,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         jobs.len(),
         || {
             Ok(Worker {
-                writer: store.blob_writer(opts.link_mode, batch)?,
+                writer: store.blob_writer(opts.link_mode)?,
                 done: Vec::new(),
                 hashed: 0,
                 new_blobs: 0,
@@ -162,7 +158,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
                 return Ok(());
             }
             let path = root.join(&rel);
-            let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta)?;
+            let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta, start)?;
             w.hashed += 1;
             if let Added::New(tier) = added {
                 w.new_blobs += 1;
@@ -173,6 +169,8 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             progress.inc(stamp.size);
             Ok(())
         },
+        // Each thread names its own blobs: one syncfs, then renames in parallel.
+        |w| w.writer.flush(),
     )?;
     drop(progress);
 
@@ -182,8 +180,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         ..Default::default()
     };
     let mut results: Vec<Option<(Digest, Stamp)>> = vec![None; jobs.len()];
-    for mut w in workers {
-        w.writer.flush()?;
+    for w in workers {
         outcome.hashed += w.hashed;
         outcome.new_blobs += w.new_blobs;
         outcome.new_bytes += w.new_bytes;
@@ -221,11 +218,20 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// Files up to this size are read whole into memory, hashed, and written from there when the
+/// store cannot reflink them (see [`crate::store::BlobWriter::wants_bytes`]).
+const SMALL: usize = 1 << 20;
+
+thread_local! {
+    static SMALL_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Hash the file at `path` (found with `meta`) and store it if the store lacks it.
 fn bring_in(
     writer: &mut crate::store::BlobWriter<'_>,
     path: &Path,
     meta: &std::fs::Metadata,
+    start: (i64, i64),
 ) -> Result<(Digest, Stamp, Added)> {
     // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a symlink or FIFO since the walk,
     // fail instead of following it or waiting for a writer.
@@ -238,12 +244,30 @@ fn bring_in(
     if !before.is_file() || before.ino() != meta.ino() || before.dev() != meta.dev() {
         return Err(Error::new(path, ErrorKind::Changed));
     }
-    let digest = hash_file(&file).at(path, "cannot read")?;
     let stamp = Stamp::of(&before);
+    if stamp.size <= SMALL as u64 && writer.wants_bytes() {
+        return SMALL_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            // One byte more than expected, to see a file that grew.
+            let mut limited = std::io::Read::take(&file, stamp.size + 1);
+            std::io::Read::read_to_end(&mut limited, buf).at(path, "cannot read")?;
+            let after = Stamp::of(&file.metadata().at(path, "cannot stat")?);
+            if buf.len() as u64 != stamp.size || after != stamp {
+                return Err(Error::new(path, ErrorKind::Changed));
+            }
+            let digest = Digest::of_blob(buf);
+            Ok((digest, stamp, writer.add_bytes(buf, &digest)?))
+        });
+    }
+    let digest = hash_file(&file).at(path, "cannot read")?;
     if Stamp::of(&file.metadata().at(path, "cannot stat")?) != stamp {
         return Err(Error::new(path, ErrorKind::Changed));
     }
-    let added = writer.add(&file, path, &digest)?;
+    // The copy holds what was hashed if the stamp still holds and cannot be racy (the cache's
+    // rule); otherwise the store hashes the copy again.
+    let unchanged =
+        || stamp.settled_before(start) && file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp);
+    let added = writer.add(&file, path, &digest, unchanged)?;
     Ok((digest, stamp, added))
 }
 
@@ -300,10 +324,8 @@ fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)]) -> Node {
     build(0, dirs, &by_rel, files)
 }
 
-/// Temporaries each thread may hold open: a share of the file descriptor limit.
-fn batch_size(jobs: usize) -> usize {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1024) as usize;
-    (limit.saturating_sub(64) / (2 * jobs.max(1))).clamp(1, MAX_BATCH)
+/// Four threads per CPU: a commit spends most of its time in system calls that wait for the
+/// file system's journal and the disk, not on the CPU.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
 }

@@ -139,13 +139,19 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
         dir.entries.push(Found { name, what });
     }
     // A name both deleted and present is a file recreated after its deletion: the file wins.
+    let present: std::collections::HashSet<&[u8]> = match whiteouts.is_empty() {
+        true => Default::default(),
+        false => dir.entries.iter().map(|e| e.name.as_slice()).collect(),
+    };
+    let whiteouts: Vec<Vec<u8>> = whiteouts
+        .into_iter()
+        .filter(|n| crate::manifest::valid_name(n) && !present.contains(n.as_slice()))
+        .collect();
     for name in whiteouts {
-        if crate::manifest::valid_name(&name) && !dir.entries.iter().any(|e| e.name == name) {
-            dir.entries.push(Found {
-                name,
-                what: What::Whiteout,
-            });
-        }
+        dir.entries.push(Found {
+            name,
+            what: What::Whiteout,
+        });
     }
     Ok(dir)
 }

@@ -36,13 +36,13 @@
 //! # Writing: what a crash leaves behind
 //!
 //! Every object is written into an [`atomic::TempFile`] in its final directory, synced, and
-//! renamed to its digest, so a name in `blobs/` or `layers/` always holds complete content.
-//! An object is never rewritten in place: writing one that exists is a no-op, and two
-//! concurrent writers of the same object rename identical bytes over each other. A crash can
-//! leave a `.NAME.zw-XXXXXXXX` temporary behind (where `O_TMPFILE` is missing, or between
-//! naming and renaming), which readers never look at. A layer is written only after all of
-//! its blobs are durable, and a tag only after its layer, so nothing durable ever names
-//! something that is not.
+//! renamed to its digest, so a name in `blobs/` or `layers/` always holds complete content
+//! (blobs are synced in batches, one `syncfs` for thousands: see `blobs.rs`). An object is
+//! never rewritten in place: writing one that exists is a no-op, and two concurrent writers
+//! of the same object rename identical bytes over each other. A crash can leave
+//! `.NAME.zw-XXXXXXXX` temporaries behind, which readers and `verify` never look at. A layer
+//! is written only after all of its blobs are durable, and a tag only after its layer, so
+//! nothing durable ever names something that is not.
 
 mod blobs;
 mod tags;
@@ -56,11 +56,13 @@ use crate::atomic::{self, TempFile};
 use crate::digest::{self, Digest};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Manifest;
+use rustix::fs::{AtFlags, statat};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 const LAYOUT: &[u8] = b"zkit-store 1\n";
 
@@ -93,8 +95,8 @@ pub fn root_from(explicit: Option<&Path>) -> Result<PathBuf> {
 /// An open store. Cheap to share between threads (`&Store` is `Sync`).
 pub struct Store {
     root: PathBuf,
-    /// `blobs/00` … `blobs/ff`, opened on first use: the directories blobs are written in.
-    fanout: Vec<OnceLock<(PathBuf, File)>>,
+    /// `blobs/00` … `blobs/ff`, opened and listed on first use.
+    fanout: Vec<OnceLock<Fanout>>,
 }
 
 impl Store {
@@ -139,8 +141,8 @@ impl Store {
     }
 
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let (dir_path, dir) = self.fanout_dir(digest)?;
-        self.blob_exists_in(dir, dir_path, &digest.to_hex())
+        let fan = self.fanout(digest)?;
+        Ok(fan.knows(digest) || fan.holds(digest)?)
     }
 
     /// Where a layer's manifest is (whether or not it is there).
@@ -247,12 +249,43 @@ impl Store {
     }
 }
 
+/// One `blobs/xx` directory: opened once, with the blobs it held when first listed and those
+/// written since, so that a commit asks "is it there?" without a system call per file. A blob
+/// another process added after the listing is not known: it is written again and renamed
+/// over the identical one, which costs time, never correctness.
+struct Fanout {
+    path: PathBuf,
+    dir: File,
+    known: Mutex<HashSet<Digest>>,
+}
+
+impl Fanout {
+    fn knows(&self, digest: &Digest) -> bool {
+        self.known.lock().unwrap().contains(digest)
+    }
+
+    /// Remember a blob; `false` if it was already known.
+    fn learn(&self, digest: &Digest) -> bool {
+        self.known.lock().unwrap().insert(*digest)
+    }
+
+    /// Whether the blob is there now, asked of the file system.
+    fn holds(&self, digest: &Digest) -> Result<bool> {
+        let name = digest.to_hex();
+        match statat(&self.dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.path.join(name), "cannot stat", e.into())),
+        }
+    }
+}
+
 impl Store {
-    /// The directory `blobs/xx` for a digest, created and opened once per store.
-    fn fanout_dir(&self, digest: &Digest) -> Result<&(PathBuf, File)> {
+    /// The directory `blobs/xx` for a digest, created, opened and listed once per store.
+    fn fanout(&self, digest: &Digest) -> Result<&Fanout> {
         let slot = &self.fanout[digest.as_bytes()[0] as usize];
-        if let Some(dir) = slot.get() {
-            return Ok(dir);
+        if let Some(fan) = slot.get() {
+            return Ok(fan);
         }
         let path = self.root.join("blobs").join(&digest.to_hex()[..2]);
         match std::fs::create_dir(&path) {
@@ -260,8 +293,20 @@ impl Store {
             Err(e) if e.kind() == Io::AlreadyExists => {}
             Err(e) => return Err(Error::io(&path, "cannot create store directory", e)),
         }
-        let file = File::open(&path).at(&path, "cannot open directory")?;
-        Ok(slot.get_or_init(|| (path, file)))
+        let dir = File::open(&path).at(&path, "cannot open directory")?;
+        let mut known = HashSet::new();
+        for entry in std::fs::read_dir(&path).at(&path, "cannot list blobs")? {
+            let entry = entry.at(&path, "cannot list blobs")?;
+            if let Some(d) = entry.file_name().to_str().and_then(Digest::parse) {
+                known.insert(d);
+            }
+        }
+        let fan = Fanout {
+            path,
+            dir,
+            known: Mutex::new(known),
+        };
+        Ok(slot.get_or_init(|| fan))
     }
 }
 

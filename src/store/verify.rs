@@ -48,6 +48,7 @@ impl Store {
                 problems.lock().unwrap().push(problem);
                 Ok(())
             },
+            |()| Ok(()),
         )?;
         report.problems = problems.into_inner().unwrap();
         report.problems.sort_by(|a, b| a.path.cmp(&b.path));

@@ -38,6 +38,9 @@ pub fn random_u64() -> u64 {
     RandomState::new().hash_one(std::process::id())
 }
 
+/// Whether [`sync_file_system`] can make a batch durable with one call.
+pub const HAS_SYNCFS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// Write back every dirty page and inode of the file system that holds `fd`: one `syncfs`
 /// instead of an `fsync` per file when a batch of files must become durable together.
 /// `Ok(false)` where there is no `syncfs`: the caller then syncs each file itself.
