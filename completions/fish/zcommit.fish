@@ -70,11 +70,11 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
-complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s j -l jobs -d 'Threads for walking, hashing and linking [default: all CPUs]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l link-mode -d 'How files come out of the store: clone-or-copy never shares the store\'s inodes; hardlink (or auto) does, with the store\'s read-only mode, and an edit through such a link damages the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'

@@ -4,10 +4,11 @@
 //! An entry is used only when device, inode, size, mtime and ctime (to the nanosecond) all
 //! match, and only if it was *not racy* when saved: git's rule. A file changed in the same
 //! clock tick as it was hashed can keep its mtime, so an entry is saved only when the file's
-//! mtime and ctime are older than the moment the walk started, read from the store file
-//! system's own clock (the mtime of the new index file, created before the walk). Such files
+//! mtime and ctime are older than the moment the walk started. Other files
 //! are hashed again next time, then saved. ctime cannot be set by users, so `touch -d` cannot
-//! fake an old timestamp either.
+//! fake an old timestamp either. The start is read from the clock the kernel stamps files with
+//! ([`crate::sys::file_clock_now`]), so a file on a network file system whose server's clock
+//! runs behind ours could be trusted too early: commit those with `--no-cache`.
 //!
 //! One index per committed directory (by absolute path) in `STORE/index/`. It is only a cache:
 //! written without fsync, checked by a trailing BLAKE3 of its bytes, and ignored whole when
@@ -51,6 +52,16 @@ impl Stamp {
 #[derive(Default)]
 pub struct Index {
     entries: HashMap<Vec<u8>, (Stamp, Digest)>,
+}
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 impl Index {

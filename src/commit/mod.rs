@@ -2,8 +2,7 @@
 //!
 //! # Steps
 //!
-//! 1. Create the new cache file (its mtime is the start of the walk on the store's clock, see
-//!    [`index`]) and load the old one.
+//! 1. Note the time on the clock files are stamped with (see [`index`]) and load the cache.
 //! 2. Walk the tree with `jobs` threads ([`walk`]): each directory's entries and `lstat`s.
 //! 3. Hash the files with `jobs` threads. A file whose `lstat` matches a settled cache entry
 //!    and whose blob is in the store is not read. Others are opened without following
@@ -97,13 +96,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         true => Index::load(&index_dir_path.join(&index_name)),
         false => Index::default(),
     };
-    let mut new_index = TempFile::new_in(&index_dir, &index_dir_path, index_name.as_ref())
-        .at(&index_dir_path, "cannot create cache file")?;
-    let start = new_index
-        .file()
-        .metadata()
-        .map(|m| (m.mtime(), m.mtime_nsec()))
-        .at(&index_dir_path, "cannot stat cache file")?;
+    let start = crate::sys::file_clock_now();
 
     let mut tree = walk::walk(&root, opts.jobs, opts.markers)?;
     let mut jobs = Vec::new();
@@ -201,7 +194,9 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     }
     outcome.digest = store.put_layer(&manifest)?;
 
-    if opts.cache {
+    // Every file came from a settled entry of the old cache: the new one would be the same.
+    let unchanged = outcome.hashed == 0 && old.len() == results.len();
+    if opts.cache && !unchanged {
         let rels: Vec<PathBuf> = jobs.iter().map(|&j| meta_of(j).0).collect();
         let bytes = index::encode(
             rels.iter()
@@ -210,10 +205,13 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             start,
         );
         // Only a cache: a failure to save it costs the next commit time, not correctness.
-        let saved = std::io::Write::write_all(&mut new_index.file(), &bytes)
-            .and_then(|()| new_index.prepare(false))
-            .and_then(|()| new_index.rename_to(index_name.as_ref()));
-        drop(saved);
+        let _ = TempFile::new_in(&index_dir, &index_dir_path, index_name.as_ref()).and_then(
+            |mut temp| {
+                std::io::Write::write_all(&mut temp.file(), &bytes)?;
+                temp.prepare(false)?;
+                temp.rename_to(index_name.as_ref())
+            },
+        );
     }
     Ok(outcome)
 }

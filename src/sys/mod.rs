@@ -198,3 +198,25 @@ pub fn forward_termination() {
 pub fn set_forward_target(pid: u32) {
     FORWARD_TO.store(pid as i32, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// The clock file timestamps are taken from, now: `(seconds, nanoseconds)`. A file changed
+/// after this call gets an mtime and ctime no earlier than it.
+///
+/// Linux stamps files from the coarse real-time clock (multigrain timestamps are never earlier
+/// than it), so reading that clock gives exactly the bound. Elsewhere, the precise clock less two
+/// seconds: a safe bound for any timestamp granularity, at the price of rehashing files
+/// changed in the last two seconds once more.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn file_clock_now() -> (i64, i64) {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    (t.tv_sec as i64, t.tv_nsec as i64)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn file_clock_now() -> (i64, i64) {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(std::time::Duration::from_secs(2));
+    (since.as_secs() as i64, since.subsec_nanos() as i64)
+}
