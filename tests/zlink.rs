@@ -552,3 +552,33 @@ fn no_reflinks_on_ext4_fall_back_to_copy_or_fail_in_reflink_mode() {
     );
     assert_eq!(fs::read(ext4.path("a")).unwrap(), b"plain");
 }
+
+#[test]
+fn a_file_at_ext4s_link_limit_falls_back_to_a_copy() {
+    require!(util::is_root(), "loop mounts need root");
+    require!(util::have("mkfs.ext4"), "e2fsprogs");
+    let ext4 = LoopFs::new("ext4");
+    let src = ext4.path("src");
+    fs::write(&src, b"popular").unwrap();
+    let links = ext4.path("links");
+    fs::create_dir(&links).unwrap();
+    // ext4 allows 65000 links to a file; take them all.
+    for i in 1..65_000 {
+        fs::hard_link(&src, links.join(i.to_string())).unwrap();
+    }
+    assert_eq!(fs::metadata(&src).unwrap().nlink(), 65_000);
+
+    let err = fails(
+        &[&"-m", &"hardlink", &src, &ext4.path("h")],
+        &["[EMLINK]", "-m auto"],
+    );
+    assert!(
+        err.contains("as many links as its file system allows"),
+        "{err}"
+    );
+    ok(
+        &[&src, &ext4.path("a")],
+        &["0 hard-linked, 0 reflinked, 1 copied"],
+    );
+    assert_eq!(fs::read(ext4.path("a")).unwrap(), b"popular");
+}
