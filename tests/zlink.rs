@@ -171,6 +171,10 @@ fn tree_keeps_dirs_modes_symlinks_and_times() {
     for (dir, mode) in [("ro", 0o555), ("private", 0o700), ("bin", 0o2751)] {
         fs::set_permissions(src.join(dir), fs::Permissions::from_mode(mode)).unwrap();
     }
+    sh(&format!(
+        "touch -h -d '2001-02-03 04:05:06.789' '{0}' '{0}'/*",
+        src.display()
+    ));
 
     for mode in ["auto", "copy", "clone-or-copy"] {
         let dst = s.path(&format!("dst-{mode}"));
@@ -188,6 +192,11 @@ fn tree_keeps_dirs_modes_symlinks_and_times() {
                 a.mode() & 0o7777,
                 b.mode() & 0o7777,
                 "{mode}: mode of dir '{dir}'"
+            );
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "{mode}: mtime of dir '{dir}'"
             );
         }
         for file in ["bin/tool", "secret", "suid", "ro/x"] {
@@ -581,4 +590,29 @@ fn a_file_at_ext4s_link_limit_falls_back_to_a_copy() {
         &["0 hard-linked, 0 reflinked, 1 copied"],
     );
     assert_eq!(fs::read(ext4.path("a")).unwrap(), b"popular");
+}
+
+#[test]
+fn copies_keep_extended_attributes_and_acls() {
+    require!(
+        util::have("setfattr") && util::have("setfacl"),
+        "attr and acl"
+    );
+    let s = Scratch::new();
+    let src = s.write("a", b"data");
+    let p = src.display();
+    sh(&format!(
+        "setfattr -n user.zkit -v hello '{p}' && setfacl -m u:nobody:rw '{p}'"
+    ));
+    ok(&[&"-m", &"copy", &src, &s.path("b")], &["1 copied"]);
+    let b = s.path("b");
+    let attrs = sh(&format!(
+        "getfattr --only-values -n user.zkit '{}'",
+        b.display()
+    ));
+    assert_eq!(attrs, "hello");
+    let acl = sh(&format!("getfacl -c '{}'", b.display()));
+    assert!(acl.contains("user:nobody:rw-"), "{acl}");
+    let (a, b) = (fs::metadata(&src).unwrap(), fs::metadata(&b).unwrap());
+    assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777);
 }

@@ -41,7 +41,7 @@ pub fn inherit(new: &File, old: &Existing) -> Vec<String> {
 }
 
 #[cfg(zkit_xattr)]
-mod xattr {
+pub(super) mod xattr {
     use rustix::fs::{XattrFlags, fgetxattr, flistxattr, fsetxattr};
     use rustix::io::Errno;
     use std::ffi::OsStr;
@@ -103,7 +103,7 @@ mod xattr {
 
 /// No xattr(2) family here (FreeBSD's extattr(2) is another interface): nothing to copy.
 #[cfg(not(zkit_xattr))]
-mod xattr {
+pub(super) mod xattr {
     pub fn copy(_new: &std::fs::File, _old: &std::fs::File) -> Vec<String> {
         Vec::new()
     }

@@ -31,6 +31,8 @@ mod over;
 mod target;
 mod temp;
 
+/// Copy a file's extended attributes to another (best effort; returns what was not kept).
+pub(crate) use meta::xattr::copy as copy_xattrs;
 pub use over::put_over;
 pub use target::{Existing, Target};
 pub use temp::{Named, TempFile};

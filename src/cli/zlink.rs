@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
         SOURCE's inode is fine (re-runs are idempotent; not in reflink, copy and clone-or-copy, \
         which promise a separate inode); anything else there is an error unless -f replaces it \
         atomically (link or copy to a temporary name beside it, then rename).\n\n\
-        With -r, directories are recreated with their modes, symlinks are recreated (never \
-        followed; hard-linked where hard links are allowed, as cp -al does) and regular files \
-        are linked in parallel. FIFOs, sockets and devices are \
-        refused. A reflink or copy keeps the mode, the times and, as root, the owner; \
-        extended attributes are not copied.\n\n\
+        With -r, directories are recreated with their modes and times, symlinks are recreated \
+        (never followed; hard-linked where hard links are allowed, as cp -al does) and regular \
+        files are linked in parallel. FIFOs, sockets and devices are refused. A reflink or copy \
+        keeps the mode, the times, the extended attributes (ACLs, security labels) and, as \
+        root, the owner.\n\n\
         A summary goes to standard error: files per tier, bytes copied, time.",
     after_help = "Examples:\n  \
         zlink big.iso /srv/mirror/big.iso           # hard link, else reflink, else copy\n  \

@@ -278,7 +278,7 @@ impl Linker {
         let guard = Unlink(dst);
         let size = u64::try_from(st.st_size).unwrap_or(0);
         let bytes = data::copy(&source, &made, size).at(&dst.path(), "cannot copy")?;
-        self.keep_metadata(&made, &st, dst)?;
+        self.keep_metadata(&made, &source, &st, dst)?;
         guard.keep();
         Ok(Created::Done(Tier::Copy, bytes))
     }
@@ -330,7 +330,7 @@ impl Linker {
         ask.report(&self.memory.reflink, pair, about_pair);
         match (cloned, made) {
             (Ok(()), Some(made)) => {
-                self.keep_metadata(&made, st, dst)?;
+                self.keep_metadata(&made, source, st, dst)?;
                 if let Some(guard) = guard {
                     guard.keep();
                 }
@@ -343,29 +343,38 @@ impl Linker {
         }
     }
 
-    /// Owner (as root) before mode, because `fchown` clears setuid/setgid; times last.
-    fn keep_metadata(&self, file: &File, st: &Stat, dst: &Side) -> Result<()> {
+    /// Owner (as root) first, because `fchown` clears setuid/setgid; then extended attributes,
+    /// because setting an ACL rewrites the group bits; then the mode; times last. Attributes
+    /// the destination will not take (trusted.* for a user, a file system without them) are
+    /// let go, as `cp -a` does.
+    fn keep_metadata(&self, file: &File, source: &File, st: &Stat, dst: &Side) -> Result<()> {
         let wanted = mode_of(st) & 0o7777;
         // The file was created with the permission bits less the umask, no setuid/setgid/sticky.
         let mut chmod = self.umask.is_none_or(|m| wanted & 0o777 & !m != wanted);
         if self.give_owner(file, st, &dst.path())? {
             chmod = true;
         }
+        // An access ACL sets the permission bits to the source's own; the mode below agrees.
+        let _not_kept = atomic::copy_xattrs(file, source);
         if chmod {
             let mode = perm(wanted);
             rustix::fs::fchmod(file, mode).at(&dst.path(), "cannot set mode")?;
         }
-        let times = Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: st.st_atime as _,
-                tv_nsec: st.st_atime_nsec as _,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: st.st_mtime as _,
-                tv_nsec: st.st_mtime_nsec as _,
-            },
-        };
-        rustix::fs::futimens(file, &times).at(&dst.path(), "cannot set times")
+        rustix::fs::futimens(file, &times_of(st)).at(&dst.path(), "cannot set times")
+    }
+}
+
+/// Access and modification times of `st`, for `futimens`.
+pub(crate) fn times_of(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
     }
 }
 

@@ -22,8 +22,10 @@
 //! # What a new inode keeps
 //!
 //! A reflink or copy is a new file: it gets the source's mode bits (setuid/setgid/sticky
-//! included), access and modification times, and, when we run as root, its owner and group.
-//! Extended attributes are not copied. A hard link shares all of it by definition.
+//! included), access and modification times, extended attributes (ACLs, security labels)
+//! where the destination takes them, and, when we run as root, its owner and group. A mirrored
+//! directory gets its source's mode, times and (as root) owner. A hard link shares all of it
+//! by definition.
 //!
 //! Nothing here calls `fsync`: like `cp`, a link tree is as durable as the file system makes it.
 

@@ -12,16 +12,17 @@
 //! its lock, so only copies, which spend their time on data, share a directory.)
 //!
 //! A directory is created with owner rwx added (so that we can fill it even when its mode
-//! forbids writing), and given its real mode when its last entry is done.
+//! forbids writing), and given its real mode and its source's times when its last entry is
+//! done (each entry created in it would change its mtime again).
 //!
 //! The first error stops the run: workers finish the file in hand, take no new work, and the
 //! error is returned. What was linked until then stays.
 
-use super::linker::{Side, dev_of, mode_of, not_regular, perm};
+use super::linker::{Side, dev_of, mode_of, not_regular, perm, times_of};
 use super::{Linker, Placed, Stats, Tier};
 use crate::atomic::{self, Target};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use rustix::fs::{AtFlags, Dir, FileType, Mode as Perm, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode as Perm, OFlags, Timestamps};
 use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -148,8 +149,15 @@ struct DirPair {
     dst_path: PathBuf,
     src_dev: u64,
     dst_dev: u64,
-    /// The mode to give `dst` once all its entries exist, when it was created otherwise.
-    final_mode: Option<u32>,
+    /// For a directory we created: what to give it once all its entries exist.
+    fix: Option<Fix>,
+}
+
+/// A new directory's mode (when it was created otherwise, to be writable) and its times (which
+/// every entry created in it changes).
+struct Fix {
+    mode: Option<u32>,
+    times: Timestamps,
 }
 
 impl DirPair {
@@ -177,12 +185,15 @@ impl DirPair {
         }
     }
 
-    /// All entries are in: give the directory its real mode.
+    /// All entries are in: give a directory we created its real mode and times.
     fn finish(self) -> Result<()> {
-        if let Some(mode) = self.final_mode {
+        let Some(fix) = self.fix else {
+            return Ok(());
+        };
+        if let Some(mode) = fix.mode {
             rustix::fs::fchmod(&self.dst, perm(mode)).at(&self.dst_path, "cannot set mode")?;
         }
-        Ok(())
+        rustix::fs::futimens(&self.dst, &fix.times).at(&self.dst_path, "cannot set times")
     }
 }
 
@@ -360,11 +371,13 @@ impl<'a> Walk<'a> {
             // An existing directory may be a mount point.
             dev_of(&rustix::fs::fstat(&dst).at(&dst_path, "cannot stat")?)
         };
-        let final_mode = match self.umask {
-            _ if !created => None,
-            Some(umask) if created_mode & !umask == wanted => None,
-            _ => Some(wanted),
-        };
+        let fix = created.then(|| Fix {
+            mode: match self.umask {
+                Some(umask) if created_mode & !umask == wanted => None,
+                _ => Some(wanted),
+            },
+            times: times_of(&st),
+        });
         self.stats.add_dir();
         Ok(DirPair {
             src: Dir::new(src).at(&src_path, "cannot read directory")?,
@@ -373,7 +386,7 @@ impl<'a> Walk<'a> {
             dst_path,
             src_dev: dev_of(&st),
             dst_dev,
-            final_mode,
+            fix,
         })
     }
 }
