@@ -59,6 +59,8 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     };
     mounts::check_fuse(&mountpoint)?;
     mounts::recover(&mountpoint)?;
+    // A long-lived daemon must not keep the directory it was started from busy.
+    let _ = std::env::set_current_dir("/");
     if std::fs::symlink_metadata(&paths.socket).is_ok() {
         tracing::warn!(socket = %paths.socket.display(), "removing the socket of a daemon that died");
         std::fs::remove_file(&paths.socket).at(&paths.socket, "cannot remove stale socket")?;

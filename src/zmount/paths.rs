@@ -30,8 +30,9 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(dir: Option<&Path>) -> Paths {
+        // Absolute: the daemon leaves its working directory for `/`.
         let base = match dir {
-            Some(d) => d.to_owned(),
+            Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.to_owned()),
             None => default_base(),
         };
         let control = base.join("control");
