@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 
+/// Control connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
 pub struct ServeOptions {
     pub paths: Paths,
     pub mountpoint: Option<PathBuf>,
@@ -134,6 +137,12 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             break;
         }
         let Ok(conn) = conn else { continue };
+        // Each connection has a thread, bounded in time by the I/O timeouts and in number
+        // here, so a flood of idle clients cannot exhaust the daemon.
+        if daemon.busy.load(SeqCst) >= MAX_CONNECTIONS {
+            tracing::warn!("too many control connections; dropping one");
+            continue;
+        }
         let d = daemon.clone();
         d.busy.fetch_add(1, SeqCst);
         std::thread::spawn(move || {
