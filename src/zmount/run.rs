@@ -9,6 +9,10 @@
 //!
 //! If `run` is killed before unregistering, the daemon notices the root process is gone and
 //! drops the registration itself.
+//!
+//! A daemon started on demand is orphaned at once and adopted by init, or by the nearest
+//! subreaper: a `run` nested in another `run` that has to start a daemon of its own (another
+//! `--dir`) leaves it to the outer `run`, which then waits for that daemon too.
 
 use super::control::{self, Reply, Request};
 use super::{Paths, daemon};
