@@ -7,8 +7,9 @@
 //! 3. Hash the files with `jobs` threads. A file whose `lstat` matches a settled cache entry
 //!    and whose blob is in the store is not read. Others are opened without following
 //!    symlinks, hashed, checked unchanged (`fstat` before and after), and brought in when the
-//!    store lacks them ([`crate::store::BlobWriter`]: reflink or copy, verified, synced in
-//!    batches, renamed).
+//!    store lacks them ([`crate::store::BlobWriter`]: reflink, else copy; a small file is
+//!    written from the bytes just hashed once the store has shown it cannot reflink; synced
+//!    in batches, renamed).
 //! 4. Sync the store, then write the manifest as a layer (its digest covers every name, mode,
 //!    size, digest and link target), then save the cache.
 //!

@@ -3,16 +3,12 @@
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::pool;
-use std::ffi::OsString;
+use crate::scratch::whiteout;
+use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-
-/// In an editable view's scratch directory (see DESIGN.md), `.wh.NAME` deletes NAME and
-/// `.wh..wh..opq` makes its directory opaque.
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
-pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// One directory as found.
 pub struct Dir {
@@ -46,8 +42,8 @@ pub struct Walk {
     pub skipped: Vec<PathBuf>,
 }
 
-/// Read the tree at `root` with `jobs` threads. With `markers`, `.wh.` names are whiteouts
-/// and opaque markers instead of files.
+/// Read the tree at `root` with `jobs` threads. With `markers`, `.wh.NAME` is a whiteout for
+/// NAME and `.wh..wh..opq` makes its directory opaque, as in an editable view's scratch.
 pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
     let meta = std::fs::metadata(root).at(root, "cannot read directory")?;
     if !meta.is_dir() {
@@ -64,7 +60,7 @@ pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
             let dir = read_dir(root, rel, markers, skipped)?;
             for e in &dir.entries {
                 if let What::Dir = e.what {
-                    more.push(dir.rel.join(std::ffi::OsStr::from_bytes(&e.name)));
+                    more.push(dir.rel.join(OsStr::from_bytes(&e.name)));
                 }
             }
             dirs.push(dir);
@@ -104,13 +100,19 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
     for entry in std::fs::read_dir(&path).at(&path, "cannot read directory")? {
         let entry = entry.at(&path, "cannot read directory")?;
         let name = entry.file_name().into_vec();
-        if markers && name.starts_with(WHITEOUT_PREFIX) {
-            if name == OPAQUE_MARKER {
-                dir.opaque = true;
-            } else {
-                whiteouts.push(name[WHITEOUT_PREFIX.len()..].to_vec());
+        // An editable view's scratch spells deletions as files (see crate::scratch::whiteout).
+        if markers {
+            match whiteout::classify(OsStr::from_bytes(&name)) {
+                whiteout::Entry::Opaque => {
+                    dir.opaque = true;
+                    continue;
+                }
+                whiteout::Entry::Whiteout(hidden) => {
+                    whiteouts.push(hidden.as_bytes().to_vec());
+                    continue;
+                }
+                whiteout::Entry::Plain(_) => {}
             }
-            continue;
         }
         // d_type alone cannot be trusted on every file system, and files need the stat anyway.
         let meta = entry.metadata().at(&entry.path(), "cannot stat")?;

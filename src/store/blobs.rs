@@ -2,18 +2,19 @@
 //!
 //! # Writing one blob
 //!
-//! 1. If `blobs/xx/DIGEST` exists, nothing is written: the name is only ever given to
-//!    complete content.
-//! 2. An [`TempFile`] is created in `blobs/xx` (anonymous with `O_TMPFILE`) and filled from the
-//!    source by a reflink where the file system shares blocks, else a kernel copy
-//!    ([`crate::link::clone_or_copy`]). A hard link is never used: a later edit of the user's
-//!    file would change the blob under its digest.
+//! 1. If `blobs/xx/DIGEST` exists (the directory's listing, read once, says so; or this
+//!    process wrote it), nothing is written: the name is only ever given to complete content.
+//! 2. A [`TempFile`] is created in `blobs/xx` and filled from the source by a reflink where the
+//!    file system shares blocks, else a kernel copy ([`crate::link::clone_or_copy`]); once the
+//!    store has answered a reflink with a copy, a small file is written from the bytes already
+//!    read to hash it. A hard link is never used: a later edit of the user's file would change
+//!    the blob under its digest.
 //! 3. The source's digest was computed before the copy, and the user may have changed the file
 //!    in between: only content whose own hash is DIGEST is ever named DIGEST (otherwise
-//!    [`ErrorKind::Changed`]). So the copy is hashed again, unless the caller proves the source
+//!    [`ErrorKind::Changed`]). So a copy is hashed again, unless the caller proves the source
 //!    unchanged (same stamp as before hashing, last changed before the commit began: the rule
-//!    of the commit cache).
-//! 4. The temporary (created `.DIGEST.zw-XXXXXXXX`, mode 0444) has its descriptor closed
+//!    of the commit cache). Bytes written from memory are what was hashed.
+//! 4. The temporary (created `.DIGEST16.zw-XXXXXXXX`, mode 0444) has its descriptor closed
 //!    ([`TempFile::into_named`]) and waits in a batch.
 //!
 //! # Making a batch durable
@@ -23,7 +24,7 @@
 //! each renamed to its digest. So a blob's name never reaches the disk before its data, as
 //! with [`TempFile::prepare`], but a commit of 40,000 files pays two `syncfs` instead of
 //! 40,000 `fsync`s. [`Store::sync`] after the last batch makes the renames durable before a
-//! layer names the blobs. A crash before a rename leaves a `.DIGEST.zw-*` temporary, never a
+//! layer names the blobs. A crash before a rename leaves a `.DIGEST16.zw-*` temporary, never a
 //! blob.
 
 use super::Store;
@@ -179,8 +180,9 @@ impl<'s> BlobWriter<'s> {
         let name = digest.to_hex();
         let blob = fan.path.join(&name);
         // Named from the start: it is named before it waits for the batch's sync anyway. Born
-        // read-only; the descriptor stays writable.
-        let temp = TempFile::named_in(&fan.dir, &fan.path, name.as_ref(), 0o444)
+        // read-only; the descriptor stays writable. A short name (16 digits of the digest)
+        // keeps the directory's blocks dense, and every lookup in it cheaper.
+        let temp = TempFile::named_in(&fan.dir, &fan.path, name[..16].as_ref(), 0o444)
             .at(&blob, "cannot create temporary blob")?;
         let tier = fill(temp.file(), &blob)?;
         let named = temp
