@@ -36,6 +36,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// enough to spread a big directory, large enough that queueing costs nothing next to the
 /// system calls.
 const FILES_PER_ITEM: usize = 256;
+/// Subdirectories created before they are handed to the other workers.
+const DIRS_PER_PUSH: usize = 8;
 
 /// A callback for each regular file placed: its destination and what was done.
 pub type OnFile = dyn Fn(&Path, &Placed) + Sync;
@@ -229,7 +231,7 @@ impl<'a> Walk<'a> {
             (d.dir.as_fd(), &c_name(&d.name), d.path.clone()),
             dst_dev,
         )?;
-        self.queue.push(Work::List(Box::new(root)));
+        self.queue.push_all([Work::List(Box::new(root))]);
         let jobs = self.opts.jobs.max(1);
         std::thread::scope(|scope| {
             for _ in 1..jobs {
@@ -244,11 +246,12 @@ impl<'a> Walk<'a> {
     }
 
     fn work(&self) {
-        while let Some(item) = self.queue.next() {
+        let mut finished = false;
+        while let Some(item) = self.queue.next(finished) {
             if let Err(e) = self.handle(item) {
                 self.queue.fail(e);
             }
-            self.queue.done();
+            finished = true;
         }
     }
 
@@ -300,13 +303,18 @@ impl<'a> Walk<'a> {
                 other => return Err(Error::new(pair.src_side(name).path(), not_regular(other))),
             }
         }
-        for name in &dirs {
-            let child = self.enter(
-                (pair.src_fd(), name.as_c_str(), pair.src_side(name).path()),
-                (pair.dst.as_fd(), name, pair.dst_side(name).path()),
-                pair.dst_dev,
-            )?;
-            self.queue.push(Work::List(Box::new(child)));
+        // Subdirectories go out a few at a time: soon enough that idle workers start, in few
+        // enough lock round trips that they do not queue on the queue.
+        for names in dirs.chunks(DIRS_PER_PUSH) {
+            let mut children = Vec::with_capacity(names.len());
+            for name in names {
+                children.push(Work::List(Box::new(self.enter(
+                    (pair.src_fd(), name.as_c_str(), pair.src_side(name).path()),
+                    (pair.dst.as_fd(), name, pair.dst_side(name).path()),
+                    pair.dst_dev,
+                )?)));
+            }
+            self.queue.push_all(children);
         }
         for name in &links {
             symlink(
@@ -326,9 +334,8 @@ impl<'a> Walk<'a> {
         }
         let mut slices = files.chunks(FILES_PER_ITEM).map(<[CString]>::to_vec);
         let first = slices.next().unwrap_or_default();
-        for slice in slices {
-            self.queue.push(Work::Files(Arc::clone(&pair), slice));
-        }
+        self.queue
+            .push_all(slices.map(|slice| Work::Files(Arc::clone(&pair), slice)));
         Ok((pair, first))
     }
 
@@ -458,6 +465,8 @@ struct State {
     work: Vec<Work>,
     /// Items queued or being handled.
     busy: usize,
+    /// Workers waiting for work.
+    idle: usize,
     failed: Option<Error>,
 }
 
@@ -466,18 +475,31 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, item: Work) {
+    /// Queue items under one lock, waking only as many idle workers as there is new work
+    /// (each wake-up is a system call, and a wasted one when nobody sleeps).
+    fn push_all(&self, items: impl IntoIterator<Item = Work>) {
         let mut state = self.lock();
-        state.work.push(item);
-        state.busy += 1;
+        let before = state.work.len();
+        state.work.extend(items);
+        let added = state.work.len() - before;
+        state.busy += added;
+        let wake = state.idle.min(added);
         drop(state);
-        self.wake.notify_one();
+        for _ in 0..wake {
+            self.wake.notify_one();
+        }
     }
 
-    /// The next item, waiting while others may still produce some; `None` when all is done
-    /// or the run failed.
-    fn next(&self) -> Option<Work> {
+    /// Mark the item in hand done (`finished`) and take the next, in one lock; wait while
+    /// others may still produce work. `None` when all is done or the run failed.
+    fn next(&self, finished: bool) -> Option<Work> {
         let mut state = self.lock();
+        if finished {
+            state.busy -= 1;
+            if state.busy == 0 && state.idle > 0 {
+                self.wake.notify_all();
+            }
+        }
         loop {
             if state.failed.is_some() {
                 return None;
@@ -488,15 +510,9 @@ impl Queue {
             if state.busy == 0 {
                 return None;
             }
+            state.idle += 1;
             state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn done(&self) {
-        let mut state = self.lock();
-        state.busy -= 1;
-        if state.busy == 0 {
-            self.wake.notify_all();
+            state.idle -= 1;
         }
     }
 
