@@ -9,8 +9,8 @@ mod util;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
-use util::{Scratch, bin_path, have, is_root};
+use std::time::{Duration, SystemTime};
+use util::{Scratch, bin_path, have};
 use zkit::digest::Digest;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -82,8 +82,8 @@ impl Env {
 
     fn umount(&self, mp: &Path) {
         self.cmd("zmount").arg("umount").arg(mp).assert().success();
-        wait_for("the server to let go of the runtime", || {
-            !mounted(mp) && server_pid(mp).is_none()
+        util::wait_for("the server to let go of the runtime", TIMEOUT, || {
+            !util::mounted(mp) && server_pid(mp).is_none()
         });
     }
 
@@ -122,26 +122,6 @@ impl Drop for Env {
                 .status();
         }
     }
-}
-
-fn require_fuse() -> bool {
-    is_root() && Path::new("/dev/fuse").exists()
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn mounted(path: &Path) -> bool {
-    let p = std::fs::canonicalize(path).unwrap_or(path.to_owned());
-    std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == p.to_str())
 }
 
 /// The `zmount mount --foreground` process serving `mp`.
@@ -215,7 +195,7 @@ fn base_tree(d: &Path) {
 /// read-only run; the base layer is unchanged.
 #[test]
 fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     let base = env.layer("base", base_tree);
     env.serve();
@@ -273,7 +253,7 @@ fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
 
 #[test]
 fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("rm"), &["base"], "mnt");
@@ -311,7 +291,7 @@ fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
 /// the same results, errors included, and the same tree.
 #[test]
 fn namespace_operations_match_a_plain_directory() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
     let env = Env::new();
     env.layer("base", base_tree);
@@ -387,7 +367,7 @@ except OSError as e:
 
 #[test]
 fn moving_a_layer_directory_falls_back_to_copying() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("mv"), &["base"], "mnt");
@@ -402,7 +382,7 @@ fn moving_a_layer_directory_falls_back_to_copying() {
 /// and go: every name that is there throughout is listed exactly once.
 #[test]
 fn a_big_directory_lists_every_stable_name_once_while_it_changes() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
     let env = Env::new();
     env.layer("big", |d| {
@@ -446,7 +426,7 @@ print(dups, len(stable - set(seen)), len(seen))
 /// as the kernel left it, and it commits.
 #[test]
 fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("crash"), &["base"], "mnt");
@@ -460,7 +440,7 @@ fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
         .current_dir(&mp)
         .spawn()
         .unwrap();
-    wait_for("writes to start", || {
+    util::wait_for("writes to start", TIMEOUT, || {
         std::fs::metadata(mp.join("existing")).is_ok_and(|m| m.len() > 100_000)
     });
     let pid = server_pid(&mp).expect("server process");
@@ -472,7 +452,9 @@ fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
     let _ = writer.kill();
     let _ = writer.wait();
     let _ = Command::new("umount").arg("-l").arg(&mp).status();
-    wait_for("the killed server to be gone", || server_pid(&mp).is_none());
+    util::wait_for("the killed server to be gone", TIMEOUT, || {
+        server_pid(&mp).is_none()
+    });
 
     let mp = env.mount(Some("crash"), &[], "mnt2");
     assert_eq!(ok_in(&mp, "cat kept deep/er/f"), "before\nx\n");
@@ -486,7 +468,7 @@ fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
 /// symlink behind the view's back (it cached the directory) is never written through.
 #[test]
 fn a_symlink_in_scratch_never_redirects_a_write() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
     let env = Env::new();
     env.layer("base", base_tree);
@@ -531,7 +513,7 @@ except OSError as e:
 
 #[test]
 fn whiteout_names_are_refused_and_never_shown() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("wh"), &["base"], "mnt");
@@ -554,7 +536,7 @@ fn whiteout_names_are_refused_and_never_shown() {
 /// Two routed edit runs: neither sees the other's writes, however the kernel caches.
 #[test]
 fn routed_edit_views_never_see_each_others_writes() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     env.serve();
@@ -608,7 +590,7 @@ cat existing"#
 /// Unpack a small C project, `make` it with gcc inside an edit runtime, commit the outputs.
 #[test]
 fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("gcc") && have("make"), "gcc and make");
     let env = Env::new();
     env.layer("proj", |d| {
@@ -648,7 +630,7 @@ fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
 /// survive a remount of the runtime.
 #[test]
 fn xattrs_are_kept_on_scratch_files() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
     let env = Env::new();
     env.layer("base", base_tree);
@@ -681,7 +663,7 @@ except OSError as e:
 /// FIFOs, hard links inside scratch, chown, and permission checks for other users.
 #[test]
 fn fifos_hard_links_owners_and_permissions_work() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "setpriv (util-linux)");
     let env = Env::new();
     env.layer("base", base_tree);
@@ -723,7 +705,7 @@ fn fifos_hard_links_owners_and_permissions_work() {
 /// `sed -i` / vim-style saves (write a temporary, rename over) work.
 #[test]
 fn truncating_and_replacing_layer_files_work() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("tr"), &["base"], "mnt");
@@ -740,7 +722,7 @@ fn truncating_and_replacing_layer_files_work() {
 /// `run --edit` without `--name` names the runtime it made.
 #[test]
 fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("base", base_tree);
     let mp = env.mount(Some("times"), &["base"], "mnt");

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{Scratch, bin_path, have, is_root};
+use util::{Scratch, bin_path, have};
 use zkit::digest::Digest;
 use zkit::manifest::{Manifest, Node, NodeKind};
 use zkit::store::Store;
@@ -169,21 +169,8 @@ fn commit_tree(store: &Store, dir: &Path) -> Node {
     node
 }
 
-fn require_fuse() -> bool {
-    is_root() && Path::new("/dev/fuse").exists()
-}
-
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"))
-}
-
-/// Poll until `cond` holds, failing after the timeout (never a fixed sleep).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn wait_child(mut c: Child) -> std::process::ExitStatus {
@@ -198,14 +185,6 @@ fn wait_child(mut c: Child) -> std::process::ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn mounted(path: &Path) -> bool {
-    let p = std::fs::canonicalize(path).unwrap_or(path.to_owned());
-    std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(p.to_str().unwrap()))
 }
 
 /// A `run` whose CMD writes what it, a grandchild and a double-forked daemon read, then
@@ -227,14 +206,18 @@ while [ ! -e {out}/go ]; do sleep 0.02; done"#
 
 #[test]
 fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("a", &[("which", "tree A\n"), ("only-a", "")]);
     env.layer("b", &[("which", "tree B\n"), ("only-b/", "")]);
     let a = spawn_tree(&env, "a", "a");
-    wait_for("tree A to start", || env.scratch.path("a.started").exists());
+    util::wait_for("tree A to start", TIMEOUT, || {
+        env.scratch.path("a.started").exists()
+    });
     let b = spawn_tree(&env, "b", "b");
-    wait_for("tree B to start", || env.scratch.path("b.started").exists());
+    util::wait_for("tree B to start", TIMEOUT, || {
+        env.scratch.path("b.started").exists()
+    });
 
     // This test process is in neither tree.
     assert!(
@@ -263,7 +246,7 @@ fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
 
 #[test]
 fn kernel_caches_never_leak_between_views() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     // Same sizes, same attributes: only the routing tells them apart.
     env.layer(
@@ -344,13 +327,13 @@ fn watchdog(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool>
 
 #[test]
 fn long_lived_trees_reading_the_same_path_in_turn_never_see_each_other() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     trees_in_turn(&Env::new());
 }
 
 #[test]
 fn a_read_only_daemon_isolates_views_too_and_refuses_editable_ones() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     // Zero-message opens: the kernel opens files by itself, so isolation rests on inodes alone.
     env.zmount()
@@ -451,7 +434,7 @@ done"#,
 
 #[test]
 fn registration_ends_with_its_root_process() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("a", &[("which", "A")]);
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
@@ -483,14 +466,14 @@ fn registration_ends_with_its_root_process() {
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     // Its PID may be reused by anyone from now on: the view must go with the process.
-    wait_for("the dead root's view to go", || {
+    util::wait_for("the dead root's view to go", TIMEOUT, || {
         env.status_json()["views"].as_array().unwrap().is_empty()
     });
 }
 
 #[test]
 fn another_user_cannot_register_roots_process() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "needs setpriv (util-linux)");
     let env = Env::new();
     env.layer("a", &[("which", "A")]);
@@ -523,7 +506,7 @@ fn another_user_cannot_register_roots_process() {
 
 #[test]
 fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.zmount().arg("serve").assert().success();
     let socket = env.dir().join("control/socket");
@@ -551,7 +534,7 @@ fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
 
 #[test]
 fn single_view_mount_matches_the_committed_tree() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     let src = env.scratch.path("src");
     util::sh(&format!(
@@ -574,7 +557,7 @@ fn single_view_mount_matches_the_committed_tree() {
         .arg(&mnt)
         .assert()
         .success();
-    assert!(mounted(&mnt), "mount returns once ready");
+    assert!(util::mounted(&mnt), "mount returns once ready");
 
     let listing = |d: &Path| {
         util::sh(&format!(
@@ -615,12 +598,12 @@ fn single_view_mount_matches_the_committed_tree() {
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 
     env.zmount().arg("umount").arg(&mnt).assert().success();
-    assert!(!mounted(&mnt));
+    assert!(!util::mounted(&mnt));
 }
 
 #[test]
 fn status_lists_live_views_and_stop_leaves_no_mount() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("app/1.0", &[("x", "1")]);
     let flag = env.scratch.path("done");
@@ -633,7 +616,7 @@ fn status_lists_live_views_and_stop_leaves_no_mount() {
         ))
         .spawn()
         .unwrap();
-    wait_for("the view", || {
+    util::wait_for("the view", TIMEOUT, || {
         env.std_zmount()
             .args(["status", "--json"])
             .output()
@@ -653,7 +636,7 @@ fn status_lists_live_views_and_stop_leaves_no_mount() {
     assert!(wait_child(child).success());
 
     env.zmount().arg("stop").assert().success();
-    assert!(!mounted(&env.mnt()), "stop unmounts");
+    assert!(!util::mounted(&env.mnt()), "stop unmounts");
     let out = env.zmount().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
@@ -661,13 +644,13 @@ fn status_lists_live_views_and_stop_leaves_no_mount() {
 
 #[test]
 fn a_crashed_daemon_is_replaced_by_the_next_serve() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("a", &[("which", "A\n")]);
     env.zmount().arg("serve").assert().success();
     let pid = env.status_json()["pid"].as_u64().unwrap();
     util::sh(&format!("kill -9 {pid}"));
-    wait_for("the daemon to die", || {
+    util::wait_for("the daemon to die", TIMEOUT, || {
         !Path::new(&format!("/proc/{pid}")).exists()
     });
     // Its socket and mount are left behind: the next `run` starts a daemon that recovers.
@@ -688,7 +671,7 @@ fn a_crashed_daemon_is_replaced_by_the_next_serve() {
 
 #[test]
 fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("a", &[("x", "1")]);
     let ready = env.scratch.path("ready");
@@ -701,7 +684,7 @@ fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
         ))
         .spawn()
         .unwrap();
-    wait_for("CMD to start", || ready.exists());
+    util::wait_for("CMD to start", TIMEOUT, || ready.exists());
     util::sh(&format!("kill -TERM {}", run.id()));
     assert_eq!(
         wait_child(run).code(),
@@ -716,7 +699,7 @@ fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
 
 #[test]
 fn errors_name_the_fix() {
-    require!(require_fuse(), "needs root and /dev/fuse");
+    require!(util::have_fuse(), "needs root and /dev/fuse");
     let env = Env::new();
     env.layer("a", &[("x", "1")]);
     let out = env

@@ -5,6 +5,7 @@
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
+use std::time::{Duration, Instant};
 
 /// A fresh directory, removed when the test ends (immutable bits are lifted first).
 pub struct Scratch {
@@ -227,4 +228,27 @@ impl Drop for LoopFs {
             }
         }
     }
+}
+
+/// Root and /dev/fuse: what a real FUSE mount needs.
+pub fn have_fuse() -> bool {
+    is_root() && Path::new("/dev/fuse").exists()
+}
+
+/// Poll until `cond` holds, failing after `timeout` (never a fixed sleep).
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether something is mounted at `path` (by /proc/mounts).
+pub fn mounted(path: &Path) -> bool {
+    let p = std::fs::canonicalize(path).unwrap_or(path.to_owned());
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == p.to_str())
 }
