@@ -35,7 +35,7 @@ mod temp;
 pub(crate) use meta::xattr::copy as copy_xattrs;
 pub use over::put_over;
 pub use target::{Existing, Target};
-pub use temp::{Named, TempFile};
+pub use temp::TempFile;
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::flags;

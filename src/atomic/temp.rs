@@ -37,39 +37,12 @@ impl<'d> TempFile<'d> {
     /// Create an empty temporary in `dir` for a file called `target_name`. Its mode is what
     /// `open(2)` with 0666 gives under the umask, like a file created by the shell's `>`.
     pub fn new_in(dir: &'d File, dir_path: &'d Path, target_name: &OsStr) -> io::Result<Self> {
-        Self::create(dir, dir_path, target_name, None)
-    }
-
-    /// Like [`TempFile::new_in`], but named from the start (`.NAME.zw-XXXXXXXX`) and created
-    /// with `mode` (the descriptor stays writable). For a temporary that gets its name right
-    /// away anyway ([`TempFile::into_named`]): it saves the anonymous file's `linkat` and its
-    /// passage through the file system's orphan list.
-    pub fn named_in(
-        dir: &'d File,
-        dir_path: &'d Path,
-        target_name: &OsStr,
-        mode: u32,
-    ) -> io::Result<Self> {
-        Self::create(dir, dir_path, target_name, Some(mode))
-    }
-
-    fn create(
-        dir: &'d File,
-        dir_path: &'d Path,
-        target_name: &OsStr,
-        named_with_mode: Option<u32>,
-    ) -> io::Result<Self> {
         let stem =
             OsString::from_vec(target_name.as_bytes()[..target_name.len().min(STEM_MAX)].to_vec());
-        let anonymous = match named_with_mode {
-            Some(_) => None,
-            None => anonymous(dir)?,
-        };
-        let (file, name) = match anonymous {
+        let (file, name) = match anonymous(dir)? {
             Some(file) => (file, None),
             None => {
-                let mode = named_with_mode.unwrap_or(0o666);
-                let (file, name) = create_named(dir, &stem, mode)?;
+                let (file, name) = create_named(dir, &stem)?;
                 (file, Some(name))
             }
         };
@@ -148,56 +121,29 @@ impl<'d> TempFile<'d> {
         Ok(())
     }
 
-    /// Prepare (see [`TempFile::prepare`]) and close the descriptor, keeping only the name:
-    /// for batches of thousands of temporaries that must wait for one sync together, more than
-    /// the descriptor limit allows open at once.
-    pub fn into_named(mut self, sync: bool) -> io::Result<Named<'d>> {
-        self.prepare(sync)?;
-        Ok(Named {
-            dir: self.dir,
-            dir_path: self.dir_path,
-            // Taken, so that dropping `self` removes nothing.
-            name: self.name.take().expect("prepare() names the temporary"),
-            persisted: false,
-            _cleanup: self._cleanup.take(),
-        })
+    /// Give the temporary the name `name` unless something already has it (`Ok(false)`; the
+    /// temporary is then removed on drop). For content-addressed objects, where whatever holds
+    /// the name holds the same bytes. Nothing is synced: make the data durable first. An
+    /// anonymous temporary is linked straight to `name`, so it never has another name; a named
+    /// one is renamed without replacing where the platform can (over `name` elsewhere).
+    pub fn link_new(&mut self, name: &OsStr) -> io::Result<bool> {
+        let done = match &self.name {
+            None => link_anonymous_as(&self.file, self.dir, name),
+            Some(temp) => rename_no_replace(self.dir, temp, name),
+        };
+        match done {
+            Ok(()) => {
+                self.persisted = true;
+                Ok(true)
+            }
+            Err(Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn set_name(&mut self, name: OsString) {
         self._cleanup = Some(signals::register(&self.dir_path.join(&name)));
         self.name = Some(name);
-    }
-}
-
-/// A prepared temporary without an open descriptor ([`TempFile::into_named`]): renamed with
-/// [`Named::rename_to`], removed on drop otherwise.
-pub struct Named<'d> {
-    dir: &'d File,
-    dir_path: &'d Path,
-    name: OsString,
-    persisted: bool,
-    _cleanup: Option<signals::Registration>,
-}
-
-impl Named<'_> {
-    /// A path for messages.
-    pub fn path(&self) -> PathBuf {
-        self.dir_path.join(&self.name)
-    }
-
-    /// Rename it over `name` in the same directory, as [`TempFile::rename_to`] does.
-    pub fn rename_to(&mut self, name: &OsStr) -> io::Result<()> {
-        renameat(self.dir, &self.name, self.dir, name)?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for Named<'_> {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = unlinkat(self.dir, &self.name, AtFlags::empty());
-        }
     }
 }
 
@@ -219,17 +165,27 @@ pub(super) fn candidate_name(stem: &OsStr) -> OsString {
     name
 }
 
-fn create_named(dir: &File, stem: &OsStr, mode: u32) -> io::Result<(File, OsString)> {
+fn create_named(dir: &File, stem: &OsStr) -> io::Result<(File, OsString)> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     for _ in 0..NAME_TRIES {
         let name = candidate_name(stem);
-        match openat(dir, &name, flags, Mode::from_raw_mode(mode as _)) {
+        match openat(dir, &name, flags, Mode::from_raw_mode(0o666)) {
             Ok(fd) => return Ok((fd.into(), name)),
             Err(Errno::EXIST) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(Errno::EXIST.into())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result<()> {
+    rustix::fs::renameat_with(dir, from, dir, to, rustix::fs::RenameFlags::NOREPLACE)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result<()> {
+    renameat(dir, from, dir, to)
 }
 
 fn anonymous_path(file: &File) -> PathBuf {
@@ -273,6 +229,27 @@ fn link_anonymous(file: &File, dir: &File, stem: &OsStr) -> io::Result<OsString>
         }
     }
     Err(Errno::EXIST.into())
+}
+
+/// Link an anonymous file under exactly `name`.
+#[cfg(zkit_o_tmpfile)]
+fn link_anonymous_as(file: &File, dir: &File, name: &OsStr) -> rustix::io::Result<()> {
+    let proc_path = anonymous_path(file);
+    match rustix::fs::linkat(
+        rustix::fs::CWD,
+        &proc_path,
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Err(Errno::NOENT) => rustix::fs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH),
+        other => other,
+    }
+}
+
+#[cfg(not(zkit_o_tmpfile))]
+fn link_anonymous_as(_file: &File, _dir: &File, _name: &OsStr) -> rustix::io::Result<()> {
+    unreachable!("only O_TMPFILE makes anonymous temporaries")
 }
 
 #[cfg(not(zkit_o_tmpfile))]

@@ -119,6 +119,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     };
     let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size()).sum();
     let progress = Progress::bytes(opts.progress, total, "committing");
+    let batch = batch_size(opts.jobs);
 
     struct Worker<'s> {
         writer: crate::store::BlobWriter<'s>,
@@ -133,7 +134,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         jobs.len(),
         || {
             Ok(Worker {
-                writer: store.blob_writer(opts.link_mode)?,
+                writer: store.blob_writer(opts.link_mode, batch)?,
                 done: Vec::new(),
                 hashed: 0,
                 new_blobs: 0,
@@ -327,4 +328,12 @@ fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)]) -> Node {
 /// file system's journal and the disk, not on the CPU.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
+/// Blobs a thread keeps open until one sync: half the descriptor limit, shared by the threads.
+fn batch_size(jobs: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024) as usize;
+    (limit.saturating_sub(64) / (2 * jobs.max(1))).clamp(1, 4096)
 }

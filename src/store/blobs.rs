@@ -14,21 +14,23 @@
 //!    [`ErrorKind::Changed`]). So a copy is hashed again, unless the caller proves the source
 //!    unchanged (same stamp as before hashing, last changed before the commit began: the rule
 //!    of the commit cache). Bytes written from memory are what was hashed.
-//! 4. The temporary (created `.DIGEST16.zw-XXXXXXXX`, mode 0444) has its descriptor closed
-//!    ([`TempFile::into_named`]) and waits in a batch.
+//! 4. The temporary (mode 0444, anonymous with `O_TMPFILE`) waits, open, in a batch.
 //!
 //! # Making a batch durable
 //!
 //! One `syncfs` on the store's file system makes the data of every waiting temporary durable
-//! (where there is no `syncfs`, each file was `fsync`ed before it was closed); only then is
-//! each renamed to its digest. So a blob's name never reaches the disk before its data, as
-//! with [`TempFile::prepare`], but a commit of 40,000 files pays two `syncfs` instead of
-//! 40,000 `fsync`s. [`Store::sync`] after the last batch makes the renames durable before a
-//! layer names the blobs. A crash before a rename leaves a `.DIGEST16.zw-*` temporary, never a
-//! blob.
+//! (where there is no `syncfs`, each file was `fsync`ed when filled); only then is each given
+//! its digest as its name, and only if no one else has ([`TempFile::link_new`]: a `linkat` of
+//! the anonymous file, so it never has any other name; a rename without replacing where
+//! `O_TMPFILE` is missing). So a blob's name never reaches the disk before its data, as with
+//! [`TempFile::prepare`], but a commit of 40,000 files pays a few `syncfs` instead of 40,000
+//! `fsync`s, and one directory operation per blob instead of a create and a rename. A batch
+//! is as large as the descriptor limit allows. [`Store::sync`] after the last batch makes the
+//! names durable before a layer names the blobs. A crash leaves nothing behind where
+//! `O_TMPFILE` works (a `.DIGEST16.zw-*` temporary elsewhere), never a partial blob.
 
 use super::Store;
-use crate::atomic::{Named, TempFile};
+use crate::atomic::TempFile;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{self, Mode, Tier};
@@ -40,14 +42,13 @@ use std::path::{Path, PathBuf};
 /// Read buffer for hashing.
 const CHUNK: usize = 256 * 1024;
 
-/// Temporaries waiting for one sync: bounds the work a crash throws away, not memory.
-const BATCH: usize = 16384;
-
 /// Writes blobs for one thread; temporaries wait until [`BlobWriter::flush`].
 pub struct BlobWriter<'s> {
     store: &'s Store,
     mode: Mode,
-    pending: Vec<(Named<'s>, String)>,
+    pending: Vec<(TempFile<'s>, String)>,
+    /// Temporaries that may wait, open, for one sync.
+    batch: usize,
     /// A reflink was answered with a copy: this file system does not share blocks with the
     /// sources (see [`BlobWriter::wants_bytes`]).
     copies: bool,
@@ -65,12 +66,13 @@ pub enum Added {
 impl Store {
     /// A writer of blobs that brings files in with `mode` (`clone-or-copy`, `reflink` or
     /// `copy`).
-    pub fn blob_writer(&self, mode: Mode) -> Result<BlobWriter<'_>> {
+    pub fn blob_writer(&self, mode: Mode, batch: usize) -> Result<BlobWriter<'_>> {
         match mode {
             Mode::CloneOrCopy | Mode::Reflink | Mode::Copy => Ok(BlobWriter {
                 store: self,
                 mode,
                 pending: Vec::new(),
+                batch: batch.max(1),
                 copies: false,
             }),
             Mode::Hardlink | Mode::Auto => Err(Error::new(
@@ -179,17 +181,16 @@ impl<'s> BlobWriter<'s> {
         }
         let name = digest.to_hex();
         let blob = fan.path.join(&name);
-        // Named from the start: it is named before it waits for the batch's sync anyway. Born
-        // read-only; the descriptor stays writable. A short name (16 digits of the digest)
-        // keeps the directory's blocks dense, and every lookup in it cheaper.
-        let temp = TempFile::named_in(&fan.dir, &fan.path, name[..16].as_ref(), 0o444)
+        // Anonymous where O_TMPFILE works: it gets no name until its digest, after the sync.
+        let temp = TempFile::new_in(&fan.dir, &fan.path, name[..16].as_ref())
             .at(&blob, "cannot create temporary blob")?;
+        super::read_only(temp.file(), &blob)?;
         let tier = fill(temp.file(), &blob)?;
-        let named = temp
-            .into_named(!crate::sys::HAS_SYNCFS)
-            .at(&blob, "cannot write temporary blob")?;
-        self.pending.push((named, name));
-        if self.pending.len() >= BATCH {
+        if !crate::sys::HAS_SYNCFS {
+            temp.file().sync_all().at(&blob, "cannot sync blob")?;
+        }
+        self.pending.push((temp, name));
+        if self.pending.len() >= self.batch {
             self.flush()?;
         }
         Ok(Added::New(tier))
@@ -205,7 +206,8 @@ impl<'s> BlobWriter<'s> {
             self.store.sync_data()?;
         }
         for (mut temp, name) in self.pending.drain(..) {
-            temp.rename_to(name.as_ref())
+            // Taken meanwhile by a concurrent commit: the same bytes are there already.
+            temp.link_new(name.as_ref())
                 .at(&self.store.blob_path_hex(&name), "cannot store blob")?;
         }
         Ok(())

@@ -36,13 +36,13 @@
 //! # Writing: what a crash leaves behind
 //!
 //! Every object is written into an [`atomic::TempFile`] in its final directory, synced, and
-//! renamed to its digest, so a name in `blobs/` or `layers/` always holds complete content
-//! (blobs are synced in batches, one `syncfs` for thousands: see `blobs.rs`). An object is
-//! never rewritten in place: writing one that exists is a no-op, and two concurrent writers
-//! of the same object rename identical bytes over each other. A crash can leave
-//! `.NAME.zw-XXXXXXXX` temporaries behind, which readers and `verify` never look at. A layer
-//! is written only after all of its blobs are durable, and a tag only after its layer, so
-//! nothing durable ever names something that is not.
+//! only then given its digest as its name, so a name in `blobs/` or `layers/` always holds
+//! complete content (blobs are synced in batches, one `syncfs` for thousands: see
+//! `blobs.rs`). An object is never rewritten in place: writing one that exists is a no-op,
+//! and two concurrent writers of the same object give it identical bytes. A crash can leave
+//! `.NAME.zw-XXXXXXXX` temporaries behind where `O_TMPFILE` is missing; readers and `verify`
+//! never look at them. A layer is written only after all of its blobs are durable, and a tag
+//! only after its layer, so nothing durable ever names something that is not.
 
 mod blobs;
 mod tags;
