@@ -46,6 +46,7 @@ const CHUNK: usize = 256 * 1024;
 pub struct BlobWriter<'s> {
     store: &'s Store,
     mode: Mode,
+    /// Filled temporaries and their digests; dropped unnamed if the commit fails.
     pending: Vec<(TempFile<'s>, String)>,
     /// Temporaries that may wait, open, for one sync.
     batch: usize,
@@ -201,7 +202,7 @@ impl<'s> BlobWriter<'s> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // Each file was fsynced before it was closed where there is no syncfs.
+        // Where there is no syncfs, each file was fsynced when it was filled.
         if crate::sys::HAS_SYNCFS {
             self.store.sync_data()?;
         }
@@ -211,13 +212,6 @@ impl<'s> BlobWriter<'s> {
                 .at(&self.store.blob_path_hex(&name), "cannot store blob")?;
         }
         Ok(())
-    }
-}
-
-impl Drop for BlobWriter<'_> {
-    fn drop(&mut self) {
-        // Unflushed temporaries are removed by their own drop; nothing is named half-way.
-        self.pending.clear();
     }
 }
 
