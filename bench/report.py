@@ -24,8 +24,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine():
+    """The machine, and how busy it was when the rows were taken (other work skews medians)."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}"
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}, load average {load} at the end"
 
 
 class Report:
