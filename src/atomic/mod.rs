@@ -229,6 +229,10 @@ fn inherit_flags(temp: &TempFile<'_>, old: &Existing) {
     }
 }
 
+/// Pipe capacity and read size for streamed input: the unprivileged maximum
+/// (/proc/sys/fs/pipe-max-size).
+const PIPE_PIECE: usize = 1 << 20;
+
 enum Input<'a> {
     Stdin,
     File(File),
@@ -244,11 +248,33 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// `io::copy` lets the kernel move the bytes where it can: `copy_file_range` from a file,
-    /// `splice` from a pipe. Memory stays constant whatever the size.
+    /// Memory stays constant whatever the size. From a file, `io::copy` lets the kernel move
+    /// the bytes (`copy_file_range`, which may share extents). From a pipe, the pipe is widened
+    /// to 1 MiB and read in 1 MiB pieces: at the default 64 KiB every piece costs the writer and
+    /// us a context switch, which made a 512 MiB stream 1.3x slower than a plain write loop
+    /// (splice included).
     fn copy_to(&mut self, mut out: &File) -> io::Result<u64> {
         match self {
-            Input::Stdin => io::copy(&mut io::stdin().lock(), &mut out),
+            Input::Stdin => {
+                let mut stdin = io::stdin().lock();
+                // Fails (harmlessly) unless stdin is a pipe.
+                if rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_PIECE).is_err() {
+                    return io::copy(&mut stdin, &mut out);
+                }
+                let mut buf = vec![0u8; PIPE_PIECE];
+                let mut total = 0u64;
+                loop {
+                    match io::Read::read(&mut stdin, &mut buf) {
+                        Ok(0) => return Ok(total),
+                        Ok(n) => {
+                            io::Write::write_all(&mut out, &buf[..n])?;
+                            total += n as u64;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             Input::File(f) => io::copy(f, &mut out),
             Input::Bytes(b) => io::Write::write_all(&mut out, b).map(|()| b.len() as u64),
         }
