@@ -257,8 +257,7 @@ impl<'a> Input<'a> {
         match self {
             Input::Stdin => {
                 let mut stdin = io::stdin().lock();
-                // Fails (harmlessly) unless stdin is a pipe.
-                if rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_PIECE).is_err() {
+                if !crate::sys::widen_pipe(&stdin, PIPE_PIECE) {
                     return io::copy(&mut stdin, &mut out);
                 }
                 let mut buf = vec![0u8; PIPE_PIECE];

@@ -220,3 +220,17 @@ pub fn file_clock_now() -> (i64, i64) {
         .saturating_sub(std::time::Duration::from_secs(2));
     (since.as_secs() as i64, since.subsec_nanos() as i64)
 }
+
+/// Whether `fd` is a pipe; on Linux it is also widened to `size` bytes (F_SETPIPE_SZ), so a
+/// writer can run ahead by that much instead of 64 KiB.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn widen_pipe(fd: impl std::os::fd::AsFd, size: usize) -> bool {
+    // Fails (harmlessly) unless fd is a pipe.
+    rustix::pipe::fcntl_setpipe_size(fd, size).is_ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn widen_pipe(fd: impl std::os::fd::AsFd, _size: usize) -> bool {
+    use rustix::fs::FileType;
+    rustix::fs::fstat(fd).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
+}
