@@ -155,14 +155,7 @@ fn sh_in(dir: &Path, script: &str) -> std::process::Output {
 }
 
 fn ok_in(dir: &Path, script: &str) -> String {
-    let out = sh_in(dir, script);
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    util::stdout_of(sh_in(dir, script), script)
 }
 
 fn python(script: &str, args: &[&Path]) -> String {
@@ -172,13 +165,7 @@ fn python(script: &str, args: &[&Path]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    util::stdout_of(out, "python3")
 }
 
 fn base_tree(d: &Path) {

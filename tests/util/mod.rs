@@ -86,9 +86,14 @@ pub fn sh(script: &str) -> String {
         .arg(script)
         .output()
         .expect("run sh");
+    stdout_of(out, script)
+}
+
+/// The standard output of a command that must have succeeded (`what` names it on failure).
+pub fn stdout_of(out: std::process::Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "`{script}` failed: {}{}",
+        "`{what}` failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
