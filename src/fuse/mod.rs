@@ -67,6 +67,8 @@ pub struct Fs {
     long: Duration,
     /// A routed mount that will never serve an editable view (see `op_open`).
     read_only: bool,
+    /// The kernel caches writes (see `write.rs`), set when the session starts.
+    writeback: bool,
 }
 
 impl Fs {
@@ -75,6 +77,7 @@ impl Fs {
             mode,
             long: Duration::from_secs(365 * 24 * 3600),
             read_only: false,
+            writeback: false,
         }
     }
 
@@ -86,6 +89,14 @@ impl Fs {
 
     fn routed(&self) -> bool {
         matches!(self.mode, Mode::Routed { .. })
+    }
+
+    /// Whether any view this mount serves may be editable.
+    fn may_write(&self) -> bool {
+        match &self.mode {
+            Mode::Single(view) => view.edit().is_some(),
+            Mode::Routed { .. } => !self.read_only,
+        }
     }
 }
 
@@ -101,9 +112,22 @@ impl Filesystem for Fs {
             // Editable views clear setuid/setgid on writes themselves (see `write.rs`); the
             // kernel then stops asking for security.capability before every write.
             | F::FUSE_HANDLE_KILLPRIV_V2;
-        let _ = config.add_capabilities(wanted & config.capabilities());
+        // Where files can be written, the kernel gathers writes in its page cache and sends
+        // them in large pieces when the file is closed, synced or written back: a `tar xf`
+        // sends one WRITE per file instead of one per 4 KiB page it touched (see `write.rs`).
+        let wanted = match self.may_write() {
+            true => wanted | F::FUSE_WRITEBACK_CACHE,
+            false => wanted,
+        };
+        let granted = wanted & config.capabilities();
+        let _ = config.add_capabilities(granted);
+        self.writeback = granted.contains(F::FUSE_WRITEBACK_CACHE);
         let _ = config.set_max_readahead(1 << 20);
-        tracing::debug!(routed = self.routed(), "FUSE session initialised");
+        tracing::debug!(
+            routed = self.routed(),
+            writeback = self.writeback,
+            "FUSE session initialised"
+        );
         Ok(())
     }
 

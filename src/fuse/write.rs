@@ -13,6 +13,16 @@
 //! cached briefly ([`EDIT_TTL`]) and pages are not kept across opens, so nothing stale
 //! outlives a copy-up or a write made through another descriptor.
 //!
+//! Writes are cached (`FUSE_WRITEBACK_CACHE`): the kernel keeps them in its page cache, owns
+//! the size and times of regular files, and sends the pages when the file is closed or
+//! synced, before any change of owner, mode or times, and on background writeback. They reach
+//! scratch before the daemon lets go of the runtime (an unmount writes back first), so a
+//! commit sees them. A daemon killed while a file is still open loses what was written to it
+//! since it was opened, synced or last written back; a closed file loses nothing. The kernel
+//! opens every file it may write read-write (it reads partial pages back) and handles
+//! `O_APPEND` itself; a write to a setuid or setgid file bypasses the cache, so the daemon
+//! still sees the flag below.
+//!
 //! # setuid and setgid
 //!
 //! The mount asks for `FUSE_HANDLE_KILLPRIV_V2`: a write by someone without `CAP_FSETID`
@@ -125,9 +135,24 @@ impl Fs {
         )
     }
 
+    /// The flags to open a scratch file with for the caller's `flags`. With the writeback
+    /// cache, the kernel may read back pages of a file opened write-only, and it places
+    /// appends itself (the pages it writes back are not all at the end).
+    fn backing_flags(&self, flags: i32) -> i32 {
+        match self.writeback {
+            true if flags & libc::O_ACCMODE == libc::O_WRONLY => {
+                (flags & !libc::O_ACCMODE & !libc::O_APPEND) | libc::O_RDWR
+            }
+            true => flags & !libc::O_APPEND,
+            false => flags,
+        }
+    }
+
     pub(super) fn edit_open(&self, ino: u64, flags: i32) -> Option<Result<Opened, Errno>> {
         Some(self.editable(0, ino)?.and_then(|(view, edit, n)| {
-            let fh = edit.open(&view, n, flags).map_err(errno)?;
+            let fh = edit
+                .open(&view, n, self.backing_flags(flags))
+                .map_err(errno)?;
             Ok(Opened {
                 fh,
                 flags: FopenFlags::empty(),
@@ -202,7 +227,14 @@ impl Fs {
     ) -> Result<(Entry, Opened), Errno> {
         let (view, edit, dir) = self.for_write(req.pid(), parent)?;
         let (attr, fh) = edit
-            .create(&view, dir, name, mode & !umask, flags, caller(req))
+            .create(
+                &view,
+                dir,
+                name,
+                mode & !umask,
+                self.backing_flags(flags),
+                caller(req),
+            )
             .map_err(errno)?;
         let opened = Opened {
             fh,
