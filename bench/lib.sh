@@ -4,6 +4,7 @@
 #   bench_tree                  path of a copy of /usr/share (40k+ real files, ~650 MB)
 #   bench_big [MIB]             path of a file of MIB (default 512) random MiB
 #   bench_xfs                   mount point of an XFS loop image with reflink (root only)
+#   bench_rss CMD...            peak RSS in KiB of one run of CMD (its largest process)
 # BENCH_QUICK=1 makes bench_tree copy /usr/share/doc and bench_big 64 MiB instead.
 
 BENCH_WORK=${BENCH_WORK:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/work}
@@ -50,4 +51,12 @@ bench_xfs() {
         mount -o loop "$img" "$mnt"
     fi
     echo "$mnt"
+}
+
+bench_rss() {
+    local out
+    out=$(mktemp)
+    /usr/bin/time -o "$out" -f %M "$@" >/dev/null
+    cat "$out"
+    rm -f "$out"
 }

@@ -8,6 +8,9 @@ Each bench/<tool> script measures with hyperfine (JSON export) and then, in Pyth
     r.rss("512 MiB peak RSS", kib=2300, anchor="sponge", anchor_kib=525000, limit_mib=16)
     r.write()      # prints the markdown table, writes bench/results/<tool>.{md,json}
 
+A time row with `target=None` is a reference shown for scale, and an RSS row without
+`limit_mib` is reported only; neither is judged met or not, nor drawn in the chart.
+
 `python3 bench/report.py summary` gathers every bench/results/*.json into
 bench/results/summary.md and bench/results/ratios.svg (ratio against target, per row).
 """
@@ -24,10 +27,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine():
-    """The machine, and how busy it was when the rows were taken (other work skews medians)."""
+    """The machine the rows were taken on."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = " ".join(open("/proc/loadavg").read().split()[:3])
-    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}, load average {load} at the end"
+    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def load():
+    """How busy the machine was when the rows were taken (other work skews medians)."""
+    return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
 class Report:
@@ -50,7 +57,7 @@ class Report:
             "ratio": statistics.median(z) / statistics.median(a), "target": target,
         })
 
-    def rss(self, workload, kib, anchor, anchor_kib, limit_mib):
+    def rss(self, workload, kib, anchor, anchor_kib, limit_mib=None):
         """A memory row: peak RSS against an absolute limit (the anchor is shown for scale)."""
         self.rows.append({
             "tool": self.tool, "workload": workload, "kind": "rss",
@@ -61,22 +68,33 @@ class Report:
     def write(self):
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{self.tool}.json").write_text(json.dumps(
-            {"machine": machine(), "rows": self.rows}, indent=1))
-        print(render(self.tool, machine(), self.rows))
+            {"machine": machine(), "load": load(), "rows": self.rows}, indent=1))
+        print(render(self.tool, machine(), load(), self.rows))
 
 
-def render(tool, machine_line, rows):
+def render(tool, machine_line, load_line, rows):
     """bench/results/<tool>.md from the rows; returns its text."""
-    text = f"# {tool}\n\n{machine_line}; medians of repeated runs, same run for every column\n\n"
+    text = (f"# {tool}\n\n{machine_line}, load average {load_line} at the end; "
+            "medians of repeated runs, same run for every column\n\n")
     text += table(rows)
     (RESULTS / f"{tool}.md").write_text(text)
     return text
+
+
+def judged(row):
+    return row.get("limit_mib" if row["kind"] == "rss" else "target") is not None
 
 
 def met(row):
     if row["kind"] == "rss":
         return row["zkit"] < row["limit_mib"]
     return row["ratio"] <= row["target"]
+
+
+def verdict(row):
+    if not judged(row):
+        return ""
+    return "yes" if met(row) else "**no**"
 
 
 def fmt_time(s, sd=None):
@@ -94,19 +112,21 @@ def table(rows):
     out += "|---|---|---|---|---|---|---|---|\n"
     for r in rows:
         if r["kind"] == "rss":
+            target = f"< {r['limit_mib']} MiB" if judged(r) else "(reported)"
             out += (f"| {r['tool']} | {cell(r['workload'])} | {r['zkit']:.1f} MiB | {cell(r['anchor'])} | "
-                    f"{r['anchor_value']:.1f} MiB | | < {r['limit_mib']} MiB | "
-                    f"{'yes' if met(r) else '**no**'} |\n")
+                    f"{r['anchor_value']:.1f} MiB | {r['zkit'] / r['anchor_value']:.2f}x | {target} | "
+                    f"{verdict(r)} |\n")
         else:
+            target = f"<= {r['target']}x" if judged(r) else "(for scale)"
             out += (f"| {r['tool']} | {cell(r['workload'])} | {fmt_time(r['zkit'], r['zkit_sd'])} | "
                     f"{cell(r['anchor'])} | {fmt_time(r['anchor_value'], r['anchor_sd'])} | "
-                    f"{r['ratio']:.2f}x | <= {r['target']}x | {'yes' if met(r) else '**no**'} |\n")
+                    f"{r['ratio']:.2f}x | {target} | {verdict(r)} |\n")
     return out
 
 
 def chart(rows, path):
     """Horizontal bars: each time row's ratio divided by its target (1.0 = exactly on target)."""
-    rows = [r for r in rows if r["kind"] == "time"]
+    rows = [r for r in rows if r["kind"] == "time" and judged(r)]
     h, w, left, bar = 28, 760, 330, 360
     scale = bar / max(2.0, max((r["ratio"] / r["target"] for r in rows), default=1))
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h*len(rows)+60}" '
@@ -126,13 +146,15 @@ def chart(rows, path):
 
 
 def summary():
-    rows, machines = [], set()
+    rows, machines, loads = [], set(), []
     for f in sorted(RESULTS.glob("*.json")):
         data = json.load(open(f))
-        render(f.stem, data["machine"], data["rows"])
+        render(f.stem, data["machine"], data["load"], data["rows"])
         rows += data["rows"]
         machines.add(data["machine"])
-    text = "# zkit benchmarks\n\n" + "; ".join(sorted(machines)) + "\n\n" + table(rows)
+        loads.append(f"{f.stem} {data['load']}")
+    text = (f"# zkit benchmarks\n\n{'; '.join(sorted(machines))}; load average (1, 5, 15 min) "
+            f"at the end of each script: {', '.join(loads)}\n\n" + table(rows))
     text += "\n![ratios against targets](ratios.svg)\n"
     (RESULTS / "summary.md").write_text(text)
     chart(rows, RESULTS / "ratios.svg")
