@@ -91,11 +91,14 @@ impl Fs {
         matches!(self.mode, Mode::Routed { .. })
     }
 
-    /// Whether any view this mount serves may be editable.
-    fn may_write(&self) -> bool {
+    /// Whether to ask the kernel to cache writes: only for a single editable view. With the
+    /// writeback cache, every close marks the file's block count stale, so the next `stat`
+    /// of any file costs a GETATTR; a routed mount is mostly read (one more round trip per
+    /// file made `tar cf` of a layer 3.4x overlayfs instead of 2.7x).
+    fn writeback_wanted(&self) -> bool {
         match &self.mode {
             Mode::Single(view) => view.edit().is_some(),
-            Mode::Routed { .. } => !self.read_only,
+            Mode::Routed { .. } => false,
         }
     }
 }
@@ -112,10 +115,10 @@ impl Filesystem for Fs {
             // Editable views clear setuid/setgid on writes themselves (see `write.rs`); the
             // kernel then stops asking for security.capability before every write.
             | F::FUSE_HANDLE_KILLPRIV_V2;
-        // Where files can be written, the kernel gathers writes in its page cache and sends
-        // them in large pieces when the file is closed, synced or written back: a `tar xf`
-        // sends one WRITE per file instead of one per 4 KiB page it touched (see `write.rs`).
-        let wanted = match self.may_write() {
+        // The kernel gathers writes in its page cache and sends them in large pieces when the
+        // file is closed, synced or written back: a `tar xf` sends one WRITE per file instead
+        // of one per 4 KiB page it touched (see `write.rs`).
+        let wanted = match self.writeback_wanted() {
             true => wanted | F::FUSE_WRITEBACK_CACHE,
             false => wanted,
         };

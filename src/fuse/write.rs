@@ -13,7 +13,8 @@
 //! cached briefly ([`EDIT_TTL`]) and pages are not kept across opens, so nothing stale
 //! outlives a copy-up or a write made through another descriptor.
 //!
-//! Writes are cached (`FUSE_WRITEBACK_CACHE`): the kernel keeps them in its page cache, owns
+//! In a single-view mount, writes are cached (`FUSE_WRITEBACK_CACHE`; a routed mount does
+//! not ask for it, see `Fs::writeback_wanted`): the kernel keeps them in its page cache, owns
 //! the size and times of regular files, and sends the pages when the file is closed or
 //! synced, before any change of owner, mode or times, and on background writeback. They reach
 //! scratch before the daemon lets go of the runtime (an unmount writes back first), so a
