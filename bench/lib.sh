@@ -5,6 +5,8 @@
 #   bench_big [MIB]             path of a file of MIB (default 512) random MiB
 #   bench_xfs                   mount point of an XFS loop image with reflink (root only)
 #   bench_rss CMD...            peak RSS in KiB of one run of CMD (its largest process)
+#   bench_fresh_fs TYPE SIZE MNT   a new ext4 or xfs file system mounted on MNT (root only)
+#   bench_fresh_fs_cleanup      unmount and remove every file system bench_fresh_fs made
 # BENCH_QUICK=1 makes bench_tree copy /usr/share/doc and bench_big 64 MiB instead.
 
 BENCH_WORK=${BENCH_WORK:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/work}
@@ -59,4 +61,34 @@ bench_rss() {
     /usr/bin/time -o "$out" -f %M "$@" >/dev/null
     cat "$out"
     rm -f "$out"
+}
+
+# A new file system of TYPE (ext4 or xfs, with reflink) and SIZE in MNT.img, mounted on MNT
+# through a direct-I/O loop device (the image's pages are not cached a second time). A
+# shared, busy file system measures its history, not the tools: on ext4 a create within
+# minutes of deleting many inodes pays for skipping the recently freed ones
+# (recently_deleted() in the inode allocator), and XFS inactivates deleted inodes in the
+# background. Call bench_fresh_fs_cleanup on exit.
+BENCH_MOUNTS=() BENCH_LOOPS=() BENCH_IMAGES=()
+bench_fresh_fs() {
+    local fs=$1 size=$2 mnt=$3 dev
+    mkdir -p "$mnt"
+    truncate -s "$size" "$mnt.img"
+    BENCH_IMAGES+=("$mnt.img")
+    case $fs in
+        ext4) mkfs.ext4 -q -F "$mnt.img" ;;
+        xfs) mkfs.xfs -q -m reflink=1 "$mnt.img" ;;
+    esac
+    dev=$(losetup --direct-io=on -f --show "$mnt.img")
+    BENCH_LOOPS+=("$dev")
+    mount "$dev" "$mnt"
+    BENCH_MOUNTS+=("$mnt")
+}
+
+bench_fresh_fs_cleanup() {
+    local m d
+    for m in "${BENCH_MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    for d in "${BENCH_LOOPS[@]}"; do losetup -d "$d" 2>/dev/null || true; done
+    rm -f "${BENCH_IMAGES[@]}"
+    BENCH_MOUNTS=() BENCH_LOOPS=() BENCH_IMAGES=()
 }
