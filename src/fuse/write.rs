@@ -18,8 +18,8 @@
 //! the size and times of regular files, and sends the pages when the file is closed or
 //! synced, before any change of owner, mode or times, and on background writeback. They reach
 //! scratch before the daemon lets go of the runtime (an unmount writes back first), so a
-//! commit sees them. A daemon killed while a file is still open loses what was written to it
-//! since it was opened, synced or last written back; a closed file loses nothing. The kernel
+//! commit sees them. A daemon killed while a file is still open loses at most what was written
+//! to it since it was last synced or written back; a closed file loses nothing. The kernel
 //! opens every file it may write read-write (it reads partial pages back) and handles
 //! `O_APPEND` itself; a write to a setuid or setgid file bypasses the cache, so the daemon
 //! still sees the flag below.
