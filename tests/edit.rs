@@ -774,3 +774,124 @@ fn an_extracted_archive_matches_a_plain_directory_before_and_after_a_remount() {
     let mp = env.mount(Some("tar"), &[], "mnt2");
     assert_eq!(ok_in(&mp.join("x"), listing), want);
 }
+
+/// Open descriptors in an edit view behave as on a plain directory, in a single mount and in
+/// a routed view alike: a file removed or renamed over while open keeps its data for whoever
+/// has it (a layer file too, and written after its removal), `O_TRUNC` empties it for every
+/// reader, appends from two descriptors interleave, shared mmaps write. Pages are dropped
+/// before each read, so the reads reach the daemon. Nothing of the removed files reaches the
+/// commit, and the daemon lets go of them once they are closed.
+#[test]
+fn open_files_outlive_their_names_like_on_a_plain_directory() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let script = r#"
+import mmap, os, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def read(fd):
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return os.pread(fd, 100, 0)
+fd = os.open("new", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"hello")
+os.unlink("new")
+os.write(fd, b" world")
+os.fsync(fd)
+st = os.fstat(fd)
+print("new", read(fd), st.st_size, st.st_nlink, os.path.exists("new"))
+os.ftruncate(fd, 3)
+os.fchmod(fd, 0o600)
+print("new", read(fd), oct(os.fstat(fd).st_mode & 0o7777))
+os.close(fd)
+fd = os.open("dir/lower", os.O_RDONLY)
+os.unlink("dir/lower")
+print("lower", read(fd), os.path.exists("dir/lower"))
+os.close(fd)
+fd = os.open("existing", os.O_RDWR)
+os.unlink("existing")
+os.pwrite(fd, b"BASE", 0)
+print("existing", read(fd), os.fstat(fd).st_size, oct(os.fstat(fd).st_mode & 0o7777))
+os.close(fd)
+with open("a", "w") as f:
+    f.write("old a\n")
+ra, rd = os.open("a", os.O_RDONLY), os.open("dir/sub/deep", os.O_RDONLY)
+with open("b", "w") as f:
+    f.write("new b\n")
+os.rename("b", "a")
+with open("c", "w") as f:
+    f.write("new c\n")
+os.rename("c", "dir/sub/deep")
+print("renamed over", read(ra), read(rd), open("a").read(), open("dir/sub/deep").read())
+os.close(ra)
+os.close(rd)
+r = os.open("gone", os.O_RDONLY)
+print("gone", read(r))
+w = os.open("gone", os.O_WRONLY | os.O_TRUNC)
+os.write(w, b"xy")
+print("gone", read(r), os.fstat(r).st_size)
+os.close(w)
+os.close(r)
+a1 = os.open("log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+a2 = os.open("log", os.O_WRONLY | os.O_APPEND)
+for fd, data in [(a1, b"1"), (a2, b"22"), (a1, b"333")]:
+    os.write(fd, data)
+os.close(a1)
+os.close(a2)
+fd = os.open("a", os.O_RDWR)
+m = mmap.mmap(fd, 0)
+m[0:3] = b"NEW"
+m.flush()
+m.close()
+print("mmap", read(fd))
+os.close(fd)
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        print(p, oct(os.lstat(p).st_mode), open(p, "rb").read() if os.path.isfile(p) else "")
+"#;
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let want = python(script, &[&plain]);
+    assert!(
+        want.starts_with("new b'hello world' 11 0 False\n"),
+        "{want}"
+    );
+    let tree = |out: &str| {
+        let at = out.find("\n./").expect("a listing");
+        out[at + 1..].to_owned()
+    };
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(python(script, &[&mp]), want, "single mount");
+    let pid = server_pid(&mp).expect("the mount's server");
+    util::wait_for("the daemon to close removed files", TIMEOUT, || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+        !fds.flatten().any(|fd| {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            target.to_string_lossy().ends_with(" (deleted)")
+        })
+    });
+    env.umount(&mp);
+
+    env.serve();
+    let out = env
+        .cmd("zmount")
+        .args([
+            "run", "--edit", "--name", "routed", "base", "--", "python3", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(util::stdout_of(out, "routed run"), want, "routed view");
+
+    // The committed trees hold what the plain directory holds, and no removed file.
+    let listing = &script[script.find("for d, dirs").unwrap()..];
+    let listing = format!("import os, sys\nos.chdir(sys.argv[1])\n{listing}");
+    for runtime in ["single", "routed"] {
+        let new = env.zcommit_runtime(runtime).unwrap();
+        let ro = env.mount(None, &["base", &new.to_hex()], &format!("ro-{runtime}"));
+        assert_eq!(python(&listing, &[&ro]), tree(&want), "{runtime} commit");
+    }
+}

@@ -48,7 +48,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand serve" -l mountpoint -d 'M
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l foreground -d 'Stay attached; log to stderr'
-complete -c zmount -n "__fish_zmount_using_subcommand serve" -l read-only -d 'Serve read-only views only: file opens then cost no round trip to the daemon (tar, compilers), and `run --edit` is refused'
+complete -c zmount -n "__fish_zmount_using_subcommand serve" -l read-only -d 'Serve read-only views only: the mount is read-only and `run --edit` is refused'
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view of runtime NAME (created on the LAYERs if missing, else resumed: then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer' -r

@@ -101,8 +101,7 @@ pub enum Command {
         /// Stay attached; log to stderr
         #[arg(long)]
         foreground: bool,
-        /// Serve read-only views only: file opens then cost no round trip to the daemon
-        /// (tar, compilers), and `run --edit` is refused
+        /// Serve read-only views only: the mount is read-only and `run --edit` is refused
         #[arg(long)]
         read_only: bool,
     },

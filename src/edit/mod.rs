@@ -17,14 +17,21 @@
 //! file that was not copied up and for merging a directory's lower entries). Node numbers
 //! are never reused while the view lives, so the kernel never confuses two files.
 //!
+//! # Open files
+//!
+//! The kernel opens files without asking (see `op_open` in [`crate::fuse`]): reads, writes
+//! and attribute changes of a regular file name its node, and [`files`] keeps descriptors per
+//! node, including those of removed files someone may still have open.
+//!
 //! # Copy-up
 //!
-//! The first open for writing, truncate, chmod, chown, utimens, setxattr, hard link or rename
+//! The first write, truncate, chmod, chown, utimens, setxattr, hard link or rename
 //! of a layer file copies it into scratch ([`Scratch::copy_up`]: atomic, once), along with the
 //! directories above it (with the layers' modes). A directory in the layers is never moved:
 //! renaming one answers `EXDEV`, and `mv` falls back to copying, as with overlayfs.
 
 mod attrs;
+mod files;
 mod names;
 
 pub use attrs::{Attr, AttrSource};
@@ -33,6 +40,7 @@ use crate::runtime::Runtime;
 use crate::scratch::listing::{self, Merged, Upper};
 use crate::scratch::{Attrs, Scratch, check_name, whiteout};
 use crate::view::{Data, View};
+use files::{Files, Open};
 use names::Nodes;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, statat};
 use rustix::io::Errno;
@@ -41,6 +49,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -96,9 +105,8 @@ pub struct Edit {
     /// Held for the view's life: the runtime's lock (see [`crate::runtime`]).
     runtime: Runtime,
     nodes: RwLock<Nodes>,
-    /// Open files: the descriptor, and whether it is a scratch file (not a store blob, which
-    /// must never be changed through it).
-    files: RwLock<HashMap<u64, (Arc<File>, bool)>>,
+    /// Regular files' descriptors, by node (see [`files`]).
+    files: Files,
     dirs: Mutex<HashMap<u64, Listing>>,
     next_fh: AtomicU64,
     /// Bumped by every change of any directory's entries: a paged listing reads the directory
@@ -143,7 +151,7 @@ impl Edit {
             xattrs: runtime.xattrs_used().into(),
             runtime,
             nodes: RwLock::new(Nodes::new()),
-            files: RwLock::default(),
+            files: Files::default(),
             dirs: Mutex::default(),
             next_fh: AtomicU64::new(1),
             generation: AtomicU64::new(0),
@@ -159,7 +167,7 @@ impl Edit {
 
     /// Whether node `n` exists (it may have been deleted since: then operations say ENOENT).
     pub fn has(&self, n: u32) -> bool {
-        self.nodes.read().unwrap().get(n).is_some()
+        self.nodes.read().unwrap().get(n).is_some() || self.files.is_orphan(n)
     }
 
     fn path(&self, n: u32) -> Result<PathBuf> {
@@ -224,7 +232,10 @@ impl Edit {
             let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
             return Ok(AttrSource::Upper(rustix::fs::fstat(&root.fd)?));
         }
-        let (parent, name) = self.parent_and_name(n)?;
+        let (parent, name) = match self.parent_and_name(n) {
+            Ok(found) => found,
+            Err(e) => return self.files.orphan_source(n).unwrap_or(Err(e)),
+        };
         if let Some(dir) = self.upper_dir(parent)?
             && let Some(st) = lstat(&dir.fd, &name)?
         {
@@ -437,8 +448,13 @@ impl Edit {
                 None => break,
             }
         }
+        self.layer_attrs(view.node(at).map_or(0o755, |n| n.mode))
+    }
+
+    /// What a layer entry of mode `mode` shows: the view's owner and the layers' time.
+    fn layer_attrs(&self, mode: u32) -> Attrs {
         Attrs {
-            mode: view.node(at).map_or(0o755, |n| n.mode),
+            mode,
             uid: self.uid,
             gid: self.gid,
             atime: UNIX_EPOCH + LOWER_TIME,
@@ -479,13 +495,7 @@ impl Edit {
             return Ok((pdir, name));
         };
         let node = view.node(l).ok_or(Errno::STALE)?;
-        let attrs = Attrs {
-            mode: node.mode,
-            uid: self.uid,
-            gid: self.gid,
-            atime: UNIX_EPOCH + LOWER_TIME,
-            mtime: UNIX_EPOCH + LOWER_TIME,
-        };
+        let attrs = self.layer_attrs(node.mode);
         match &node.data {
             Data::File { digest, .. } => {
                 let content = match digest {
@@ -496,6 +506,8 @@ impl Edit {
                 self.scratch
                     .copy_up(&pdir, &ppath, &name, content.as_ref(), &attrs)
                     .map_err(errno)?;
+                // Its blob is no longer its content once the copy changes.
+                self.files.drop_cached(n);
             }
             Data::Symlink { target } => {
                 match rustix::fs::symlinkat(OsStr::from_bytes(target), &pdir, &name) {
@@ -569,76 +581,183 @@ impl Edit {
         (st.st_mode & 0o2000 != 0).then_some(st.st_gid)
     }
 
-    // ---- files -----------------------------------------------------------------------------
+    // ---- file content ------------------------------------------------------------------------
 
-    fn insert_file(&self, file: File, scratch: bool) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Relaxed);
-        self.files
-            .write()
-            .unwrap()
-            .insert(fh, (Arc::new(file), scratch));
-        fh
+    /// Node `n`'s descriptor for reading: its scratch file (opened read-write where it can be,
+    /// so a later write finds it ready), else its layer blob.
+    fn reader(&self, view: &View, n: u32) -> Result<Open> {
+        self.retry_orphan(n, || self.reader_once(view, n))
     }
 
-    pub fn file(&self, fh: u64) -> Result<Arc<File>> {
-        let files = self.files.read().unwrap();
-        files.get(&fh).map(|f| f.0.clone()).ok_or(Errno::BADF)
+    fn reader_once(&self, view: &View, n: u32) -> Result<Open> {
+        if let Some(open) = self.files.get(n) {
+            return Ok(open);
+        }
+        let open = match self.attr_source(view, n)? {
+            AttrSource::Upper(st) => {
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::RegularFile => {}
+                    FileType::Directory => return Err(Errno::ISDIR),
+                    _ => return Err(Errno::INVAL),
+                }
+                let (parent, name) = self.parent_and_name(n)?;
+                let dir = self.upper_dir(parent)?.ok_or(Errno::NOENT)?;
+                match open_at(&dir, &name, libc::O_RDWR) {
+                    Ok(f) => Open::Scratch {
+                        file: Arc::new(f),
+                        writable: true,
+                    },
+                    // An unprivileged daemon may not write a read-only file of its user's.
+                    Err(Errno::ACCESS | Errno::PERM) => Open::Scratch {
+                        file: Arc::new(open_at(&dir, &name, libc::O_RDONLY)?),
+                        writable: false,
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            AttrSource::Lower(l) => match &view.node(l).ok_or(Errno::STALE)?.data {
+                Data::File { digest, .. } => Open::Layer {
+                    lower: l,
+                    file: match digest {
+                        Some(d) => Some(Arc::new(File::open(view.blob_path(d)).map_err(errno)?)),
+                        None => None,
+                    },
+                },
+                Data::Dir { .. } => return Err(Errno::ISDIR),
+                Data::Symlink { .. } => return Err(Errno::INVAL),
+            },
+            AttrSource::Missing => return Err(Errno::NOENT),
+        };
+        self.files.keep(n, open.clone());
+        Ok(open)
     }
 
-    /// An open scratch file (`None` for a store blob opened for reading).
-    fn scratch_file(&self, fh: u64) -> Option<Arc<File>> {
-        let files = self.files.read().unwrap();
-        files.get(&fh).filter(|f| f.1).map(|f| f.0.clone())
+    /// Node `n`'s scratch file, open for writing: a layer file is copied up first.
+    fn writer(&self, view: &View, n: u32) -> Result<Arc<File>> {
+        self.retry_orphan(n, || self.writer_once(view, n))
     }
 
-    /// The kernel lets the file system clear setuid/setgid when someone without CAP_FSETID
-    /// writes or truncates (FUSE_HANDLE_KILLPRIV_V2): the daemon writes as root, which would
-    /// keep them.
-    pub fn kill_suidgid(&self, fh: u64) -> Result<()> {
-        let Some(file) = self.scratch_file(fh) else {
+    fn writer_once(&self, view: &View, n: u32) -> Result<Arc<File>> {
+        if let Some(open) = self.files.get(n) {
+            if let Some(file) = open.writable() {
+                return Ok(file);
+            }
+            if let Open::Layer { lower, file } = &open
+                && self.files.is_orphan(n)
+            {
+                // A removed layer file someone still has open: it gets a scratch copy of its
+                // own, with no name.
+                let node = view.node(*lower).ok_or(Errno::STALE)?;
+                let attrs = self.layer_attrs(node.mode);
+                let copy = self
+                    .scratch
+                    .anonymous_copy(file.as_deref(), &attrs)
+                    .map_err(errno)?;
+                let file = Arc::new(copy);
+                let writable = true;
+                self.files.keep(
+                    n,
+                    Open::Scratch {
+                        file: file.clone(),
+                        writable,
+                    },
+                );
+                return Ok(file);
+            }
+        }
+        let (dir, name) = self.copy_up(view, n)?;
+        let file = Arc::new(open_at(&dir, &name, libc::O_RDWR)?);
+        let writable = true;
+        self.files.keep(
+            n,
+            Open::Scratch {
+                file: file.clone(),
+                writable,
+            },
+        );
+        Ok(file)
+    }
+
+    /// Run `op` again if it failed because node `n` lost its last name meanwhile: it is an
+    /// orphan now, with its descriptor kept.
+    fn retry_orphan<T>(&self, n: u32, op: impl Fn() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(Errno::STALE | Errno::NOENT) if self.files.is_orphan(n) => op(),
+            r => r,
+        }
+    }
+
+    /// Node `n`'s content for reading: `None` for an empty layer file.
+    pub fn read_file(&self, view: &View, n: u32) -> Result<Option<Arc<File>>> {
+        Ok(match self.reader(view, n)? {
+            Open::Scratch { file, .. } => Some(file),
+            Open::Layer { file, .. } => file,
+        })
+    }
+
+    /// Write `data` at `offset` of node `n`. `kill_suidgid`: the writer lacks `CAP_FSETID`
+    /// (the kernel says so with FUSE_HANDLE_KILLPRIV_V2), so setuid and setgid go, as the
+    /// kernel would have done; the daemon writes as root, which would keep them.
+    pub fn write(
+        &self,
+        view: &View,
+        n: u32,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+    ) -> Result<()> {
+        let file = self.writer(view, n)?;
+        if kill_suidgid {
+            let st = rustix::fs::fstat(file.as_ref())?;
+            if st.st_mode & 0o6000 != 0 {
+                let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
+                rustix::fs::fchmod(file.as_ref(), mode)?;
+            }
+        }
+        file.write_all_at(data, offset).map_err(errno)
+    }
+
+    /// Flush node `n`'s data to disk; a layer file is durable already.
+    pub fn fsync(&self, view: &View, n: u32, datasync: bool) -> Result<()> {
+        let Open::Scratch { file, .. } = self.reader(view, n)? else {
             return Ok(());
         };
-        let st = rustix::fs::fstat(file.as_ref())?;
-        if st.st_mode & 0o6000 != 0 {
-            let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
-            rustix::fs::fchmod(file.as_ref(), mode)?;
+        match datasync {
+            true => file.sync_data(),
+            false => file.sync_all(),
         }
-        Ok(())
+        .map_err(errno)
     }
 
-    pub fn release(&self, fh: u64) {
-        self.files.write().unwrap().remove(&fh);
+    /// The kernel evicted inode `n`: it has no open file of it any more.
+    pub fn forget(&self, n: u32) {
+        self.files.forget(n);
     }
 
-    /// Open node `n` with the caller's `flags`: a layer file opened for reading is read from
-    /// the store; for writing or truncating it is copied up first.
-    pub fn open(&self, view: &View, n: u32, flags: i32) -> Result<u64> {
-        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let source = self.attr_source(view, n)?;
-        if source.is_dir(view) {
-            return Err(Errno::ISDIR);
+    /// Before the name of node `attr.node` goes: a descriptor that keeps its data reachable
+    /// for whoever has it open, should this be its last name.
+    fn last_open(&self, view: &View, attr: &Attr) -> Option<Open> {
+        if attr.source.file_type(view) != Some(FileType::RegularFile) {
+            return None;
         }
-        if let (AttrSource::Lower(l), false) = (source, writing) {
-            let node = view.node(l).ok_or(Errno::STALE)?;
-            let file = match &node.data {
-                Data::File {
-                    digest: Some(d), ..
-                } => File::open(view.blob_path(d)).map_err(errno)?,
-                Data::File { digest: None, .. } => File::open("/dev/null").map_err(errno)?,
-                _ => return Err(Errno::LOOP),
-            };
-            return Ok(self.insert_file(file, false));
-        }
-        let truncating = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let (pdir, name) = self.copy_up_as(view, n, !truncating)?;
-        let file = open_at(&pdir, &name, flags)?;
-        if flags & libc::O_TRUNC != 0 {
-            self.changed();
-        }
-        Ok(self.insert_file(file, true))
+        self.reader(view, attr.node)
+            .inspect_err(|e| tracing::debug!(node = attr.node, error = %e, "cannot keep a removed file open"))
+            .ok()
     }
 
-    /// Create and open a new regular file.
+    /// After a name went (`nodes` still locked, so nobody finds the node in neither table):
+    /// node `n` is an orphan if that was its last name.
+    fn orphan_if_gone(&self, nodes: &Nodes, n: u32, open: Option<Open>) {
+        if let Some(open) = open
+            && nodes.get(n).is_none()
+        {
+            self.files.orphan(n, open);
+        }
+    }
+
+    /// Create a new regular file (its descriptor kept for the writes to come). On a name
+    /// that exists, `O_CREAT` without `O_EXCL` opens it: `O_TRUNC` then empties it here, as
+    /// the kernel takes the file for new.
     pub fn create(
         &self,
         view: &View,
@@ -647,22 +766,24 @@ impl Edit {
         mode: u32,
         flags: i32,
         caller: Caller,
-    ) -> Result<(Attr, u64)> {
+    ) -> Result<Attr> {
         let (updir, whited_out) = match self.prepare_new(view, dir, name) {
             Ok(d) => d,
-            // O_CREAT without O_EXCL on an existing name opens it.
             Err(Errno::EXIST) if flags & libc::O_EXCL == 0 => {
                 let attr = self.lookup(view, dir, name)?;
-                let fh = self.open(view, attr.node, flags & !libc::O_CREAT)?;
-                return Ok((self.getattr(view, attr.node)?, fh));
+                if attr.source.is_dir(view) {
+                    return Err(Errno::ISDIR);
+                }
+                let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
+                if writing && flags & libc::O_TRUNC != 0 {
+                    return self.setattr(view, attr.node, None, None, None, Some(0), None);
+                }
+                return Ok(attr);
             }
             Err(e) => return Err(e),
         };
-        let oflags = OFlags::from_bits_retain(access_flags(flags) as _)
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC;
+        let oflags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(
             &updir,
             name,
@@ -672,9 +793,16 @@ impl Edit {
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
         let st = rustix::fs::fstat(&fd)?;
         let node = self.made(&updir, dir, name, whited_out)?;
-        let fh = self.insert_file(fd.into(), true);
+        let file = Arc::new(fd.into());
+        self.files.keep(
+            node,
+            Open::Scratch {
+                file,
+                writable: true,
+            },
+        );
         let source = AttrSource::Upper(st);
-        Ok((Attr { node, source }, fh))
+        Ok(Attr { node, source })
     }
 
     pub fn mknod(
@@ -809,6 +937,7 @@ impl Edit {
             return Err(Errno::NOTEMPTY);
         }
         let updir = self.upper_dir_made(view, parent)?;
+        let open = self.last_open(view, &attr);
         // The whiteout first: a crash after it leaves the entry deleted or, if the scratch
         // entry is still there, shown (an entry wins over its whiteout) — never half gone.
         if self.lower_has(view, parent, name) {
@@ -824,7 +953,10 @@ impl Edit {
                 rustix::fs::unlinkat(&updir, name, AtFlags::empty())?;
             }
         }
-        self.nodes.write().unwrap().forget_name(parent, name);
+        let mut nodes = self.nodes.write().unwrap();
+        nodes.forget_name(parent, name);
+        self.orphan_if_gone(&nodes, attr.node, open);
+        drop(nodes);
         self.changed();
         Ok(())
     }
@@ -886,6 +1018,7 @@ impl Edit {
             let sub = crate::scratch::open_child_dir(&src_dir, &src_name).map_err(errno)?;
             whiteout::set_opaque(&sub).map_err(errno)?;
         }
+        let replaced = dst.as_ref().and_then(|d| self.last_open(view, d));
         rustix::fs::renameat(&src_dir, &src_name, &dst_dir, newname)?;
         if src_is_dir {
             // It may have become opaque; its descriptor is still right, its flag not.
@@ -902,10 +1035,12 @@ impl Edit {
         if self.lower_has(view, newparent, newname) {
             whiteout::remove(&dst_dir, newname).map_err(errno)?;
         }
-        self.nodes
-            .write()
-            .unwrap()
-            .rename(parent, name, newparent, newname);
+        let mut nodes = self.nodes.write().unwrap();
+        nodes.rename(parent, name, newparent, newname);
+        if let Some(dst) = &dst {
+            self.orphan_if_gone(&nodes, dst.node, replaced);
+        }
+        drop(nodes);
         self.changed();
         Ok(())
     }
@@ -939,10 +1074,14 @@ impl Edit {
         gid: Option<u32>,
         size: Option<u64>,
         times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
-        fh: Option<u64>,
     ) -> Result<Attr> {
-        // fchown, fchmod, ftruncate, futimens: the open scratch file itself, no lookups.
-        if let Some(f) = fh.and_then(|fh| self.scratch_file(fh)) {
+        // A file being written (or an orphan, which has nothing else): fchown, fchmod,
+        // ftruncate, futimens on its descriptor, no lookups.
+        let open = match self.files.is_orphan(n) {
+            true => Some(self.writer(view, n)?),
+            false => self.files.get(n).and_then(|o| o.writable()),
+        };
+        if let Some(f) = open {
             let f = f.as_ref();
             if uid.is_some() || gid.is_some() {
                 let (u, g) = (

@@ -25,12 +25,14 @@
 //! A file descriptor opened inside a view keeps reading that view's file, whoever holds it
 //! later (as with any open file).
 //!
-//! # Single-view mounts
+//! # Opens
 //!
-//! Everything is cached for a year, and opens cost no round trip at all (`no_open` and
-//! `no_opendir`, see `op_open`): warm reads come from the page cache as fast as from a plain
-//! directory. FUSE passthrough is not used: it needs a real OPEN reply per file, which costs
-//! two requests per file where the page cache costs none once warm.
+//! Opening a file costs no round trip on any mount (`no_open`, see `op_open`): reads and
+//! writes name the inode, and editable views keep their descriptors per node. A single-view
+//! mount of layers caches everything for a year and opens directories without a round trip
+//! too (`no_opendir`): warm reads come from the page cache as fast as from a plain directory.
+//! FUSE passthrough is not used: it needs a real OPEN reply per file, which costs two
+//! requests per file where the page cache costs none once warm.
 
 mod ops;
 mod respond;
@@ -65,10 +67,6 @@ pub struct Fs {
     mode: Mode,
     /// TTL of what the kernel may cache for a long time (immutable per-view inodes).
     long: Duration,
-    /// A routed mount that will never serve an editable view (see `op_open`).
-    read_only: bool,
-    /// The kernel caches writes (see `write.rs`), set when the session starts.
-    writeback: bool,
 }
 
 impl Fs {
@@ -76,15 +74,7 @@ impl Fs {
         Fs {
             mode,
             long: Duration::from_secs(365 * 24 * 3600),
-            read_only: false,
-            writeback: false,
         }
-    }
-
-    /// Promise that no editable view will be served: file opens then cost no round trip.
-    pub fn read_only(mut self) -> Fs {
-        self.read_only = true;
-        self
     }
 
     fn routed(&self) -> bool {
@@ -124,11 +114,10 @@ impl Filesystem for Fs {
         };
         let granted = wanted & config.capabilities();
         let _ = config.add_capabilities(granted);
-        self.writeback = granted.contains(F::FUSE_WRITEBACK_CACHE);
         let _ = config.set_max_readahead(1 << 20);
         tracing::debug!(
             routed = self.routed(),
-            writeback = self.writeback,
+            writeback = granted.contains(F::FUSE_WRITEBACK_CACHE),
             "FUSE session initialised"
         );
         Ok(())
@@ -141,8 +130,12 @@ impl Filesystem for Fs {
         self.op_lookup(req, parent.0, name).respond(reply);
     }
 
-    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        if let Some(r) = self.edit_getattr(req, ino.0, fh.map(|f| f.0)) {
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        self.edit_forget(ino.0);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(r) = self.edit_getattr(req, ino.0) {
             return r.respond(reply);
         }
         self.op_getattr(req, ino.0).respond(reply);
@@ -155,25 +148,22 @@ impl Filesystem for Fs {
         self.op_readlink(ino.0).respond(reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if let Some(r) = self.edit_open(ino.0, flags.0) {
-            return r.respond(reply);
-        }
-        self.op_open(ino.0, flags.0).respond(reply);
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.op_open(ino.0).respond(reply);
     }
 
     fn read(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if let Some(r) = self.edit_read(ino.0, fh.0, offset, size) {
+        if let Some(r) = self.edit_read(ino.0, offset, size) {
             return r.respond(reply);
         }
         self.op_read(ino.0, offset, size).respond(reply);
@@ -182,15 +172,14 @@ impl Filesystem for Fs {
     fn release(
         &self,
         _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
+        _ino: INodeNo,
+        _fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // Layer files hold nothing open (see `op_open`); scratch files do.
-        self.edit_release(ino.0, fh.0);
+        // Only files made by CREATE are released; I/O goes by inode (see `op_open`).
         reply.ok();
     }
 
@@ -272,15 +261,14 @@ impl Filesystem for Fs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let fh = fh.map(|f| f.0);
-        self.op_setattr(req, ino.0, mode, uid, gid, size, atime, mtime, fh)
+        self.op_setattr(req, ino.0, mode, uid, gid, size, atime, mtime)
             .respond(reply);
     }
 
@@ -361,7 +349,7 @@ impl Filesystem for Fs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
@@ -370,8 +358,7 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        self.op_write(ino.0, fh.0, offset, data, kill)
-            .respond(reply);
+        self.op_write(ino.0, offset, data, kill).respond(reply);
     }
 
     fn flush(
@@ -391,11 +378,11 @@ impl Filesystem for Fs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.op_fsync(ino.0, fh.0, datasync).respond(reply);
+        self.op_fsync(ino.0, datasync).respond(reply);
     }
 
     fn releasedir(

@@ -226,37 +226,24 @@ impl Fs {
         }
     }
 
-    /// Opening a layer file does no work: reads name the inode and open its blob themselves,
-    /// and with the page cache kept (the content of an inode number never changes) most opens
-    /// are never followed by a read at all.
-    ///
-    /// In a single-view mount of layers, opens even cost no round trip: the first answers
-    /// `ENOSYS`, after which the kernel opens files by itself for the rest of the mount
-    /// (`no_open`, Linux 3.14+), keeps their page cache, and sends neither OPEN nor RELEASE.
-    /// The switch is per connection, so a routed mount, which may serve editable views that
-    /// need real opens, keeps them unless it was started `--read-only`.
-    pub(super) fn op_open(&self, ino: u64, flags: i32) -> Result<Opened, Errno> {
-        let (view, n) = self.resolve(0, ino)?;
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            view.writable().map_err(Errno::from_i32)?;
-        }
-        match view.node(n).expect("resolved").data {
-            Data::File { .. } if self.zero_message_opens() => Err(Errno::ENOSYS),
-            Data::File { .. } => Ok(Opened {
-                fh: 0,
-                flags: FopenFlags::FOPEN_KEEP_CACHE,
-            }),
-            Data::Dir { .. } => Err(Errno::EISDIR),
-            Data::Symlink { .. } => Err(Errno::ELOOP),
-        }
+    /// Opening a file costs no round trip: the first OPEN answers `ENOSYS`, after which the
+    /// kernel opens files by itself for the rest of the mount (`no_open`, Linux 3.14+), keeps
+    /// their page cache, and sends neither OPEN nor RELEASE. Reads and writes then name the
+    /// inode, never a handle: layer files are read from their blob (the content of an inode
+    /// number never changes, so most opens are never followed by a read at all), and an
+    /// editable view keeps its descriptors per node (see [`crate::edit`]). A read-only
+    /// view's file thus opens for writing, and the first write answers `EROFS`.
+    pub(super) fn op_open(&self, ino: u64) -> Result<Opened, Errno> {
+        self.resolve(0, ino)?;
+        Err(Errno::ENOSYS)
     }
 
-    /// Nothing on this mount will ever need a real open of a file: a single-view mount of
-    /// layers alone, or a routed mount that refuses editable views (`serve --read-only`).
-    fn zero_message_opens(&self) -> bool {
+    /// Nothing on this mount will ever need a real open of a directory: a single-view mount
+    /// of layers alone.
+    fn zero_message_opendirs(&self) -> bool {
         match &self.mode {
             Mode::Single(v) => v.edit().is_none(),
-            Mode::Routed { .. } => self.read_only,
+            Mode::Routed { .. } => false,
         }
     }
 
@@ -284,7 +271,7 @@ impl Fs {
         if view.children(n).is_none() {
             return Err(Errno::ENOTDIR);
         }
-        if self.zero_message_opens() && !self.routed() {
+        if self.zero_message_opendirs() {
             // Like files: no OPENDIR/RELEASEDIR round trips, and the kernel then caches every
             // listing (`no_opendir`, Linux 5.1+). Never in a routed mount, whose root listing
             // differs per caller and must not be cached.

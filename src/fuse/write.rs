@@ -10,8 +10,9 @@
 //! cached in a routed mount (see [`crate::fuse`]). What one tree writes is therefore never
 //! seen by another through a cached dentry, attribute or page. Within the view, the kernel
 //! learns of every change because every change goes through it; attributes and entries are
-//! cached briefly ([`EDIT_TTL`]) and pages are not kept across opens, so nothing stale
-//! outlives a copy-up or a write made through another descriptor.
+//! cached briefly ([`EDIT_TTL`]). Reads and writes name the inode, not a handle (see
+//! `op_open`), and each file is one inode, so its kept page cache is always the file's
+//! content, across opens and copy-ups alike.
 //!
 //! In a single-view mount, writes are cached (`FUSE_WRITEBACK_CACHE`; a routed mount does
 //! not ask for it, see `Fs::writeback_wanted`): the kernel keeps them in its page cache, owns
@@ -19,10 +20,11 @@
 //! synced, before any change of owner, mode or times, and on background writeback. They reach
 //! scratch before the daemon lets go of the runtime (an unmount writes back first), so a
 //! commit sees them. A daemon killed while a file is still open loses at most what was written
-//! to it since it was last synced or written back; a closed file loses nothing. The kernel
-//! opens every file it may write read-write (it reads partial pages back) and handles
-//! `O_APPEND` itself; a write to a setuid or setgid file bypasses the cache, so the daemon
-//! still sees the flag below.
+//! to it since it was last synced or written back; a closed file loses nothing. A write to a
+//! setuid or setgid file bypasses the cache, so the daemon still sees the flag below.
+//!
+//! Either way the daemon writes at the offset the kernel gives, appends included: the kernel
+//! places them at the size it knows, which every write and truncate of the file went through.
 //!
 //! # setuid and setgid
 //!
@@ -44,7 +46,6 @@ use fuser::{
     TimeOrNow,
 };
 use std::ffi::OsStr;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -112,20 +113,10 @@ impl Fs {
         &self,
         req: &fuser::Request,
         ino: u64,
-        fh: Option<u64>,
     ) -> Option<Result<(Duration, FileAttr), Errno>> {
         Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
-            let ttl = self.ttl(ino == 1).min(EDIT_TTL);
-            match edit.getattr(&view, n) {
-                Ok(attr) => Ok((ttl, file_attr(&view, &attr))),
-                // Unlinked but open: the descriptor still knows.
-                Err(_) if fh.is_some_and(|fh| edit.file(fh).is_ok()) => {
-                    let file = edit.file(fh.unwrap_or_default()).map_err(errno)?;
-                    let st = rustix::fs::fstat(file.as_ref()).map_err(errno)?;
-                    Ok((Duration::ZERO, stat_attr(ino, &st)))
-                }
-                Err(e) => Err(errno(e)),
-            }
+            let attr = edit.getattr(&view, n).map_err(errno)?;
+            Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))
         }))
     }
 
@@ -136,85 +127,49 @@ impl Fs {
         )
     }
 
-    /// The flags to open a scratch file with for the caller's `flags`. With the writeback
-    /// cache, the kernel may read back pages of a file opened write-only, and it places
-    /// appends itself (the pages it writes back are not all at the end).
-    fn backing_flags(&self, flags: i32) -> i32 {
-        match self.writeback {
-            true if flags & libc::O_ACCMODE == libc::O_WRONLY => {
-                (flags & !libc::O_ACCMODE & !libc::O_APPEND) | libc::O_RDWR
-            }
-            true => flags & !libc::O_APPEND,
-            false => flags,
-        }
-    }
-
-    pub(super) fn edit_open(&self, ino: u64, flags: i32) -> Option<Result<Opened, Errno>> {
-        Some(self.editable(0, ino)?.and_then(|(view, edit, n)| {
-            let fh = edit
-                .open(&view, n, self.backing_flags(flags))
-                .map_err(errno)?;
-            Ok(Opened {
-                fh,
-                flags: FopenFlags::empty(),
-            })
-        }))
-    }
-
     pub(super) fn edit_read(
         &self,
         ino: u64,
-        fh: u64,
         offset: u64,
         size: u32,
     ) -> Option<Result<Vec<u8>, Errno>> {
-        Some(self.editable(0, ino)?.and_then(|(_, edit, _)| {
-            let file = edit.file(fh).map_err(errno)?;
-            Ok(super::ops::read_at(&file, offset, size)?)
+        Some(self.editable(0, ino)?.and_then(|(view, edit, n)| {
+            match edit.read_file(&view, n).map_err(errno)? {
+                Some(file) => Ok(super::ops::read_at(&file, offset, size)?),
+                None => Ok(Vec::new()),
+            }
         }))
     }
 
     pub(super) fn op_write(
         &self,
         ino: u64,
-        fh: u64,
         offset: u64,
         data: &[u8],
         kill_suidgid: bool,
     ) -> Result<u32, Errno> {
-        let (_, edit, _) = self.for_write(0, ino)?;
-        if kill_suidgid {
-            edit.kill_suidgid(fh).map_err(errno)?;
-        }
-        let file = edit.file(fh).map_err(errno)?;
-        file.write_all_at(data, offset)?;
+        let (view, edit, n) = self.for_write(0, ino)?;
+        edit.write(&view, n, offset, data, kill_suidgid)
+            .map_err(errno)?;
         Ok(data.len() as u32)
     }
 
-    /// Release a handle; `false` when the inode is a read-only view's.
-    pub(super) fn edit_release(&self, ino: u64, fh: u64) -> bool {
+    pub(super) fn op_fsync(&self, ino: u64, datasync: bool) -> Result<(), Errno> {
         match self.editable(0, ino) {
-            Some(Ok((_, edit, _))) => {
-                edit.release(fh);
-                true
+            Some(found) => {
+                let (view, edit, n) = found?;
+                edit.fsync(&view, n, datasync).map_err(errno)
             }
-            Some(Err(_)) => true,
-            None => false,
+            // Layers are always durable.
+            None => Ok(()),
         }
     }
 
-    pub(super) fn op_fsync(&self, ino: u64, fh: u64, datasync: bool) -> Result<(), Errno> {
-        let Some(found) = self.editable(0, ino) else {
-            // Layers are always durable.
-            return Ok(());
-        };
-        let (_, edit, _) = found?;
-        let file = edit.file(fh).map_err(errno)?;
-        match datasync {
-            true => file.sync_data()?,
-            false => file.sync_all()?,
+    /// The kernel evicted an inode: an editable view lets go of its descriptor.
+    pub(super) fn edit_forget(&self, ino: u64) {
+        if let Some(Ok((_, edit, n))) = self.editable(0, ino) {
+            edit.forget(n);
         }
-        Ok(())
     }
 
     pub(super) fn op_create(
@@ -227,19 +182,13 @@ impl Fs {
         flags: i32,
     ) -> Result<(Entry, Opened), Errno> {
         let (view, edit, dir) = self.for_write(req.pid(), parent)?;
-        let (attr, fh) = edit
-            .create(
-                &view,
-                dir,
-                name,
-                mode & !umask,
-                self.backing_flags(flags),
-                caller(req),
-            )
+        let attr = edit
+            .create(&view, dir, name, mode & !umask, flags, caller(req))
             .map_err(errno)?;
+        // Like every open (see `op_open`): I/O goes by inode, the handle is not used.
         let opened = Opened {
-            fh,
-            flags: FopenFlags::empty(),
+            fh: 0,
+            flags: FopenFlags::FOPEN_KEEP_CACHE,
         };
         Ok((self.entry(&view, parent, &attr), opened))
     }
@@ -348,7 +297,6 @@ impl Fs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        fh: Option<u64>,
     ) -> Result<(Duration, FileAttr), Errno> {
         let (view, edit, n) = self.for_write(req.pid(), ino)?;
         let times = match (atime, mtime) {
@@ -356,14 +304,14 @@ impl Fs {
             (a, m) => Some((timespec(a), timespec(m))),
         };
         let mut attr = edit
-            .setattr(&view, n, mode, uid, gid, size, times, fh)
+            .setattr(&view, n, mode, uid, gid, size, times)
             .map_err(errno)?;
         // A truncate by anyone but root drops setuid/setgid, as the kernel would have.
         let perm = file_attr(&view, &attr).perm;
         if size.is_some() && mode.is_none() && req.uid() != 0 && perm & 0o6000 != 0 {
             let mode = Some(u32::from(perm & 0o1777));
             attr = edit
-                .setattr(&view, n, mode, None, None, None, None, fh)
+                .setattr(&view, n, mode, None, None, None, None)
                 .map_err(errno)?;
         }
         Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))

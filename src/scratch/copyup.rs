@@ -73,6 +73,19 @@ impl Scratch {
         }
     }
 
+    /// An unnamed scratch file with `content` (`None`: empty) and `attrs`: the copy a removed
+    /// layer file gets when someone who still has it open writes to it. Nothing of it is
+    /// left behind once the descriptor is closed.
+    pub fn anonymous_copy(&self, content: Option<&File>, attrs: &Attrs) -> io::Result<File> {
+        let temp = TempFile::new_in(&self.work, &self.work_path, OsStr::new("removed"))?;
+        if let Some(src) = content {
+            crate::link::clone_or_copy(src, temp.file())?;
+        }
+        set_attrs(temp.file(), attrs)?;
+        // Dropping `temp` removes its name, if the file system gave it one.
+        temp.file().try_clone()
+    }
+
     fn copy_lock(&self, key: &Path) -> Arc<Mutex<()>> {
         let mut locks = self.copying.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(key.to_owned()).or_default().clone()

@@ -75,13 +75,10 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         0,
         meta(vec![], uid, rustix::process::getegid().as_raw()),
     ));
-    let mut fs = Fs::new(Mode::Routed {
+    let fs = Fs::new(Mode::Routed {
         router: router.clone(),
         empty,
     });
-    if opts.read_only {
-        fs = fs.read_only();
-    }
     // Writable unless --read-only: editable views may register; read-only ones answer EROFS
     // themselves.
     let session = super::mount_session(fs, &mountpoint, !opts.read_only)?;
