@@ -895,3 +895,47 @@ for d, dirs, files in sorted(os.walk(".")):
         assert_eq!(python(&listing, &[&ro]), tree(&want), "{runtime} commit");
     }
 }
+
+/// A file written through a shared mapping and never synced (as linkers write their output)
+/// is in the commit of a routed run: the pages reach scratch by inode, written back when the
+/// mapping goes, while the view is still there to take them.
+#[test]
+fn pages_written_through_a_mapping_reach_the_commit_of_a_routed_run() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let env = Env::new();
+    env.layer("base", base_tree);
+    env.serve();
+    let script = r#"
+import mmap, os
+os.chdir(os.environ["ZKIT_MOUNT"])
+fd = os.open("out.bin", os.O_RDWR | os.O_CREAT, 0o755)
+os.ftruncate(fd, 8192)
+m = mmap.mmap(fd, 8192)
+os.close(fd)
+m[0:5] = b"hello"
+m[4096:4101] = b"world"
+m.close()
+"#;
+    let out = env
+        .cmd("zmount")
+        .args([
+            "run", "--edit", "--name", "ld", "base", "--", "python3", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    util::stdout_of(out, "routed run");
+    let new = env.zcommit_runtime("ld").unwrap();
+    let dir = env.path("checkout");
+    env.cmd("zcommit")
+        .arg("checkout")
+        .arg(&dir)
+        .arg(new.to_hex())
+        .assert()
+        .success();
+    let data = std::fs::read(dir.join("out.bin")).unwrap();
+    assert_eq!(
+        (&data[..5], &data[4096..4101]),
+        (&b"hello"[..], &b"world"[..])
+    );
+}
