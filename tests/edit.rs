@@ -92,6 +92,18 @@ impl Env {
         self.cmd("zmount").arg("serve").assert().success();
     }
 
+    /// Run a python `script` in a routed edit view of runtime `name` over layer `base`;
+    /// its output. The script finds the view at `$ZKIT_MOUNT`.
+    fn python_run(&self, name: &str, script: &str) -> String {
+        let out = self
+            .cmd("zmount")
+            .args(["run", "--edit", "--name", name, "base", "--"])
+            .args(["python3", "-c", script])
+            .output()
+            .unwrap();
+        util::stdout_of(out, "zmount run")
+    }
+
     fn zcommit_runtime(&self, name: &str) -> Option<Digest> {
         let out = self
             .cmd("zcommit")
@@ -877,14 +889,7 @@ for d, dirs, files in sorted(os.walk(".")):
     env.umount(&mp);
 
     env.serve();
-    let out = env
-        .cmd("zmount")
-        .args([
-            "run", "--edit", "--name", "routed", "base", "--", "python3", "-c", script,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(util::stdout_of(out, "routed run"), want, "routed view");
+    assert_eq!(env.python_run("routed", script), want, "routed view");
 
     // The committed trees hold what the plain directory holds, and no removed file.
     let listing = &script[script.find("for d, dirs").unwrap()..];
@@ -917,14 +922,7 @@ m[0:5] = b"hello"
 m[4096:4101] = b"world"
 m.close()
 "#;
-    let out = env
-        .cmd("zmount")
-        .args([
-            "run", "--edit", "--name", "ld", "base", "--", "python3", "-c", script,
-        ])
-        .output()
-        .unwrap();
-    util::stdout_of(out, "routed run");
+    env.python_run("ld", script);
     let new = env.zcommit_runtime("ld").unwrap();
     let dir = env.path("checkout");
     env.cmd("zcommit")

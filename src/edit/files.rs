@@ -29,6 +29,14 @@ pub enum Open {
 }
 
 impl Open {
+    /// A scratch file open read-write.
+    pub fn scratch(file: Arc<File>) -> Open {
+        Open::Scratch {
+            file,
+            writable: true,
+        }
+    }
+
     /// The writable scratch file, if this is one.
     pub fn writable(&self) -> Option<Arc<File>> {
         match self {

@@ -603,10 +603,7 @@ impl Edit {
                 let (parent, name) = self.parent_and_name(n)?;
                 let dir = self.upper_dir(parent)?.ok_or(Errno::NOENT)?;
                 match open_at(&dir, &name, libc::O_RDWR) {
-                    Ok(f) => Open::Scratch {
-                        file: Arc::new(f),
-                        writable: true,
-                    },
+                    Ok(f) => Open::scratch(Arc::new(f)),
                     // An unprivileged daemon may not write a read-only file of its user's.
                     Err(Errno::ACCESS | Errno::PERM) => Open::Scratch {
                         file: Arc::new(open_at(&dir, &name, libc::O_RDONLY)?),
@@ -654,27 +651,13 @@ impl Edit {
                     .anonymous_copy(file.as_deref(), &attrs)
                     .map_err(errno)?;
                 let file = Arc::new(copy);
-                let writable = true;
-                self.files.keep(
-                    n,
-                    Open::Scratch {
-                        file: file.clone(),
-                        writable,
-                    },
-                );
+                self.files.keep(n, Open::scratch(file.clone()));
                 return Ok(file);
             }
         }
         let (dir, name) = self.copy_up(view, n)?;
         let file = Arc::new(open_at(&dir, &name, libc::O_RDWR)?);
-        let writable = true;
-        self.files.keep(
-            n,
-            Open::Scratch {
-                file: file.clone(),
-                writable,
-            },
-        );
+        self.files.keep(n, Open::scratch(file.clone()));
         Ok(file)
     }
 
@@ -740,13 +723,17 @@ impl Edit {
         if attr.source.file_type(view) != Some(FileType::RegularFile) {
             return None;
         }
-        self.reader(view, attr.node)
-            .inspect_err(|e| tracing::debug!(node = attr.node, error = %e, "cannot keep a removed file open"))
-            .ok()
+        match self.reader(view, attr.node) {
+            Ok(open) => Some(open),
+            Err(e) => {
+                tracing::debug!(node = attr.node, error = %e, "cannot keep a removed file open");
+                None
+            }
+        }
     }
 
-    /// After a name went (`nodes` still locked, so nobody finds the node in neither table):
-    /// node `n` is an orphan if that was its last name.
+    /// After a name went: node `n` is an orphan if that was its last name. `nodes` is still
+    /// locked, so whoever misses the node there finds it among the orphans.
     fn orphan_if_gone(&self, nodes: &Nodes, n: u32, open: Option<Open>) {
         if let Some(open) = open
             && nodes.get(n).is_none()
@@ -793,14 +780,7 @@ impl Edit {
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
         let st = rustix::fs::fstat(&fd)?;
         let node = self.made(&updir, dir, name, whited_out)?;
-        let file = Arc::new(fd.into());
-        self.files.keep(
-            node,
-            Open::Scratch {
-                file,
-                writable: true,
-            },
-        );
+        self.files.keep(node, Open::scratch(Arc::new(fd.into())));
         let source = AttrSource::Upper(st);
         Ok(Attr { node, source })
     }

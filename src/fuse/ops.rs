@@ -231,8 +231,9 @@ impl Fs {
     /// their page cache, and sends neither OPEN nor RELEASE. Reads and writes then name the
     /// inode, never a handle: layer files are read from their blob (the content of an inode
     /// number never changes, so most opens are never followed by a read at all), and an
-    /// editable view keeps its descriptors per node (see [`crate::edit`]). A read-only
-    /// view's file thus opens for writing, and the first write answers `EROFS`.
+    /// editable view keeps its descriptors per node (see [`crate::edit`]). In a routed mount
+    /// (mounted read-write for editable views), a read-only view's file thus opens for
+    /// writing, and its first write or truncate answers `EROFS`.
     pub(super) fn op_open(&self, ino: u64) -> Result<Opened, Errno> {
         self.resolve(0, ino)?;
         Err(Errno::ENOSYS)
