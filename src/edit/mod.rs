@@ -165,7 +165,8 @@ impl Edit {
         self.runtime.name()
     }
 
-    /// Whether node `n` exists (it may have been deleted since: then operations say ENOENT).
+    /// Whether node `n` exists: it has a name, or lost its last one while it may still be open
+    /// (an orphan, see [`files`]). A node deleted since answers ENOENT to operations by name.
     pub fn has(&self, n: u32) -> bool {
         self.nodes.read().unwrap().get(n).is_some() || self.files.is_orphan(n)
     }

@@ -88,8 +88,9 @@ impl Nodes {
         n
     }
 
-    /// The name is gone. A node with no name left answers ENOENT from now on (open files
-    /// keep working through their handles); a hard-linked one goes on under another name.
+    /// The name is gone. A node with no name left leaves the table (its open files keep
+    /// working through the descriptor `Edit` keeps for the orphan); a hard-linked one goes on
+    /// under another name.
     pub fn forget_name(&mut self, dir: u32, name: &OsStr) {
         let Some(n) = self.by_name.remove(&(dir, name.to_owned())) else {
             return;
