@@ -8,8 +8,9 @@ CARGO ?= cargo
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 MANDIR = $(DESTDIR)$(PREFIX)/share/man/man1
 SHAREDIR = $(DESTDIR)$(PREFIX)/share
-# Every binary has a man page, so the pages name the binaries.
-BINS = $(basename $(notdir $(wildcard man/*.1)))
+BINS = zwrite zlink zcommit zmount
+# Each tool's page and one page per subcommand (zcommit-checkout.1, as git does).
+PAGES = $(notdir $(wildcard man/*.1))
 
 .PHONY: all build install uninstall test deps man
 all: build
@@ -20,14 +21,14 @@ build:
 install: build
 	install -d $(BINDIR) $(MANDIR)
 	install -m 0755 $(addprefix target/release/,$(BINS)) $(BINDIR)/
-	install -m 0644 $(addprefix man/,$(addsuffix .1,$(BINS))) $(MANDIR)/
+	install -m 0644 $(addprefix man/,$(PAGES)) $(MANDIR)/
 	install -d $(SHAREDIR)/bash-completion/completions $(SHAREDIR)/zsh/site-functions $(SHAREDIR)/fish/vendor_completions.d
 	install -m 0644 $(addprefix completions/bash/,$(BINS)) $(SHAREDIR)/bash-completion/completions/
 	install -m 0644 $(addprefix completions/zsh/_,$(BINS)) $(SHAREDIR)/zsh/site-functions/
 	install -m 0644 $(addprefix completions/fish/,$(addsuffix .fish,$(BINS))) $(SHAREDIR)/fish/vendor_completions.d/
 
 uninstall:
-	rm -f $(addprefix $(BINDIR)/,$(BINS)) $(addprefix $(MANDIR)/,$(addsuffix .1,$(BINS)))
+	rm -f $(addprefix $(BINDIR)/,$(BINS)) $(addprefix $(MANDIR)/,$(PAGES))
 	rm -f $(addprefix $(SHAREDIR)/bash-completion/completions/,$(BINS))
 	rm -f $(addprefix $(SHAREDIR)/zsh/site-functions/_,$(BINS))
 	rm -f $(addprefix $(SHAREDIR)/fish/vendor_completions.d/,$(addsuffix .fish,$(BINS)))

@@ -1,6 +1,11 @@
 //! Man pages (man/) and shell completions (completions/) are generated from the clap
 //! definitions; these fail when a checked-in copy is stale. `make man` writes them anew.
+//!
+//! Each tool has a page, and so has each of its subcommands (`zcommit-checkout(1)`, as git
+//! does), because the tool's page lists its subcommands under those names. A SYNOPSIS names
+//! every option with its argument (`[--store DIR]`), which clap_mangen's own leaves out.
 
+use clap::{Arg, ArgAction, Command};
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
 
@@ -22,13 +27,148 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `-t|--tag NAME`, `--no-cache`, `-v...`: how an option is written in a synopsis.
+fn option_form(arg: &Arg) -> Option<String> {
+    let mut form = match (arg.get_short(), arg.get_long()) {
+        (Some(s), Some(l)) => format!("-{s}|--{l}"),
+        (Some(s), None) => format!("-{s}"),
+        (None, Some(l)) => format!("--{l}"),
+        (None, None) => return None,
+    };
+    if arg.get_action().takes_values() {
+        let names = arg
+            .get_value_names()
+            .map(|v| v.join(" "))
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        form = format!("{form} {names}");
+    }
+    if matches!(arg.get_action(), ArgAction::Count | ArgAction::Append) {
+        form.push_str("...");
+    }
+    Some(form)
+}
+
+fn synopsis(cmd: &Command, name: &str) -> String {
+    let mut line = vec![name.to_string()];
+    for arg in cmd
+        .get_arguments()
+        .filter(|a| !a.is_positional() && !a.is_hide_set())
+    {
+        if let Some(form) = option_form(arg) {
+            line.push(if arg.is_required_set() {
+                form
+            } else {
+                format!("[{form}]")
+            });
+        }
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        let mut value = arg
+            .get_value_names()
+            .map(|v| v.join(" "))
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        if arg.get_num_args().is_some_and(|n| n.max_values() > 1) {
+            value.push_str("...");
+        }
+        if arg.is_last_set() {
+            value = format!("-- {value}");
+        }
+        line.push(if arg.is_required_set() {
+            value
+        } else {
+            format!("[{value}]")
+        });
+    }
+    if cmd.has_subcommands() {
+        line.push(if cmd.is_subcommand_required_set() {
+            "COMMAND".into()
+        } else {
+            "[COMMAND]".into()
+        });
+    }
+    line.join(" ")
+}
+
+/// The tool's page and one page for each of its subcommands, as (file stem, page).
+fn pages(tool: Command) -> Vec<(String, Vec<u8>)> {
+    let name = tool.get_name().to_string();
+    // `help` is not a page: `zcommit help X` shows what `zcommit-X(1)` holds.
+    let mut tool = tool.disable_help_subcommand(true);
+    tool.build();
+    let mut pages = Vec::new();
+    for sub in tool.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let stem = format!("{name}-{}", sub.get_name());
+        let usage = synopsis(sub, &format!("{name} {}", sub.get_name()));
+        let cmd = sub
+            .clone()
+            .name(leak(stem.clone()))
+            .display_name(stem.clone())
+            .bin_name(format!("{name} {}", sub.get_name()))
+            .override_usage(usage)
+            .version(leak(tool.get_version().unwrap_or_default().to_string()));
+        let mut page = render(cmd);
+        page.extend_from_slice(format!(".SH \"SEE ALSO\"\n\\fB{name}\\fR(1)\n").as_bytes());
+        pages.push((stem, page));
+    }
+    let usage = synopsis(&tool, &name);
+    let tool = tool.override_usage(usage);
+    pages.insert(0, (name, render(tool)));
+    pages
+}
+
+/// clap is built without its `string` feature, so a generated name must live forever.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn render(cmd: Command) -> Vec<u8> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page).unwrap();
+    page
+}
+
 #[test]
 fn man_pages_match_the_command_line() {
+    let mut expected = Vec::new();
     for cmd in zkit::cli::commands() {
-        let name = cmd.get_name().to_string();
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut page).unwrap();
-        check_or_update(root().join(format!("man/{name}.1")), page);
+        for (stem, page) in pages(cmd) {
+            check_or_update(root().join(format!("man/{stem}.1")), page);
+            expected.push(format!("{stem}.1"));
+        }
+    }
+    // A page left behind by a removed subcommand would still be installed.
+    let mut present: Vec<String> = std::fs::read_dir(root().join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    expected.sort();
+    assert_eq!(
+        present, expected,
+        "man/ holds pages no command has: remove them"
+    );
+}
+
+#[test]
+fn every_page_a_man_page_names_exists() {
+    let man = root().join("man");
+    for entry in std::fs::read_dir(&man).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // References look like `zcommit\-checkout(1)` in roff.
+        for (at, _) in text.match_indices("(1)") {
+            let start = text[..at]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '\\'))
+                .map_or(0, |i| i + 1);
+            let page = text[start..at].replace('\\', "");
+            if page.starts_with('z') {
+                assert!(
+                    man.join(format!("{page}.1")).exists(),
+                    "{} names {page}(1), which does not exist",
+                    path.display()
+                );
+            }
+        }
     }
 }
 
