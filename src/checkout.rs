@@ -8,11 +8,16 @@
 //! blob's mode (0444) rather than the manifest's.
 //!
 //! Directories are created writable and get their modes last, deepest first, so that a
-//! read-only directory in a layer can still be filled.
+//! read-only directory in a layer can still be filled. Every entry gets the modification time
+//! its layer recorded (directories last, as filling them changes theirs), so `make` and
+//! `rsync -t` see the tree that was committed, and committing a checkout again gives the same
+//! layer. A hard-linked file is the blob itself: it keeps the store's mode and time, as one
+//! blob may stand for files of different modes and times. FIFOs are made with `mknod`, and so
+//! are device nodes, which need root (or `CAP_MKNOD`).
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{Linker, Mode, Tier};
-use crate::manifest::{Kind, Manifest, Node, NodeKind, ROOT};
+use crate::manifest::{Kind, Manifest, Node, NodeKind, ROOT, Time};
 use crate::pool;
 use crate::store::Store;
 use std::collections::btree_map::Entry;
@@ -36,6 +41,7 @@ fn apply(lower: &mut Node, layer: &Manifest, dir: u32) {
         return;
     };
     lower.mode = layer.entry(dir).mode;
+    lower.mtime = layer.entry(dir).mtime;
     let children = lower.children_mut().expect("apply() is given directories");
     if opaque {
         children.clear();
@@ -51,29 +57,35 @@ fn apply(lower: &mut Node, layer: &Manifest, dir: u32) {
                 let slot = match children.entry(name) {
                     Entry::Occupied(o) if o.get().children().is_some() => o.into_mut(),
                     Entry::Occupied(mut o) => {
-                        o.insert(Node::dir(e.mode));
+                        o.insert(Node::dir(e.mode).at(e.mtime));
                         o.into_mut()
                     }
-                    Entry::Vacant(v) => v.insert(Node::dir(e.mode)),
+                    Entry::Vacant(v) => v.insert(Node::dir(e.mode).at(e.mtime)),
                 };
                 apply(slot, layer, child);
             }
             Kind::File { size, digest } => {
-                let node = Node {
-                    mode: e.mode,
-                    kind: NodeKind::File { size, digest },
-                };
-                children.insert(name, node);
+                children.insert(name, leaf(e, NodeKind::File { size, digest }));
             }
             Kind::Symlink { .. } => {
                 let target = layer.target(child).unwrap_or_default().to_owned();
-                let node = Node {
-                    mode: e.mode,
-                    kind: NodeKind::Symlink { target },
-                };
-                children.insert(name, node);
+                children.insert(name, leaf(e, NodeKind::Symlink { target }));
+            }
+            Kind::Fifo => {
+                children.insert(name, leaf(e, NodeKind::Fifo));
+            }
+            Kind::Device(d) => {
+                children.insert(name, leaf(e, NodeKind::Device(d)));
             }
         }
+    }
+}
+
+fn leaf(e: &crate::manifest::Entry, kind: NodeKind) -> Node {
+    Node {
+        mode: e.mode,
+        mtime: e.mtime,
+        kind,
     }
 }
 
@@ -83,6 +95,8 @@ pub struct Outcome {
     pub dirs: usize,
     pub files: usize,
     pub symlinks: usize,
+    /// FIFOs and device nodes.
+    pub specials: usize,
     /// Files per tier: hard link, reflink, copy.
     pub tiers: [usize; 3],
 }
@@ -122,11 +136,15 @@ pub fn checkout(
         files.len(),
         || Ok([0usize; 3]),
         |tiers, i| {
-            let (dst, mode, digest) = &files[i];
+            let (dst, node) = &files[i];
+            let NodeKind::File { digest, .. } = &node.kind else {
+                unreachable!("only files are linked")
+            };
             let tier = linker.link_file(&store.blob_path(digest), dst)?;
-            // A hard link is the blob itself: its mode is the store's, not ours to change.
+            // A hard link is the blob itself: its mode and time are the store's.
             if tier != Tier::Hardlink {
-                set_mode(dst, *mode)?;
+                set_mode(dst, node.mode)?;
+                set_mtime(dst, node.mtime)?;
             }
             tiers[tier as usize] += 1;
             Ok(())
@@ -140,25 +158,27 @@ pub fn checkout(
     }
     outcome.files = files.len();
     // Deepest first, so a read-only parent is closed only after its children are done.
-    for (path, mode) in dirs.iter().rev() {
+    for (path, mode, mtime) in dirs.iter().rev() {
         set_mode(path, *mode)?;
+        set_mtime(path, *mtime)?;
     }
     outcome.dirs = dirs.len();
     Ok(outcome)
 }
 
-type FileJob = (PathBuf, u32, crate::digest::Digest);
+type FileJob<'t> = (PathBuf, &'t Node);
 
-/// Create directories and symlinks now (in order), collect files for the parallel pass.
-fn lay_out(
-    node: &Node,
+/// Create directories, symlinks and special files now (in order), collect files for the
+/// parallel pass.
+fn lay_out<'t>(
+    node: &'t Node,
     path: PathBuf,
-    dirs: &mut Vec<(PathBuf, u32)>,
-    files: &mut Vec<FileJob>,
+    dirs: &mut Vec<(PathBuf, u32, Time)>,
+    files: &mut Vec<FileJob<'t>>,
     outcome: &mut Outcome,
 ) -> Result<()> {
     let children = node.children().expect("lay_out() is given directories");
-    dirs.push((path.clone(), node.mode));
+    dirs.push((path.clone(), node.mode, node.mtime));
     for (name, child) in children {
         let p = path.join(OsStr::from_bytes(name));
         match &child.kind {
@@ -167,10 +187,35 @@ fn lay_out(
                 set_mode(&p, 0o700)?;
                 lay_out(child, p, dirs, files, outcome)?;
             }
-            NodeKind::File { digest, .. } => files.push((p, child.mode, *digest)),
+            NodeKind::File { .. } => files.push((p, child)),
             NodeKind::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &p).at(&p, "cannot create symlink")?;
+                set_mtime(&p, child.mtime)?;
                 outcome.symlinks += 1;
+            }
+            NodeKind::Fifo => {
+                crate::sys::mknod(&p, FIFO_BITS, child.mode, 0).at(&p, "cannot create FIFO")?;
+                set_mode(&p, child.mode)?;
+                set_mtime(&p, child.mtime)?;
+                outcome.specials += 1;
+            }
+            NodeKind::Device(d) => {
+                crate::sys::mknod(&p, d.file_type_bits(), child.mode, d.rdev()).map_err(
+                    |e| match e.raw_os_error() {
+                        Some(libc::EPERM) => Error::new(
+                            &p,
+                            ErrorKind::Invalid(
+                                "cannot create a device node without root (CAP_MKNOD): \
+                                 check the stack out as root"
+                                    .into(),
+                            ),
+                        ),
+                        _ => Error::io(&p, "cannot create device node", e),
+                    },
+                )?;
+                set_mode(&p, child.mode)?;
+                set_mtime(&p, child.mtime)?;
+                outcome.specials += 1;
             }
             NodeKind::Whiteout => {}
         }
@@ -178,7 +223,29 @@ fn lay_out(
     Ok(())
 }
 
+#[allow(clippy::unnecessary_cast)] // mode_t is u16 on macOS
+const FIFO_BITS: u32 = libc::S_IFIFO as u32;
+
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .at(path, "cannot set mode")
+}
+
+/// The recorded modification time, on the entry itself (never through a symlink); the access
+/// time is left as the checkout made it.
+fn set_mtime(path: &Path, mtime: Time) -> Result<()> {
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: mtime.to_timespec(),
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .at(path, "cannot set times")
 }

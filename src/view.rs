@@ -27,6 +27,8 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
+    Fifo,
+    Device { block: bool },
 }
 
 /// One node of the merged tree.
@@ -35,6 +37,8 @@ pub struct Node {
     pub name: Box<[u8]>,
     pub parent: u32,
     pub mode: u32,
+    /// The modification time its layer recorded (also shown as its access and change time).
+    pub mtime: manifest::Time,
     pub data: Data,
 }
 
@@ -53,6 +57,9 @@ pub enum Data {
     Symlink {
         target: Box<[u8]>,
     },
+    /// The kernel does a FIFO's and a device's I/O itself: a view only names them.
+    Fifo,
+    Device(manifest::Device),
 }
 
 impl Node {
@@ -61,6 +68,16 @@ impl Node {
             Data::Dir { .. } => Kind::Dir,
             Data::File { .. } => Kind::File,
             Data::Symlink { .. } => Kind::Symlink,
+            Data::Fifo => Kind::Fifo,
+            Data::Device(d) => Kind::Device { block: d.block },
+        }
+    }
+
+    /// A device node's number (`st_rdev`); 0 for other kinds.
+    pub fn rdev(&self) -> u64 {
+        match self.data {
+            Data::Device(d) => d.rdev(),
+            _ => 0,
         }
     }
 
@@ -69,6 +86,7 @@ impl Node {
             Data::Dir { count, .. } => 4096.max(u64::from(*count) * 32),
             Data::File { size, .. } => *size,
             Data::Symlink { target } => target.len() as u64,
+            Data::Fifo | Data::Device(_) => 0,
         }
     }
 
@@ -195,6 +213,7 @@ pub struct Builder {
 
 struct BNode {
     mode: u32,
+    mtime: manifest::Time,
     kind: BKind,
 }
 
@@ -202,6 +221,8 @@ enum BKind {
     Dir(BTreeMap<Box<[u8]>, usize>),
     File { size: u64, digest: Option<Digest> },
     Symlink(Vec<u8>),
+    Fifo,
+    Device(manifest::Device),
 }
 
 impl Default for Builder {
@@ -215,6 +236,7 @@ impl Builder {
         Builder {
             nodes: vec![BNode {
                 mode: 0o755,
+                mtime: manifest::Time::FIXED,
                 kind: BKind::Dir(BTreeMap::new()),
             }],
         }
@@ -225,6 +247,7 @@ impl Builder {
     /// directory drops the lower directory's children before its own are added.
     pub fn push_layer(&mut self, m: &Manifest) {
         self.nodes[0].mode = m.entry(manifest::ROOT).mode;
+        self.nodes[0].mtime = m.entry(manifest::ROOT).mtime;
         self.merge_dir(0, m, manifest::ROOT);
     }
 
@@ -247,6 +270,7 @@ impl Builder {
                         _ => self.add(at, name, BKind::Dir(BTreeMap::new())),
                     };
                     self.nodes[i].mode = e.mode;
+                    self.nodes[i].mtime = e.mtime;
                     self.merge_dir(i, m, c);
                     continue;
                 }
@@ -257,9 +281,12 @@ impl Builder {
                 manifest::Kind::Symlink { .. } => {
                     BKind::Symlink(m.target(c).unwrap_or_default().as_bytes().to_vec())
                 }
+                manifest::Kind::Fifo => BKind::Fifo,
+                manifest::Kind::Device(d) => BKind::Device(d),
             };
             let i = self.add(at, name, kind);
             self.nodes[i].mode = e.mode;
+            self.nodes[i].mtime = e.mtime;
         }
     }
 
@@ -273,7 +300,11 @@ impl Builder {
     /// A new node under `at` called `name`, replacing whatever had that name.
     fn add(&mut self, at: usize, name: &[u8], kind: BKind) -> usize {
         let i = self.nodes.len();
-        self.nodes.push(BNode { mode: 0o755, kind });
+        self.nodes.push(BNode {
+            mode: 0o755,
+            mtime: manifest::Time::FIXED,
+            kind,
+        });
         self.children_mut(at).insert(name.into(), i);
         i
     }
@@ -311,11 +342,14 @@ impl Builder {
                 BKind::Symlink(target) => Data::Symlink {
                     target: target.into(),
                 },
+                BKind::Fifo => Data::Fifo,
+                BKind::Device(d) => Data::Device(d),
             };
             nodes.push(Node {
                 name,
                 parent,
                 mode: self.nodes[b].mode,
+                mtime: self.nodes[b].mtime,
                 data,
             });
         }
@@ -355,6 +389,7 @@ mod tests {
     fn file(size: u64) -> M {
         M {
             mode: 0o644,
+            mtime: manifest::Time::FIXED,
             kind: NodeKind::File {
                 size,
                 digest: Digest::of_blob(&[size as u8]),
@@ -364,6 +399,7 @@ mod tests {
     fn wh() -> M {
         M {
             mode: 0,
+            mtime: manifest::Time::default(),
             kind: NodeKind::Whiteout,
         }
     }

@@ -19,6 +19,7 @@ fn layer(s: &Store, n: u8) -> Digest {
     let mut dir = Node::dir(0o750);
     let link = Node {
         mode: 0o777,
+        mtime: zkit::manifest::Time::FIXED,
         kind: NodeKind::Symlink {
             target: format!("t{n}").into(),
         },

@@ -74,6 +74,7 @@ impl Env {
                     *path,
                     Node {
                         mode: 0o777,
+                        mtime: zkit::manifest::Time::FIXED,
                         kind: NodeKind::Symlink {
                             target: target.into(),
                         },
@@ -120,6 +121,7 @@ fn blob_node(store: &Store, content: &[u8], mode: u32) -> Node {
     std::fs::write(&path, content).unwrap();
     Node {
         mode,
+        mtime: zkit::manifest::Time::FIXED,
         kind: NodeKind::File {
             size: content.len() as u64,
             digest,
@@ -156,6 +158,7 @@ fn commit_tree(store: &Store, dir: &Path) -> Node {
         } else if m.file_type().is_symlink() {
             Node {
                 mode: 0o777,
+                mtime: zkit::manifest::Time::FIXED,
                 kind: NodeKind::Symlink {
                     target: std::fs::read_link(e.path()).unwrap().into(),
                 },

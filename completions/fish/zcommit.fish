@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_zcommit_global_optspecs
-    string join \n runtime= discard store= t/tag= j/jobs= link-mode= whiteouts no-cache v/verbose q/quiet h/help V/version
+    string join \n runtime= discard store= t/tag= j/jobs= link-mode= whiteouts no-cache reproducible v/verbose q/quiet h/help V/version
 end
 
 function __fish_zcommit_needs_command
@@ -36,11 +36,12 @@ clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destina
 complete -c zcommit -n "__fish_zcommit_needs_command" -l discard -d 'With --runtime: remove the runtime after committing it'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l whiteouts -d 'Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory hides the lower layers\' one" (opaque), as in an editable view\'s scratch directory'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l no-cache -d 'Read every file again, ignoring and not updating the commit cache'
+complete -c zcommit -n "__fish_zcommit_needs_command" -l reproducible -d 'Record one fixed modification time for every entry ($SOURCE_DATE_EPOCH, else 1970-01-01 00:00:01), so the same content gives the same digest wherever it is committed. Without it, a set $SOURCE_DATE_EPOCH clamps later times to it'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s v -l verbose -d 'Print what was done on standard error (files, hashed, new blobs, bytes)'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s V -l version -d 'Print version'
-complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags and the layers they point at'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
@@ -86,7 +87,7 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'T
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tags" -d 'List tags and the layers they point at'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "layers" -d 'List every layer\'s digest'

@@ -27,9 +27,11 @@ use std::process::ExitCode;
         Every file's content becomes a blob named by its BLAKE3 digest; only blobs the store \
         lacks are written, brought in by reflink where the file system shares blocks, else by \
         copy (never by hard link: a later edit of your file would change the stored blob). \
-        The layer is a manifest of every path with its kind, permission bits, size and digest \
-        or link target; owners, times and xattrs are not recorded, so the same tree always \
-        gives the same digest. Sockets, FIFOs and devices are left out with a warning.\n\n\
+        The layer is a manifest of every path with its kind, permission bits, modification \
+        time, size and digest, link target or device numbers; owners and xattrs are not \
+        recorded. --reproducible records one fixed time instead, so that the same content \
+        gives the same digest wherever and whenever it is committed. FIFOs and device nodes \
+        are recorded; sockets are left out with a warning.\n\n\
         Every object is written to a temporary file, synced, and renamed to its digest: a \
         crash or a concurrent commit never leaves a partial object under a real name. An \
         unchanged tree commits again in a fraction of the time: files whose size, mtime, \
@@ -99,6 +101,12 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Record one fixed modification time for every entry ($SOURCE_DATE_EPOCH, else
+    /// 1970-01-01 00:00:01), so the same content gives the same digest wherever it is
+    /// committed. Without it, a set $SOURCE_DATE_EPOCH clamps later times to it
+    #[arg(long)]
+    pub reproducible: bool,
+
     /// Print what was done on standard error (files, hashed, new blobs, bytes)
     #[arg(short, long)]
     pub verbose: bool,
@@ -114,7 +122,8 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List a layer's entries, ls -l style: kind and mode, size, blob digest, path (-> target);
-    /// whiteouts show as `w---------`, opaque dirs end in `(opaque)`
+    /// FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as
+    /// `w---------`; opaque dirs end in `(opaque)`
     Ls {
         /// Tag, full digest or unique digest prefix
         layer: OsString,
@@ -188,6 +197,10 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
         markers: args.whiteouts,
         cache: !args.no_cache,
         progress: !args.quiet,
+        times: commit::Times::choose(
+            args.reproducible,
+            std::env::var_os("SOURCE_DATE_EPOCH").as_deref(),
+        )?,
     };
     if let Some(tag) = &args.tag
         && !store::valid_tag(tag)
@@ -206,7 +219,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
         for path in &outcome.skipped {
             let mut line = b"zcommit: ".to_vec();
             line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
-            line.extend_from_slice(b": warning: not a file, directory or symlink; left out\n");
+            line.extend_from_slice(b": warning: a socket; left out (a layer cannot hold one)\n");
             let _ = std::io::stderr().write_all(&line);
         }
     }
@@ -230,6 +243,10 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         jobs: jobs(args),
         link_mode: args.link_mode,
         progress: !args.quiet,
+        times: commit::Times::choose(
+            args.reproducible,
+            std::env::var_os("SOURCE_DATE_EPOCH").as_deref(),
+        )?,
         ..Options::default()
     };
     let after = match args.discard {
@@ -368,6 +385,13 @@ pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
                 Kind::File { size, digest } => ('-', size.to_string(), digest.to_hex()),
                 Kind::Symlink { .. } => ('l', "-".to_string(), "-".to_string()),
                 Kind::Whiteout => ('w', "-".to_string(), "-".to_string()),
+                Kind::Fifo => ('p', "-".to_string(), "-".to_string()),
+                // ls -l shows a device's numbers where a file's size would be.
+                Kind::Device(d) => (
+                    if d.block { 'b' } else { 'c' },
+                    format!("{}, {}", d.major, d.minor),
+                    "-".to_string(),
+                ),
             };
             let perms = match e.kind {
                 Kind::Whiteout => "---------".to_string(),

@@ -13,9 +13,11 @@
 //! 4. Sync the store, then write the manifest as a layer (its digest covers every name, mode,
 //!    size, digest and link target), then save the cache.
 //!
-//! The result depends only on the tree: names, kinds, permission bits, content and link
-//! targets. Owners, timestamps and xattrs are not recorded, so the same tree committed twice,
-//! anywhere, gives the same digest and stores nothing new. Sockets, FIFOs and devices are
+//! The result depends only on the tree: names, kinds, permission bits, modification times,
+//! content, link targets and device numbers. Owners and xattrs are not recorded, so the same
+//! tree committed twice gives the same digest and stores nothing new. [`Times`] can fix or
+//! clamp the times, so that the same content gives the same digest wherever it is committed
+//! (`--reproducible`, `SOURCE_DATE_EPOCH`). FIFOs and device nodes are entries; sockets are
 //! left out and reported.
 //!
 //! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
@@ -28,7 +30,7 @@ use crate::atomic::TempFile;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{Mode, Tier};
-use crate::manifest::{Manifest, Node, NodeKind};
+use crate::manifest::{Manifest, Node, NodeKind, Time};
 use crate::pool;
 use crate::progress::Progress;
 use crate::store::{Added, Store, hash_file};
@@ -53,6 +55,64 @@ pub struct Options {
     pub cache: bool,
     /// Show a progress bar on a terminal for long runs.
     pub progress: bool,
+    /// Which modification times the layer records.
+    pub times: Times,
+}
+
+/// Which modification times a commit records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Times {
+    /// Each entry's own, as `lstat` gives it.
+    #[default]
+    Recorded,
+    /// Each entry's own, but none later than this (reproducible-builds' `SOURCE_DATE_EPOCH`:
+    /// files a build made now carry the sources' date).
+    ClampedTo(Time),
+    /// This one for every entry: the same content gives the same layer, whenever its files
+    /// were written.
+    Fixed(Time),
+}
+
+impl Times {
+    /// `--reproducible` fixes every time at `SOURCE_DATE_EPOCH`, else at [`Time::FIXED`];
+    /// without it, a set `SOURCE_DATE_EPOCH` clamps, as reproducible-builds tools do.
+    pub fn choose(
+        reproducible: bool,
+        source_date_epoch: Option<&std::ffi::OsStr>,
+    ) -> Result<Times> {
+        let epoch = match source_date_epoch.filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => {
+                let secs = v
+                    .to_str()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            Path::new("SOURCE_DATE_EPOCH"),
+                            ErrorKind::Invalid(format!(
+                                "{} is not a number of seconds since 1970 (unset it, or set it \
+                             like `SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`)",
+                                v.to_string_lossy()
+                            )),
+                        )
+                    })?;
+                Some(Time { secs, nanos: 0 })
+            }
+        };
+        Ok(match (reproducible, epoch) {
+            (true, epoch) => Times::Fixed(epoch.unwrap_or(Time::FIXED)),
+            (false, Some(epoch)) => Times::ClampedTo(epoch),
+            (false, None) => Times::Recorded,
+        })
+    }
+
+    fn apply(self, t: Time) -> Time {
+        match self {
+            Times::Recorded => t,
+            Times::ClampedTo(max) => t.min(max),
+            Times::Fixed(fixed) => fixed,
+        }
+    }
 }
 
 impl Default for Options {
@@ -63,6 +123,7 @@ impl Default for Options {
             markers: false,
             cache: true,
             progress: false,
+            times: Times::Recorded,
         }
     }
 }
@@ -80,7 +141,7 @@ pub struct Outcome {
     pub new_blobs: usize,
     pub new_bytes: u64,
     pub reflinked: usize,
-    /// Paths left out: sockets, FIFOs, device nodes.
+    /// Paths left out: sockets.
     pub skipped: Vec<PathBuf>,
 }
 
@@ -189,7 +250,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         .map(|r| r.expect("every file was hashed"))
         .collect();
 
-    let manifest = Manifest::from_tree(&build_tree(&tree.dirs, &results));
+    let manifest = Manifest::from_tree(&build_tree(&tree.dirs, &results, opts.times));
     outcome.entries = manifest.len();
     if outcome.new_blobs > 0 {
         store.sync()?;
@@ -271,57 +332,64 @@ fn bring_in(
     Ok((digest, stamp, added))
 }
 
-/// The manifest tree from the walked directories (sorted, so parents come first) and the
-/// files' digests.
-fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)]) -> Node {
+/// The manifest tree from the walked directories (sorted, so parents come first), the files'
+/// digests, and the times to record.
+fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)], times: Times) -> Node {
     let by_rel: HashMap<&Path, usize> = dirs
         .iter()
         .enumerate()
         .map(|(i, d)| (d.rel.as_path(), i))
         .collect();
-    fn build(
-        d: usize,
-        dirs: &[walk::Dir],
-        by_rel: &HashMap<&Path, usize>,
-        files: &[(Digest, Stamp)],
-    ) -> Node {
+    let build_ctx = (dirs, &by_rel, files, times);
+    type Ctx<'a> = (
+        &'a [walk::Dir],
+        &'a HashMap<&'a Path, usize>,
+        &'a [(Digest, Stamp)],
+        Times,
+    );
+    fn build(d: usize, ctx: &Ctx<'_>) -> Node {
+        let (dirs, by_rel, files, times) = *ctx;
         let dir = &dirs[d];
         let mut children = BTreeMap::new();
         for found in &dir.entries {
-            let node = match &found.what {
+            let kind = match &found.what {
                 What::Dir => {
                     let rel = dir.rel.join(OsStr::from_bytes(&found.name));
-                    build(by_rel[rel.as_path()], dirs, by_rel, files)
+                    children.insert(found.name.clone(), build(by_rel[rel.as_path()], ctx));
+                    continue;
                 }
-                What::File { meta, job } => Node {
-                    mode: meta.mode() & 0o7777,
-                    kind: NodeKind::File {
-                        size: files[*job].1.size,
-                        digest: files[*job].0,
-                    },
+                What::File { job, .. } => NodeKind::File {
+                    size: files[*job].1.size,
+                    digest: files[*job].0,
                 },
-                What::Symlink(target) => Node {
-                    mode: 0o777,
-                    kind: NodeKind::Symlink {
-                        target: target.clone(),
-                    },
+                What::Symlink(target) => NodeKind::Symlink {
+                    target: target.clone(),
                 },
-                What::Whiteout => Node {
-                    mode: 0,
-                    kind: NodeKind::Whiteout,
-                },
+                What::Fifo => NodeKind::Fifo,
+                What::Device(device) => NodeKind::Device(*device),
+                What::Whiteout => NodeKind::Whiteout,
             };
-            children.insert(found.name.clone(), node);
+            // A symlink's own mode means nothing on Linux and is 0777 there: record that.
+            let mode = match found.what {
+                What::Symlink(_) => 0o777,
+                _ => found.mode,
+            };
+            let mtime = match found.what {
+                What::Whiteout => Time::default(),
+                _ => times.apply(found.mtime),
+            };
+            children.insert(found.name.clone(), Node { mode, mtime, kind });
         }
         Node {
             mode: dir.mode,
+            mtime: times.apply(dir.mtime),
             kind: NodeKind::Dir {
                 opaque: dir.opaque,
                 children,
             },
         }
     }
-    build(0, dirs, &by_rel, files)
+    build(0, &build_ctx)
 }
 
 /// Four threads per CPU: a commit spends most of its time in system calls that wait for the

@@ -2,6 +2,7 @@
 //! any file is read.
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::manifest::{Device, Time};
 use crate::pool;
 use crate::scratch::whiteout;
 use std::ffi::{OsStr, OsString};
@@ -15,12 +16,16 @@ pub struct Dir {
     /// Relative to the root; empty for the root.
     pub rel: PathBuf,
     pub mode: u32,
+    pub mtime: Time,
     pub opaque: bool,
     pub entries: Vec<Found>,
 }
 
 pub struct Found {
     pub name: Vec<u8>,
+    /// Permission bits and modification time (whiteouts: 0 and the epoch).
+    pub mode: u32,
+    pub mtime: Time,
     pub what: What,
 }
 
@@ -32,13 +37,15 @@ pub enum What {
         job: usize,
     },
     Symlink(OsString),
+    Fifo,
+    Device(Device),
     Whiteout,
 }
 
 /// What the walk found: every directory, and the paths it had to leave out.
 pub struct Walk {
     pub dirs: Vec<Dir>,
-    /// Sockets, FIFOs and device nodes: a layer cannot hold them.
+    /// Sockets: a layer cannot hold them (they only mean something to a running process).
     pub skipped: Vec<PathBuf>,
 }
 
@@ -93,6 +100,7 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
     let mut dir = Dir {
         rel,
         mode: meta.mode() & 0o7777,
+        mtime: Time::of(&meta),
         opaque: false,
         entries: Vec::new(),
     };
@@ -117,6 +125,7 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
         // d_type alone cannot be trusted on every file system, and files need the stat anyway.
         let meta = entry.metadata().at(&entry.path(), "cannot stat")?;
         let kind = meta.file_type();
+        let (mode, mtime) = (meta.mode() & 0o7777, Time::of(&meta));
         let what = if kind.is_dir() {
             What::Dir
         } else if kind.is_file() {
@@ -128,17 +137,21 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
             let target =
                 std::fs::read_link(entry.path()).at(&entry.path(), "cannot read symlink")?;
             What::Symlink(target.into_os_string())
+        } else if kind.is_fifo() {
+            What::Fifo
+        } else if let Some(device) = Device::of(&meta) {
+            What::Device(device)
         } else {
-            debug_assert!(
-                kind.is_fifo()
-                    || kind.is_socket()
-                    || kind.is_block_device()
-                    || kind.is_char_device()
-            );
+            debug_assert!(kind.is_socket());
             skipped.push(dir.rel.join(entry.file_name()));
             continue;
         };
-        dir.entries.push(Found { name, what });
+        dir.entries.push(Found {
+            name,
+            mode,
+            mtime,
+            what,
+        });
     }
     // A name both deleted and present is a file recreated after its deletion: the file wins.
     let present: std::collections::HashSet<&[u8]> = match whiteouts.is_empty() {
@@ -152,6 +165,8 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
     for name in whiteouts {
         dir.entries.push(Found {
             name,
+            mode: 0,
+            mtime: Time::default(),
             what: What::Whiteout,
         });
     }

@@ -31,6 +31,9 @@ impl AttrSource {
                 Data::Dir { .. } => FileType::Directory,
                 Data::File { .. } => FileType::RegularFile,
                 Data::Symlink { .. } => FileType::Symlink,
+                Data::Fifo => FileType::Fifo,
+                Data::Device(d) if d.block => FileType::BlockDevice,
+                Data::Device(_) => FileType::CharacterDevice,
             }),
             AttrSource::Missing => None,
         }

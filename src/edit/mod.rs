@@ -36,6 +36,7 @@ mod names;
 
 pub use attrs::{Attr, AttrSource};
 
+use crate::manifest::Time;
 use crate::runtime::Runtime;
 use crate::scratch::listing::{self, Merged, Upper};
 use crate::scratch::{Attrs, Scratch, check_name, whiteout};
@@ -53,16 +54,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub type Result<T> = std::result::Result<T, Errno>;
 
 /// The node of the view's root.
 pub const ROOT: u32 = 0;
-
-/// The time the layers' entries report (see the read path), also given to directories that a
-/// copy-up makes in scratch for them.
-pub const LOWER_TIME: Duration = Duration::from_secs(1);
 
 fn errno(e: io::Error) -> Errno {
     Errno::from_io_error(&e).unwrap_or(Errno::IO)
@@ -449,17 +446,27 @@ impl Edit {
                 None => break,
             }
         }
-        self.layer_attrs(view.node(at).map_or(0o755, |n| n.mode))
+        match view.node(at) {
+            Some(node) => self.layer_attrs(node),
+            None => Attrs {
+                mode: 0o755,
+                uid: self.uid,
+                gid: self.gid,
+                atime: Time::FIXED.to_system_time(),
+                mtime: Time::FIXED.to_system_time(),
+            },
+        }
     }
 
-    /// What a layer entry of mode `mode` shows: the view's owner and the layers' time.
-    fn layer_attrs(&self, mode: u32) -> Attrs {
+    /// What a layer entry shows, and so what its copy-up gets: its mode and recorded time, and
+    /// the view's owner.
+    fn layer_attrs(&self, node: &crate::view::Node) -> Attrs {
         Attrs {
-            mode,
+            mode: node.mode,
             uid: self.uid,
             gid: self.gid,
-            atime: UNIX_EPOCH + LOWER_TIME,
-            mtime: UNIX_EPOCH + LOWER_TIME,
+            atime: node.mtime.to_system_time(),
+            mtime: node.mtime.to_system_time(),
         }
     }
 
@@ -496,7 +503,7 @@ impl Edit {
             return Ok((pdir, name));
         };
         let node = view.node(l).ok_or(Errno::STALE)?;
-        let attrs = self.layer_attrs(node.mode);
+        let attrs = self.layer_attrs(node);
         match &node.data {
             Data::File { digest, .. } => {
                 let content = match digest {
@@ -511,20 +518,30 @@ impl Edit {
                 self.files.drop_cached(n);
             }
             Data::Symlink { target } => {
-                match rustix::fs::symlinkat(OsStr::from_bytes(target), &pdir, &name) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(e),
-                }
-                let _ = rustix::fs::chownat(
-                    &pdir,
-                    &name,
-                    Some(rustix::fs::Uid::from_raw(self.uid)),
-                    Some(rustix::fs::Gid::from_raw(self.gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                );
+                crate::scratch::keeping_times(&pdir, || {
+                    match rustix::fs::symlinkat(OsStr::from_bytes(target), &pdir, &name) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let _ = rustix::fs::chownat(
+                        &pdir,
+                        &name,
+                        Some(rustix::fs::Uid::from_raw(self.uid)),
+                        Some(rustix::fs::Gid::from_raw(self.gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    );
+                    Ok(())
+                })
+                .map_err(errno)?;
             }
             Data::Dir { .. } => {
                 self.upper_dir_made(view, n)?;
+            }
+            Data::Fifo | Data::Device(_) => {
+                crate::scratch::keeping_times(&pdir, || {
+                    copy_up_special(&pdir, &name, node, &attrs).map_err(io::Error::from)
+                })
+                .map_err(errno)?;
             }
         }
         self.changed();
@@ -622,7 +639,8 @@ impl Edit {
                     },
                 },
                 Data::Dir { .. } => return Err(Errno::ISDIR),
-                Data::Symlink { .. } => return Err(Errno::INVAL),
+                // The kernel does FIFO and device I/O itself and never opens them through us.
+                Data::Symlink { .. } | Data::Fifo | Data::Device(_) => return Err(Errno::INVAL),
             },
             AttrSource::Missing => return Err(Errno::NOENT),
         };
@@ -646,7 +664,7 @@ impl Edit {
                 // A removed layer file someone still has open: it gets a scratch copy of its
                 // own, with no name.
                 let node = view.node(*lower).ok_or(Errno::STALE)?;
-                let attrs = self.layer_attrs(node.mode);
+                let attrs = self.layer_attrs(node);
                 let copy = self
                     .scratch
                     .anonymous_copy(file.as_deref(), &attrs)
@@ -792,22 +810,19 @@ impl Edit {
         dir: u32,
         name: &OsStr,
         mode: u32,
+        rdev: u64,
         caller: Caller,
     ) -> Result<Attr> {
+        // The kernel has already refused a device node to a caller without CAP_MKNOD, as it
+        // does on any file system; a daemon without it gets EPERM from mknodat itself.
         let kind = FileType::from_raw_mode(mode as _);
-        if !matches!(
-            kind,
-            FileType::RegularFile | FileType::Fifo | FileType::Socket
-        ) {
-            // Device nodes would be a way around nodev; a layer cannot hold them anyway.
-            return Err(Errno::PERM);
-        }
         let (updir, whited_out) = self.prepare_new(view, dir, name)?;
         make_node(
             &updir,
             name,
             kind,
             Mode::from_raw_mode((mode & 0o7777) as _),
+            rdev,
         )?;
         self.give(&updir, name, caller, Self::inherited_gid(&updir));
         self.made_attr(&updir, dir, name, whited_out)
@@ -1233,17 +1248,63 @@ fn raise_fd_limit() {
     }
 }
 
-/// A regular file, FIFO or socket node (what `mknod` may make).
-fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode) -> Result<()> {
+/// A layer's FIFO or device node made again in scratch (a chmod or link of it copies it up),
+/// with its mode, time and the view's owner.
+fn copy_up_special(
+    dir: &File,
+    name: &OsStr,
+    node: &crate::view::Node,
+    attrs: &Attrs,
+) -> Result<()> {
+    let (kind, rdev) = match node.data {
+        Data::Device(d) if d.block => (FileType::BlockDevice, d.rdev()),
+        Data::Device(d) => (FileType::CharacterDevice, d.rdev()),
+        _ => (FileType::Fifo, 0),
+    };
+    match make_node(dir, name, kind, Mode::from_raw_mode(node.mode as _), rdev) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let _ = rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(attrs.uid)),
+        Some(rustix::fs::Gid::from_raw(attrs.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
+    rustix::fs::chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(node.mode as _),
+        AtFlags::empty(),
+    )?;
+    let times = rustix::fs::Timestamps {
+        last_access: node.mtime.to_timespec(),
+        last_modification: node.mtime.to_timespec(),
+    };
+    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// A regular file, FIFO, socket or device node (what `mknod` may make).
+fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode, rdev: u64) -> Result<()> {
     if kind == FileType::RegularFile {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
         return rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, mode).map(drop);
     }
+    if !matches!(
+        kind,
+        FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice
+    ) {
+        return Err(Errno::INVAL);
+    }
     #[cfg(not(target_vendor = "apple"))]
-    return rustix::fs::mknodat(dir, name, kind, mode, 0);
-    // No mknodat(2) on macOS: FIFOs and sockets stay a Linux and BSD feature.
+    return rustix::fs::mknodat(dir, name, kind, mode, rdev as _);
+    // No mknodat(2) on macOS: FIFOs, sockets and devices stay a Linux and BSD feature.
     #[cfg(target_vendor = "apple")]
-    Err(Errno::NOTSUP)
+    {
+        let _ = rdev;
+        Err(Errno::NOTSUP)
+    }
 }
 
 /// "No such attribute": `ENODATA` on Linux, `ENOATTR` on the BSDs and macOS.

@@ -279,10 +279,10 @@ impl Filesystem for Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.op_mknod(req, parent.0, name, mode, umask)
+        self.op_mknod(req, parent.0, name, mode, umask, rdev)
             .respond(reply);
     }
 

@@ -9,14 +9,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// FUSE's root inode.
 const FUSE_ROOT: u64 = 1;
-
-/// Every node reports this time (atime, mtime, ctime): layers are immutable, and a fixed time
-/// keeps make and rsync from seeing changes where there are none.
-const STABLE_TIME: Duration = Duration::from_secs(1);
 
 /// The inode number of node `n` of a view (see the module docs of [`crate::fuse`]).
 pub fn ino_of(view: &View, n: u32) -> u64 {
@@ -67,7 +63,7 @@ pub(super) fn read_at(file: &File, offset: u64, size: u32) -> std::io::Result<Ve
 pub fn attr(view: &View, n: u32) -> FileAttr {
     let node = view.node(n).expect("node of a live inode");
     let size = node.size();
-    let time = SystemTime::UNIX_EPOCH + STABLE_TIME;
+    let time = node.mtime.to_system_time();
     FileAttr {
         ino: fuser::INodeNo(ino_of(view, n)),
         size,
@@ -81,7 +77,7 @@ pub fn attr(view: &View, n: u32) -> FileAttr {
         nlink: node.nlink(),
         uid: view.meta.uid,
         gid: view.meta.gid,
-        rdev: 0,
+        rdev: node.rdev() as u32,
         blksize: 4096,
         flags: 0,
     }
@@ -92,6 +88,9 @@ fn file_type(k: Kind) -> FileType {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Device { block: true } => FileType::BlockDevice,
+        Kind::Device { block: false } => FileType::CharDevice,
     }
 }
 

@@ -200,11 +200,12 @@ impl Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
+        rdev: u32,
     ) -> Result<Entry, Errno> {
         let (view, edit, dir) = self.for_write(req.pid(), parent)?;
         let mode = (mode & !0o7777) | (mode & 0o7777 & !umask);
         let attr = edit
-            .mknod(&view, dir, name, mode, caller(req))
+            .mknod(&view, dir, name, mode, rdev.into(), caller(req))
             .map_err(errno)?;
         Ok(self.entry(&view, parent, &attr))
     }

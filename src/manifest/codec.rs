@@ -1,7 +1,7 @@
-//! Version 1 of the manifest's bytes (described in the module docs above).
+//! The manifest's bytes, version 2, and version 1 read (described in the module docs above).
 
 use super::tree::push;
-use super::{Entry, Kind, Manifest, ROOT, VERSION, valid_name};
+use super::{Device, Entry, Kind, Manifest, ROOT, Time, VERSION, valid_name};
 use crate::digest::Digest;
 use std::fmt;
 
@@ -10,6 +10,11 @@ const DIR: u8 = 0;
 const FILE: u8 = 1;
 const SYMLINK: u8 = 2;
 const WHITEOUT: u8 = 3;
+const FIFO: u8 = 4;
+const CHAR_DEVICE: u8 = 5;
+const BLOCK_DEVICE: u8 = 6;
+/// Version 1: no times, no FIFOs or devices.
+const VERSION_1: u8 = 1;
 const OPAQUE: u8 = 1;
 
 /// Why bytes are not a valid manifest, with the entry's index where there is one.
@@ -36,10 +41,15 @@ pub(super) fn encode(m: &Manifest) -> Vec<u8> {
             Kind::File { .. } => FILE,
             Kind::Symlink { .. } => SYMLINK,
             Kind::Whiteout => WHITEOUT,
+            Kind::Fifo => FIFO,
+            Kind::Device(d) if d.block => BLOCK_DEVICE,
+            Kind::Device(_) => CHAR_DEVICE,
         });
         varint(&mut out, name.len() as u64);
         out.extend_from_slice(name);
         varint(&mut out, e.mode as u64);
+        varint(&mut out, zigzag(e.mtime.secs));
+        varint(&mut out, e.mtime.nanos as u64);
         match e.kind {
             Kind::Dir { opaque, len, .. } => {
                 out.push(if opaque { OPAQUE } else { 0 });
@@ -54,10 +64,23 @@ pub(super) fn encode(m: &Manifest) -> Vec<u8> {
                 varint(&mut out, target.len() as u64);
                 out.extend_from_slice(target);
             }
-            Kind::Whiteout => {}
+            Kind::Device(d) => {
+                varint(&mut out, d.major as u64);
+                varint(&mut out, d.minor as u64);
+            }
+            Kind::Whiteout | Kind::Fifo => {}
         }
     }
     out
+}
+
+/// Signed to unsigned, small magnitudes small: 0, -1, 1, -2 ... become 0, 1, 2, 3 ...
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
@@ -66,9 +89,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         return Err(DecodeError("not a zkit layer manifest".into()));
     }
     let version = r.byte()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(DecodeError(format!(
-            "manifest version {version} is not supported (this zkit reads version {VERSION})"
+            "manifest version {version} is not supported (this zkit reads versions \
+             {VERSION_1} to {VERSION}: a newer zkit wrote it)"
         )));
     }
     let count = r.varint()?;
@@ -116,6 +140,20 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         if mode > 0o7777 {
             return Err(bad(format!("invalid mode {mode:o}")));
         }
+        let mtime = match version {
+            VERSION_1 => Time::FIXED,
+            _ => {
+                let secs = unzigzag(r.varint()?);
+                let nanos = r.varint()?;
+                if nanos >= 1_000_000_000 {
+                    return Err(bad(format!("invalid nanoseconds {nanos}")));
+                }
+                Time {
+                    secs,
+                    nanos: nanos as u32,
+                }
+            }
+        };
         let name = push(&mut m.heap, name);
         let kind = match kind {
             DIR => {
@@ -155,12 +193,24 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
                 }
             }
             WHITEOUT => Kind::Whiteout,
+            FIFO if version != VERSION_1 => Kind::Fifo,
+            CHAR_DEVICE | BLOCK_DEVICE if version != VERSION_1 => {
+                let number = |r: &mut Reader| -> Result<u32, DecodeError> {
+                    u32::try_from(r.varint()?).map_err(|_| bad("device number too large".into()))
+                };
+                Kind::Device(Device {
+                    block: kind == BLOCK_DEVICE,
+                    major: number(&mut r)?,
+                    minor: number(&mut r)?,
+                })
+            }
             other => return Err(bad(format!("unknown kind {other}"))),
         };
         m.entries.push(Entry {
             name,
             parent,
             mode: mode as u32,
+            mtime,
             kind,
         });
     }
@@ -232,18 +282,26 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::super::{Node, NodeKind};
+    const T: Time = Time {
+        secs: 1_700_000_000,
+        nanos: 123_456_789,
+    };
     use super::*;
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
 
     fn sample() -> Node {
-        let mut root = Node::dir(0o755);
+        let mut root = Node::dir(0o755).at(T);
         let kids = root.children_mut().unwrap();
-        let mut sub = Node::dir(0o700);
+        let mut sub = Node::dir(0o700).at(Time {
+            secs: -86_400,
+            nanos: 0,
+        });
         sub.children_mut().unwrap().insert(
             b"deep\nname\xff".to_vec(),
             Node {
                 mode: 0o4755,
+                mtime: Time::FIXED,
                 kind: NodeKind::File {
                     size: 3,
                     digest: Digest::of_blob(b"abc"),
@@ -258,6 +316,7 @@ mod tests {
             b"link".to_vec(),
             Node {
                 mode: 0o777,
+                mtime: T,
                 kind: NodeKind::Symlink {
                     target: "../nowhere".into(),
                 },
@@ -267,10 +326,43 @@ mod tests {
             b"gone".to_vec(),
             Node {
                 mode: 0,
+                mtime: Time::default(),
                 kind: NodeKind::Whiteout,
             },
         );
-        kids.insert(b"empty".to_vec(), Node::dir(0o755));
+        kids.insert(
+            b"fifo".to_vec(),
+            Node {
+                mode: 0o644,
+                mtime: T,
+                kind: NodeKind::Fifo,
+            },
+        );
+        kids.insert(
+            b"null".to_vec(),
+            Node {
+                mode: 0o666,
+                mtime: T,
+                kind: NodeKind::Device(Device {
+                    block: false,
+                    major: 1,
+                    minor: 3,
+                }),
+            },
+        );
+        kids.insert(
+            b"sda".to_vec(),
+            Node {
+                mode: 0o660,
+                mtime: T,
+                kind: NodeKind::Device(Device {
+                    block: true,
+                    major: 8,
+                    minor: 0,
+                }),
+            },
+        );
+        kids.insert(b"empty".to_vec(), Node::dir(0o755).at(T));
         root
     }
 
@@ -309,11 +401,52 @@ mod tests {
         let at = evil.windows(3).position(|w| w == b"sub").unwrap();
         evil[at..at + 3].copy_from_slice(b"..\0");
         assert!(Manifest::decode(&evil).is_err());
-        let mut root = Node::dir(0o755);
+        let mut root = Node::dir(0o755).at(T);
         root.children_mut()
             .unwrap()
-            .insert(b"..".to_vec(), Node::dir(0o755));
+            .insert(b"..".to_vec(), Node::dir(0o755).at(T));
         let err = Manifest::decode(&Manifest::from_tree(&root).encode()).unwrap_err();
         assert!(err.to_string().contains("\"..\""), "{err}");
+    }
+
+    #[test]
+    fn version_1_layers_are_read_with_the_fixed_time() {
+        // A root holding the file "a" (mode 644, 3 bytes) and the symlink "l" -> "a", as
+        // zkit wrote them before layers recorded times.
+        let digest = Digest::of_blob(b"abc");
+        let mut v1 = b"ZKITLAYR\x01\x03".to_vec();
+        v1.extend_from_slice(&[DIR, 0, 0xed, 0x03, 0, 2]);
+        v1.extend_from_slice(&[FILE, 1, b'a', 0xa4, 0x03, 3]);
+        v1.extend_from_slice(digest.as_bytes());
+        v1.extend_from_slice(&[SYMLINK, 1, b'l', 0xff, 0x03, 1, b'a']);
+        let m = Manifest::decode(&v1).unwrap();
+        assert_eq!(m.len(), 3);
+        assert!(m.entries().iter().all(|e| e.mtime == Time::FIXED));
+        let a = m.lookup(ROOT, OsStr::new("a")).unwrap();
+        assert_eq!(m.entry(a).kind, Kind::File { size: 3, digest });
+        assert_eq!(
+            m.target(m.lookup(ROOT, OsStr::new("l")).unwrap()),
+            Some(OsStr::new("a"))
+        );
+        // Version 1 had no FIFOs: kind 4 there is damage, not a FIFO.
+        let mut bad = b"ZKITLAYR\x01\x02".to_vec();
+        bad.extend_from_slice(&[DIR, 0, 0xed, 0x03, 0, 1, FIFO, 1, b'p', 0xa4, 0x03]);
+        assert!(Manifest::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn times_and_device_numbers_are_canonical() {
+        for secs in [0i64, 1, -1, i64::MAX, i64::MIN, 1_700_000_000] {
+            assert_eq!(unzigzag(zigzag(secs)), secs);
+        }
+        let mut bytes = Manifest::from_tree(&sample()).encode();
+        // The root's nanoseconds (after magic, version, count, kind, name, mode, secs).
+        let at = 8 + 1 + 1 + 1 + 1 + 2 + 5;
+        assert_eq!(&bytes[at..at + 4], &[0x95, 0x9a, 0xef, 0x3a]);
+        let mut too_many = Vec::new();
+        varint(&mut too_many, 1_000_000_000);
+        bytes.splice(at..at + 4, too_many);
+        let err = Manifest::decode(&bytes).unwrap_err();
+        assert!(err.to_string().contains("nanoseconds"), "{err}");
     }
 }

@@ -9,30 +9,39 @@
 //! ([`Manifest::lookup`]). Each entry knows its parent, for `..` and for rebuilding its path.
 //!
 //! Each entry has a name (bytes, not UTF-8: any name but empty, `.`, `..`, or one containing `/`
-//! or NUL), a mode (the permission bits with setuid/setgid/sticky, `& 0o7777`) and a [`Kind`]:
-//! a directory (with its opaque bit: it hides everything below it in lower layers), a regular
-//! file (size and the BLAKE3 digest of its content, a blob in the store), a symlink (its
-//! target bytes) or a whiteout (the name is deleted: lower layers' entries are hidden).
-//! Owners, timestamps and xattrs are not part of a layer, so the same tree always gives the
-//! same layer.
+//! or NUL), a mode (the permission bits with setuid/setgid/sticky, `& 0o7777`), a modification
+//! time (seconds and nanoseconds since the epoch) and a [`Kind`]: a directory (with its opaque
+//! bit: it hides everything below it in lower layers), a regular file (size and the BLAKE3
+//! digest of its content, a blob in the store), a symlink (its target bytes), a FIFO, a
+//! character or block device (major and minor numbers) or a whiteout (the name is deleted:
+//! lower layers' entries are hidden). Owners and xattrs are not part of a layer. Times are, so
+//! that `make` and `rsync -t` see the tree they committed; a commit can fix them
+//! (`--reproducible`) so that the same content gives the same layer wherever it is committed.
 //!
-//! # Encoding, version 1
+//! # Encoding, version 2
 //!
 //! ```text
-//! "ZKITLAYR" 0x01 COUNT ENTRY*COUNT
-//! ENTRY = KIND:u8 NAMELEN NAME MODE BODY
-//!   KIND 0 dir:      FLAGS:u8 (bit 0: opaque) CHILDCOUNT
-//!   KIND 1 file:     SIZE DIGEST:32 bytes
-//!   KIND 2 symlink:  TARGETLEN TARGET
-//!   KIND 3 whiteout: (nothing)
+//! "ZKITLAYR" 0x02 COUNT ENTRY*COUNT
+//! ENTRY = KIND:u8 NAMELEN NAME MODE SECS NANOS BODY
+//!   KIND 0 dir:         FLAGS:u8 (bit 0: opaque) CHILDCOUNT
+//!   KIND 1 file:        SIZE DIGEST:32 bytes
+//!   KIND 2 symlink:     TARGETLEN TARGET
+//!   KIND 3 whiteout:    (nothing)
+//!   KIND 4 fifo:        (nothing)
+//!   KIND 5 char device: MAJOR MINOR
+//!   KIND 6 block device: MAJOR MINOR
 //! ```
 //!
-//! Numbers are unsigned LEB128 varints, shortest form only. Children are implied by the
-//! breadth-first order and each directory's CHILDCOUNT, so there is no redundant index that
-//! could disagree. Exactly one byte string encodes a given tree: names must be strictly
-//! increasing within a directory, flags and varints canonical, nothing may trail. [`decode`]
-//! checks all of it, whoever wrote the file, so a manifest can never name a path outside its
-//! root or make a cycle.
+//! Numbers are unsigned LEB128 varints, shortest form only; SECS is zigzag-coded (times before
+//! 1970 exist) and NANOS is below 10^9. Children are implied by the breadth-first order and
+//! each directory's CHILDCOUNT, so there is no redundant index that could disagree. Exactly
+//! one byte string encodes a given tree: names must be strictly increasing within a directory,
+//! flags and varints canonical, nothing may trail. [`decode`] checks all of it, whoever wrote
+//! the file, so a manifest can never name a path outside its root or make a cycle.
+//!
+//! Version 1 (the same without SECS and NANOS, and without kinds 4 to 6) is still read: its
+//! entries have [`Time::FIXED`], the one time every view showed before layers recorded times,
+//! so a layer keeps the digest and the times it always had.
 
 mod codec;
 mod tree;
@@ -50,7 +59,49 @@ use std::path::{Path, PathBuf};
 pub const ROOT: u32 = 0;
 
 /// The current encoding version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+
+/// A modification time: seconds since the epoch (negative before it) and nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time {
+    pub secs: i64,
+    /// Below 10^9.
+    pub nanos: u32,
+}
+
+impl Time {
+    /// 1970-01-01 00:00:01: what layers of version 1 show, and `--reproducible` records
+    /// without `SOURCE_DATE_EPOCH` (Nix's choice too: not 0, which some tools read as unset).
+    pub const FIXED: Time = Time { secs: 1, nanos: 0 };
+
+    /// A file's modification time as `lstat` gave it.
+    pub fn of(meta: &std::fs::Metadata) -> Time {
+        use std::os::unix::fs::MetadataExt;
+        Time {
+            secs: meta.mtime(),
+            nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+        }
+    }
+
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        let nanos = std::time::Duration::from_nanos(self.nanos as u64);
+        match u64::try_from(self.secs) {
+            Ok(secs) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs) + nanos,
+            Err(_) => {
+                std::time::UNIX_EPOCH - std::time::Duration::from_secs(self.secs.unsigned_abs())
+                    + nanos
+            }
+        }
+    }
+
+    /// The time as a `timespec` for `utimensat`/`futimens`.
+    pub fn to_timespec(self) -> rustix::fs::Timespec {
+        rustix::fs::Timespec {
+            tv_sec: self.secs,
+            tv_nsec: self.nanos as _,
+        }
+    }
+}
 
 /// One path in a layer. Its name and a symlink's target are in the manifest's byte heap:
 /// read them with [`Manifest::name`] and [`Manifest::target`].
@@ -61,6 +112,7 @@ pub struct Entry {
     pub parent: u32,
     /// Permission bits with setuid/setgid/sticky (`& 0o7777`).
     pub mode: u32,
+    pub mtime: Time,
     pub kind: Kind,
 }
 
@@ -79,7 +131,46 @@ pub enum Kind {
     Symlink {
         target: Span,
     },
+    Fifo,
+    Device(Device),
     Whiteout,
+}
+
+/// A character or block device node's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Device {
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Device {
+    /// The device a `stat` found, if it is one.
+    #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
+    pub fn of(meta: &std::fs::Metadata) -> Option<Device> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let kind = meta.file_type();
+        (kind.is_block_device() || kind.is_char_device()).then(|| Device {
+            block: kind.is_block_device(),
+            major: rustix::fs::major(meta.rdev() as _),
+            minor: rustix::fs::minor(meta.rdev() as _),
+        })
+    }
+
+    #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
+    pub fn rdev(self) -> u64 {
+        rustix::fs::makedev(self.major, self.minor) as u64
+    }
+
+    /// The `S_IFBLK` or `S_IFCHR` bits of a mode.
+    #[allow(clippy::unnecessary_cast)] // mode_t is u16 on macOS
+    pub fn file_type_bits(self) -> u32 {
+        (if self.block {
+            libc::S_IFBLK
+        } else {
+            libc::S_IFCHR
+        }) as u32
+    }
 }
 
 /// Bytes in the manifest's heap.

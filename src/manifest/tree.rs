@@ -1,6 +1,6 @@
 //! A manifest as a tree of nodes: how a commit builds a layer and how a stack is merged.
 
-use super::{Entry, Kind, Manifest, ROOT, Span};
+use super::{Device, Entry, Kind, Manifest, ROOT, Span, Time};
 use crate::digest::Digest;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,6 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     pub mode: u32,
+    pub mtime: Time,
     pub kind: NodeKind,
 }
 
@@ -26,18 +27,27 @@ pub enum NodeKind {
     Symlink {
         target: OsString,
     },
+    Fifo,
+    Device(Device),
     Whiteout,
 }
 
 impl Node {
+    /// An empty directory dated [`Time::FIXED`] (see [`Node::at`]).
     pub fn dir(mode: u32) -> Node {
         Node {
             mode: mode & 0o7777,
+            mtime: Time::FIXED,
             kind: NodeKind::Dir {
                 opaque: false,
                 children: BTreeMap::new(),
             },
         }
+    }
+
+    /// The same node with modification time `mtime`.
+    pub fn at(self, mtime: Time) -> Node {
+        Node { mtime, ..self }
     }
 
     pub fn children(&self) -> Option<&BTreeMap<Vec<u8>, Node>> {
@@ -85,12 +95,15 @@ pub(super) fn flatten(root: &Node) -> Manifest {
             NodeKind::Symlink { target } => Kind::Symlink {
                 target: push(&mut m.heap, target.as_bytes()),
             },
+            NodeKind::Fifo => Kind::Fifo,
+            NodeKind::Device(d) => Kind::Device(*d),
             NodeKind::Whiteout => Kind::Whiteout,
         };
         m.entries.push(Entry {
             name,
             parent,
             mode: node.mode & 0o7777,
+            mtime: node.mtime,
             kind,
         });
     }
@@ -111,9 +124,15 @@ pub(super) fn unflatten(m: &Manifest, index: u32) -> Node {
         Kind::Symlink { .. } => NodeKind::Symlink {
             target: OsString::from_vec(m.target(index).unwrap_or_default().as_bytes().to_vec()),
         },
+        Kind::Fifo => NodeKind::Fifo,
+        Kind::Device(d) => NodeKind::Device(d),
         Kind::Whiteout => NodeKind::Whiteout,
     };
-    Node { mode: e.mode, kind }
+    Node {
+        mode: e.mode,
+        mtime: e.mtime,
+        kind,
+    }
 }
 
 pub(super) fn push(heap: &mut Vec<u8>, bytes: &[u8]) -> Span {

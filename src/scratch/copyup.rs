@@ -44,7 +44,7 @@ impl Scratch {
         let key = dir_rel.join(name);
         let lock = self.copy_lock(&key);
         let held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let done = self.copy_up_locked(dir, name, content, attrs);
+        let done = super::keeping_times(dir, || self.copy_up_locked(dir, name, content, attrs));
         drop(held);
         self.release_copy_lock(&key, lock);
         done

@@ -126,7 +126,7 @@ impl Scratch {
             dir = match beneath::open_child_dir(&dir, name) {
                 Ok(d) => d,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    self.make_dir(&dir, name, &attrs_of(&at), false)?
+                    keeping_times(&dir, || self.make_dir(&dir, name, &attrs_of(&at), false))?
                 }
                 Err(e) => return Err(e),
             };
@@ -226,4 +226,26 @@ fn remove_contents(dir: &File) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Run `f`, which adds an entry to `dir` on the layers' behalf (a copy-up, or a directory made
+/// to hold one), and give `dir` back the times it had: bringing a lower entry up is no change
+/// of its directory, and a commit would otherwise date the directory now. Overlayfs does the
+/// same after its copy-ups.
+pub fn keeping_times<T>(dir: &File, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let before = rustix::fs::fstat(dir)?;
+    let done = f()?;
+    #[allow(clippy::unnecessary_cast)] // stat field widths differ across platforms
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: before.st_atime as _,
+            tv_nsec: before.st_atime_nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: before.st_mtime as _,
+            tv_nsec: before.st_mtime_nsec as _,
+        },
+    };
+    rustix::fs::futimens(dir, &times)?;
+    Ok(done)
 }

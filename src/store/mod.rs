@@ -332,6 +332,7 @@ mod tests {
         let mut root = Node::dir(0o755);
         let link = Node {
             mode: 0o777,
+            mtime: crate::manifest::Time::FIXED,
             kind: NodeKind::Symlink {
                 target: format!("target-{n}").into(),
             },

@@ -234,3 +234,25 @@ pub fn widen_pipe(fd: impl std::os::fd::AsFd, _size: usize) -> bool {
     use rustix::fs::FileType;
     rustix::fs::fstat(fd).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
 }
+
+/// `mknod(2)` by path: a FIFO (`S_IFIFO`) or a device node (`S_IFCHR`/`S_IFBLK` with `rdev`).
+/// By path because macOS has no `mknodat`; a checkout creates into directories it just made.
+pub fn mknod(path: &std::path::Path, file_type: u32, perm: u32, rdev: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the rest are integers
+    // (mode_t and dev_t are narrower than u32/u64 on some targets, hence the casts).
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            (file_type | perm) as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
