@@ -67,6 +67,7 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s q -l quiet -d
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l repair -d 'Remove damaged blobs and layers (content that does not hash to its name), so that no reader is ever given them; committing or importing the same content again restores them. Exit status is still 1 when anything was damaged'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -84,6 +85,7 @@ copy\t'Copies only: a new inode with its own blocks (the kernel may still share 
 clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l verify -d 'Hash every file checked out against its digest. Copies are always checked (they are read anyway); this also reads the reflinked and hard-linked ones'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); whiteouts show as `w---------`, opaque dirs end in `(opaque)`'

@@ -126,7 +126,13 @@ pub enum Command {
     /// List every layer's digest
     Layers,
     /// Rehash every blob, check every layer and tag; exit 1 naming each damaged object
-    Verify,
+    Verify {
+        /// Remove damaged blobs and layers (content that does not hash to its name), so that
+        /// no reader is ever given them; committing or importing the same content again
+        /// restores them. Exit status is still 1 when anything was damaged
+        #[arg(long)]
+        repair: bool,
+    },
     /// List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers
     Runtimes,
     /// Remove an editable runtime and its uncommitted changes (refused while in use)
@@ -139,6 +145,10 @@ pub enum Command {
         /// link damages the store
         #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::CloneOrCopy)]
         link_mode: Mode,
+        /// Hash every file checked out against its digest. Copies are always checked (they
+        /// are read anyway); this also reads the reflinked and hard-linked ones
+        #[arg(long)]
+        verify: bool,
         dest: PathBuf,
         #[arg(required = true)]
         layers: Vec<OsString>,
@@ -202,6 +212,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     if let Some(tag) = &args.tag {
         store.set_tag(tag, &outcome.digest)?;
     }
+    warn_healed(dir, &outcome);
     if !args.quiet {
         for path in &outcome.skipped {
             let mut line = b"zcommit: ".to_vec();
@@ -224,6 +235,18 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     print_lines(&[outcome.digest.to_hex().into_bytes()])
 }
 
+/// A damaged blob replaced is worth a line even with -q: the store had been serving it.
+fn warn_healed(dir: &Path, outcome: &commit::Outcome) {
+    for rel in &outcome.healed {
+        let mut line = b"zcommit: ".to_vec();
+        line.extend_from_slice(dir.join(rel).as_os_str().as_bytes());
+        line.extend_from_slice(
+            b": warning: its blob in the store was damaged; replaced from this file\n",
+        );
+        let _ = std::io::stderr().write_all(&line);
+    }
+}
+
 fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
     let name = args.runtime.as_deref().expect("checked by the caller");
     let opts = Options {
@@ -244,6 +267,7 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         runtime::Committed::Layer(outcome) => {
+            warn_healed(Path::new(&format!("runtime {name}")), &outcome);
             if args.verbose {
                 eprintln!(
                     "zcommit: runtime {name}: {} entries, {} files, {} new blobs ({} bytes, {} reflinked)",
@@ -286,19 +310,31 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 .map(|d| d.to_hex().into_bytes())
                 .collect::<Vec<_>>(),
         ),
-        Command::Verify => {
-            let report = store.verify(jobs(args))?;
+        Command::Verify { repair } => {
+            let report = store.verify(jobs(args), *repair)?;
             for problem in &report.problems {
                 cli::report("zcommit", problem);
             }
+            for path in &report.removed {
+                let mut line = b"zcommit: ".to_vec();
+                line.extend_from_slice(path.as_os_str().as_bytes());
+                line.extend_from_slice(
+                    b": removed (commit or import its content again to restore it)\n",
+                );
+                let _ = std::io::stderr().write_all(&line);
+            }
             let summary = format!(
-                "{} blobs, {} layers, {} tags: {}",
+                "{} blobs, {} layers, {} tags: {}{}",
                 report.blobs,
                 report.layers,
                 report.tags,
                 match report.problems.len() {
                     0 => "all good".to_string(),
                     n => format!("{n} damaged"),
+                },
+                match report.removed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} removed"),
                 }
             );
             print_lines(&[summary.into_bytes()])?;
@@ -333,23 +369,30 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
         }
         Command::Checkout {
             link_mode,
+            verify,
             dest,
             layers,
         } => {
             let manifests = layers
                 .iter()
-                .map(|l| store.open_layer(l).map(|(_, m)| m))
+                .map(|l| store.open_layer(l))
                 .collect::<Result<Vec<_>>>()?;
-            let outcome = checkout::checkout(store, &manifests, dest, *link_mode, jobs(args))?;
+            let opts = checkout::Options {
+                mode: *link_mode,
+                jobs: jobs(args),
+                verify: *verify,
+            };
+            let outcome = checkout::checkout(store, &manifests, dest, &opts)?;
             if !args.quiet {
                 let [hard, reflink, copy] = outcome.tiers;
                 eprintln!(
-                    "zcommit: {}: {} dirs, {} files ({hard} hardlink, {reflink} reflink, \
-                     {copy} copy), {} symlinks",
+                    "zcommit: {}: {}, {} ({hard} hardlink, {reflink} reflink, {copy} copy; \
+                     {} verified), {}",
                     dest.display(),
-                    outcome.dirs,
-                    outcome.files,
-                    outcome.symlinks
+                    count(outcome.dirs, "dir"),
+                    count(outcome.files, "file"),
+                    outcome.verified,
+                    count(outcome.symlinks, "symlink"),
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -385,6 +428,14 @@ pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
             line
         })
         .collect()
+}
+
+/// `1 dir`, `2 dirs`.
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
 }
 
 /// `rwsr-xr-t` from permission bits, as ls prints them.

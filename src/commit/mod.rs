@@ -18,6 +18,16 @@
 //! anywhere, gives the same digest and stores nothing new. Sockets, FIFOs and devices are
 //! left out and reported.
 //!
+//! # Damaged blobs
+//!
+//! A file this commit reads whose blob the store already holds has that blob hashed too; a
+//! blob that does not hash to its name (a flipped bit, a stray write) is replaced from the
+//! file ([`Outcome::healed`]). A file whose digest comes from the cache is read by no one,
+//! and neither is its blob: re-committing an unchanged tree costs one `lstat` per file and
+//! heals nothing, since proving a blob sound means reading it whole. To heal, run
+//! `zcommit verify --repair` (it removes what is damaged; the next commit, cached or not,
+//! writes it again) or commit with `--no-cache` (reads every file and checks every blob).
+//!
 //! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
 //! directory's `.wh.NAME` files become whiteouts and `.wh..wh..opq` makes a directory opaque.
 
@@ -80,6 +90,9 @@ pub struct Outcome {
     pub new_blobs: usize,
     pub new_bytes: u64,
     pub reflinked: usize,
+    /// Files whose blob was in the store but damaged (its content did not hash to its name),
+    /// and was replaced from the file: relative paths.
+    pub healed: Vec<PathBuf>,
     /// Paths left out: sockets, FIFOs, device nodes.
     pub skipped: Vec<PathBuf>,
 }
@@ -128,6 +141,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         new_blobs: usize,
         new_bytes: u64,
         reflinked: usize,
+        healed: Vec<PathBuf>,
     }
     let workers = pool::each(
         opts.jobs,
@@ -140,6 +154,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
                 new_blobs: 0,
                 new_bytes: 0,
                 reflinked: 0,
+                healed: Vec::new(),
             })
         },
         |w, i| {
@@ -155,10 +170,16 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             let path = root.join(&rel);
             let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta, start)?;
             w.hashed += 1;
-            if let Added::New(tier) = added {
-                w.new_blobs += 1;
-                w.new_bytes += stamp.size;
-                w.reflinked += usize::from(tier == Tier::Reflink);
+            match added {
+                Added::Existing => {}
+                Added::New(tier) | Added::Healed(tier) => {
+                    w.new_blobs += 1;
+                    w.new_bytes += stamp.size;
+                    w.reflinked += usize::from(tier == Tier::Reflink);
+                }
+            }
+            if let Added::Healed(_) = added {
+                w.healed.push(rel);
             }
             w.done.push((i, digest, stamp));
             progress.inc(stamp.size);
@@ -180,6 +201,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         outcome.new_blobs += w.new_blobs;
         outcome.new_bytes += w.new_bytes;
         outcome.reflinked += w.reflinked;
+        outcome.healed.extend(w.healed);
         for (i, digest, stamp) in w.done {
             results[i] = Some((digest, stamp));
         }
@@ -197,6 +219,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     outcome.digest = store.put_layer(&manifest)?;
 
     // Every file came from a settled entry of the old cache: the new one would be the same.
+    outcome.healed.sort();
     let unchanged = outcome.hashed == 0 && old.len() == results.len();
     if opts.cache && !unchanged {
         let rels: Vec<PathBuf> = jobs.iter().map(|&j| meta_of(j).0).collect();

@@ -57,7 +57,7 @@ use crate::digest::{self, Digest};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Manifest;
 use rustix::fs::{AtFlags, statat};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
@@ -253,20 +253,34 @@ impl Store {
 /// written since, so that a commit asks "is it there?" without a system call per file. A blob
 /// another process added after the listing is not known: it is written again and renamed
 /// over the identical one, which costs time, never correctness.
+///
+/// A listed blob is only a name: its content is trusted once this process has hashed it
+/// (or written it), so that a commit that read a file never keeps a damaged blob for it
+/// (see `blobs.rs`).
 struct Fanout {
     path: PathBuf,
     dir: File,
-    known: Mutex<HashSet<Digest>>,
+    known: Mutex<HashMap<Digest, Seen>>,
+}
+
+/// What this process knows of a blob it has seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// In the directory's listing; its content has not been read.
+    Listed,
+    /// Written by this process, or hashed and found sound (or being checked right now).
+    Sound,
 }
 
 impl Fanout {
     fn knows(&self, digest: &Digest) -> bool {
-        self.known.lock().unwrap().contains(digest)
+        self.known.lock().unwrap().contains_key(digest)
     }
 
-    /// Remember a blob; `false` if it was already known.
-    fn learn(&self, digest: &Digest) -> bool {
-        self.known.lock().unwrap().insert(*digest)
+    /// Take a blob for writing or checking, and remember it as sound from now on: what it
+    /// was before (`None`: unknown, to be written).
+    fn claim(&self, digest: &Digest) -> Option<Seen> {
+        self.known.lock().unwrap().insert(*digest, Seen::Sound)
     }
 
     /// Whether the blob is there now, asked of the file system.
@@ -294,11 +308,11 @@ impl Store {
             Err(e) => return Err(Error::io(&path, "cannot create store directory", e)),
         }
         let dir = File::open(&path).at(&path, "cannot open directory")?;
-        let mut known = HashSet::new();
+        let mut known = HashMap::new();
         for entry in std::fs::read_dir(&path).at(&path, "cannot list blobs")? {
             let entry = entry.at(&path, "cannot list blobs")?;
             if let Some(d) = entry.file_name().to_str().and_then(Digest::parse) {
-                known.insert(d);
+                known.insert(d, Seen::Listed);
             }
         }
         let fan = Fanout {
