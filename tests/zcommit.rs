@@ -661,3 +661,62 @@ fn verify_repair_removes_damaged_objects_and_the_next_commit_restores_them() {
     checkout(&store, &dest, &[&layer]);
     assert_eq!(snapshot(&src), snapshot(&dest));
 }
+
+#[test]
+fn a_tag_on_an_unchanged_runtime_points_at_its_top_layer_or_fails() {
+    use zkit::runtime::{self, Runtime};
+    let s = Scratch::new();
+    let store = s.path("store");
+    let (old, base) = (s.path("old"), s.path("base"));
+    for (dir, body) in [(&old, "old output"), (&base, "current output")] {
+        fs::create_dir(dir).unwrap();
+        fs::write(dir.join("out"), body).unwrap();
+    }
+    let old = commit(&store, &["--tag", "build/out"], &old);
+    let base = commit(&store, &[], &base);
+    let st = zkit::store::Store::open(&store).unwrap();
+    drop(Runtime::create(&st, "dev", &[Digest::parse(&base).unwrap()]).unwrap());
+    drop(Runtime::create(&st, "empty", &[]).unwrap());
+    let tag_of = |name: &str| -> String {
+        let out = zc(&store).arg("tags").output().unwrap();
+        let tags = String::from_utf8(out.stdout).unwrap();
+        let line = tags.lines().find(|l| l.ends_with(&format!("  {name}")));
+        line.unwrap().split(' ').next().unwrap().to_string()
+    };
+    assert_eq!(tag_of("build/out"), old);
+
+    // Nothing to commit on an empty stack: no layer to tag, so it fails and keeps the runtime.
+    let out = zc(&store)
+        .args(["--runtime", "empty", "--discard", "--tag", "build/out"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("no base layer"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(tag_of("build/out"), old);
+    assert!(Runtime::open(&st, "empty").is_ok());
+
+    // The tag starts on the old layer each time: a stale tag must not survive.
+    for discard in [false, true] {
+        zc(&store)
+            .args(["tag", "build/out", &old])
+            .assert()
+            .success();
+        let mut cmd = zc(&store);
+        cmd.args(["--runtime", "dev", "--tag", "build/out"]);
+        if discard {
+            cmd.arg("--discard");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(out.stdout.is_empty());
+        assert_eq!(tag_of("build/out"), base, "discard: {discard}");
+    }
+    assert!(runtime::list(&st).unwrap().iter().all(|r| r.name != "dev"));
+    let dest = s.path("checked-out");
+    checkout(&store, &dest, &["build/out"]);
+    assert_eq!(fs::read(dest.join("out")).unwrap(), b"current output");
+}

@@ -24,7 +24,7 @@ function __fish_zcommit_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output; --tag then points the tag at the top layer of the runtime\'s stack (what it shows), and fails if the stack is empty' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r

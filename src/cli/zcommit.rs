@@ -62,7 +62,8 @@ pub struct Args {
     /// layer over its base: new and changed files, deletions as whiteouts, replaced dirs
     /// opaque. The runtime then continues on its base plus the new layer with no changes
     /// (or is removed with --discard). A runtime without changes makes no layer: zcommit
-    /// says so and exits 0 with nothing on standard output
+    /// says so and exits 0 with nothing on standard output; --tag then points the tag at the
+    /// top layer of the runtime's stack (what it shows), and fails if the stack is empty
     #[arg(long, value_name = "NAME")]
     pub runtime: Option<String>,
 
@@ -260,9 +261,15 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         false => runtime::After::Continue,
     };
     match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
-        runtime::Committed::Unchanged => {
+        runtime::Committed::Unchanged { tagged } => {
             if !args.quiet {
-                eprintln!("zcommit: runtime {name}: no changes, no layer made");
+                match (tagged, &args.tag) {
+                    (Some(top), Some(tag)) => eprintln!(
+                        "zcommit: runtime {name}: no changes, no layer made; tag {tag} points \
+                         at its top layer {top}"
+                    ),
+                    _ => eprintln!("zcommit: runtime {name}: no changes, no layer made"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
