@@ -720,3 +720,43 @@ fn a_tag_on_an_unchanged_runtime_points_at_its_top_layer_or_fails() {
     checkout(&store, &dest, &["build/out"]);
     assert_eq!(fs::read(dest.join("out")).unwrap(), b"current output");
 }
+
+#[test]
+fn a_tree_that_holds_the_store_is_committed_without_it_and_the_same_each_time() {
+    let s = Scratch::new();
+    let src = s.path("src");
+    let store = src.join("cache/zkit");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("cache/kept"), b"mine").unwrap();
+    fs::write(src.join("f"), b"content").unwrap();
+    let mut layers = Vec::new();
+    for _ in 0..3 {
+        let out = zc(&store).arg(&src).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        let said = format!("{}: warning: this is the store", store.display());
+        assert_eq!(err.matches(&said).count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        layers.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    assert!(layers.iter().all(|l| *l == layers[0]), "{layers:?}");
+    let listing = zc(&store)
+        .arg("ls")
+        .arg(&layers[0])
+        .output()
+        .unwrap()
+        .stdout;
+    let listing = String::from_utf8_lossy(&listing);
+    assert!(
+        listing.contains("cache/kept") && !listing.contains("zkit"),
+        "{listing}"
+    );
+    // The store itself is no tree to commit.
+    let out = zc(&store).arg(&store).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("is the store itself"),
+        "{}",
+        stderr_of(&out)
+    );
+}

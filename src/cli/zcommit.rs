@@ -29,7 +29,8 @@ use std::process::ExitCode;
         copy (never by hard link: a later edit of your file would change the stored blob). \
         The layer is a manifest of every path with its kind, permission bits, size and digest \
         or link target; owners, times and xattrs are not recorded, so the same tree always \
-        gives the same digest. Sockets, FIFOs and devices are left out with a warning.\n\n\
+        gives the same digest. Sockets, FIFOs and devices are left out with a warning, and so \
+        is the store when DIR holds it (DIR cannot be the store itself).\n\n\
         Every object is written to a temporary file, synced, and renamed to its digest: a \
         crash or a concurrent commit never leaves a partial object under a real name. An \
         unchanged tree commits again in a fraction of the time: files whose size, mtime, \
@@ -215,6 +216,12 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     }
     warn_healed(dir, &outcome);
     if !args.quiet {
+        for path in &outcome.store_left_out {
+            let mut line = b"zcommit: ".to_vec();
+            line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
+            line.extend_from_slice(b": warning: this is the store; left out of the layer\n");
+            let _ = std::io::stderr().write_all(&line);
+        }
         for path in &outcome.skipped {
             let mut line = b"zcommit: ".to_vec();
             line.extend_from_slice(dir.join(path).as_os_str().as_bytes());

@@ -16,7 +16,9 @@
 //! The result depends only on the tree: names, kinds, permission bits, content and link
 //! targets. Owners, timestamps and xattrs are not recorded, so the same tree committed twice,
 //! anywhere, gives the same digest and stores nothing new. Sockets, FIFOs and devices are
-//! left out and reported.
+//! left out and reported. So is the store, when the tree holds it (found by device and
+//! inode, at any depth): a layer of its own store would change with every commit. A tree
+//! that *is* the store is refused.
 //!
 //! # Damaged blobs
 //!
@@ -95,6 +97,8 @@ pub struct Outcome {
     pub healed: Vec<PathBuf>,
     /// Paths left out: sockets, FIFOs, device nodes.
     pub skipped: Vec<PathBuf>,
+    /// Where the store itself was found inside the tree, and left out.
+    pub store_left_out: Vec<PathBuf>,
 }
 
 /// Commit the tree at `dir` into `store` as a layer.
@@ -112,7 +116,26 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     };
     let start = crate::sys::file_clock_now();
 
-    let mut tree = walk::walk(&root, opts.jobs, opts.markers)?;
+    let store_id = std::fs::metadata(store.root())
+        .map(|m| (m.dev(), m.ino()))
+        .at(store.root(), "cannot stat store")?;
+    let meta = std::fs::metadata(&root).at(&root, "cannot stat")?;
+    if (meta.dev(), meta.ino()) == store_id {
+        return Err(Error::new(
+            dir,
+            ErrorKind::Invalid(
+                "is the store itself (commit the directory that holds what you want, or \
+                 use another --store)"
+                    .into(),
+            ),
+        ));
+    }
+    let walk_opts = walk::Options {
+        jobs: opts.jobs,
+        markers: opts.markers,
+        exclude: Some(store_id),
+    };
+    let mut tree = walk::walk(&root, &walk_opts)?;
     let mut jobs = Vec::new();
     for (d, dir) in tree.dirs.iter_mut().enumerate() {
         for (e, found) in dir.entries.iter_mut().enumerate() {
@@ -193,6 +216,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let mut outcome = Outcome {
         files: jobs.len(),
         skipped: std::mem::take(&mut tree.skipped),
+        store_left_out: std::mem::take(&mut tree.excluded),
         ..Default::default()
     };
     let mut results: Vec<Option<(Digest, Stamp)>> = vec![None; jobs.len()];

@@ -40,11 +40,25 @@ pub struct Walk {
     pub dirs: Vec<Dir>,
     /// Sockets, FIFOs and device nodes: a layer cannot hold them.
     pub skipped: Vec<PathBuf>,
+    /// Directories left out because they are [`Options::exclude`] (the store).
+    pub excluded: Vec<PathBuf>,
 }
 
-/// Read the tree at `root` with `jobs` threads. With `markers`, `.wh.NAME` is a whiteout for
-/// NAME and `.wh..wh..opq` makes its directory opaque, as in an editable view's scratch.
-pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
+/// How [`walk`] reads a tree.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub jobs: usize,
+    /// Read `.wh.NAME` as a whiteout for NAME and `.wh..wh..opq` as "this directory is
+    /// opaque", as in an editable view's scratch.
+    pub markers: bool,
+    /// A directory, by (device, inode), that is left out wherever it is found: the store,
+    /// which would otherwise commit itself, and change with every commit.
+    pub exclude: Option<(u64, u64)>,
+}
+
+/// Read the tree at `root` with `opts.jobs` threads.
+pub fn walk(root: &Path, opts: &Options) -> Result<Walk> {
+    let (jobs, markers) = (opts.jobs, opts.markers);
     let meta = std::fs::metadata(root).at(root, "cannot read directory")?;
     if !meta.is_dir() {
         return Err(Error::new(
@@ -56,8 +70,8 @@ pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
         jobs,
         vec![PathBuf::new()],
         || (Vec::new(), Vec::new()),
-        |(dirs, skipped): &mut (Vec<Dir>, Vec<PathBuf>), rel: PathBuf, more| {
-            let dir = read_dir(root, rel, markers, skipped)?;
+        |(dirs, skipped): &mut (Vec<Dir>, Vec<Left>), rel: PathBuf, more| {
+            let dir = read_dir(root, rel, markers, opts.exclude, skipped)?;
             for e in &dir.entries {
                 if let What::Dir = e.what {
                     more.push(dir.rel.join(OsStr::from_bytes(&e.name)));
@@ -70,18 +84,37 @@ pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
     let mut walk = Walk {
         dirs: Vec::new(),
         skipped: Vec::new(),
+        excluded: Vec::new(),
     };
-    for (dirs, skipped) in states {
+    for (dirs, left) in states {
         walk.dirs.extend(dirs);
-        walk.skipped.extend(skipped);
+        for l in left {
+            match l {
+                Left::Special(p) => walk.skipped.push(p),
+                Left::Excluded(p) => walk.excluded.push(p),
+            }
+        }
     }
     // Parents before children, and the same order whatever the threads did.
     walk.dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
     walk.skipped.sort();
+    walk.excluded.sort();
     Ok(walk)
 }
 
-fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>) -> Result<Dir> {
+/// A path the walk leaves out, and why.
+enum Left {
+    Special(PathBuf),
+    Excluded(PathBuf),
+}
+
+fn read_dir(
+    root: &Path,
+    rel: PathBuf,
+    markers: bool,
+    exclude: Option<(u64, u64)>,
+    skipped: &mut Vec<Left>,
+) -> Result<Dir> {
     let path = root.join(&rel);
     // The root may be reached through a symlink; anything below is read without following.
     let meta = if rel.as_os_str().is_empty() {
@@ -118,6 +151,10 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
         let meta = entry.metadata().at(&entry.path(), "cannot stat")?;
         let kind = meta.file_type();
         let what = if kind.is_dir() {
+            if exclude == Some((meta.dev(), meta.ino())) {
+                skipped.push(Left::Excluded(dir.rel.join(entry.file_name())));
+                continue;
+            }
             What::Dir
         } else if kind.is_file() {
             What::File {
@@ -135,7 +172,7 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
                     || kind.is_block_device()
                     || kind.is_char_device()
             );
-            skipped.push(dir.rel.join(entry.file_name()));
+            skipped.push(Left::Special(dir.rel.join(entry.file_name())));
             continue;
         };
         dir.entries.push(Found { name, what });
