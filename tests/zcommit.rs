@@ -760,3 +760,52 @@ fn a_tree_that_holds_the_store_is_committed_without_it_and_the_same_each_time() 
         stderr_of(&out)
     );
 }
+
+#[test]
+fn a_new_store_is_private_and_a_shared_one_is_pointed_out() {
+    require!(util::is_root(), "reading as another user needs root");
+    let s = Scratch::new();
+    // The scratch directory itself must not be what stops the other user.
+    fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("secret"), b"password=hunter2").unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = zc(&store).arg(&src).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(fs::metadata(&store).unwrap().mode() & 0o7777, 0o700);
+    let blob = blob_of(&store, b"password=hunter2");
+    let read_as_nobody = || {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", "cat"])
+            .arg(&blob)
+            .output()
+            .unwrap()
+    };
+    let peek = read_as_nobody();
+    assert!(
+        !peek.status.success(),
+        "another user read a 0600 file's blob"
+    );
+    assert!(!String::from_utf8_lossy(&peek.stdout).contains("hunter2"));
+    // Shared on purpose (or by accident): every run says so, once.
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(read_as_nobody().status.success());
+    let out = zc(&store).arg("tags").output().unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "zcommit: {}: warning: the store is mode 0755",
+            store.display()
+        )) && err.contains("chmod 700"),
+        "{err}"
+    );
+    let out = zc(&store).args(["-q", "tags"]).output().unwrap();
+    assert!(out.stderr.is_empty());
+}

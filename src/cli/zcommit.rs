@@ -176,6 +176,20 @@ pub fn run(args: &Args) -> ExitCode {
     }
     let outcome = store::root_from(args.store.as_deref()).and_then(|root| {
         let store = Store::open(&root)?;
+        if let Some(mode) = store.exposed()
+            && !args.quiet
+        {
+            let mut line = b"zcommit: ".to_vec();
+            line.extend_from_slice(root.as_os_str().as_bytes());
+            line.extend_from_slice(
+                format!(
+                    ": warning: the store is mode {mode:04o}, so other users can read every \
+                     blob in it (chmod 700 it to keep it private)\n"
+                )
+                .as_bytes(),
+            );
+            let _ = std::io::stderr().write_all(&line);
+        }
         match &args.command {
             None if args.runtime.is_some() => commit_runtime(&store, args),
             None => commit_dir(&store, args),

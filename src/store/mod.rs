@@ -13,6 +13,13 @@
 //! The root is `--store DIR`, else `$ZKIT_STORE`, else `$XDG_DATA_HOME/zkit`, else
 //! `~/.local/share/zkit` ([`root_from`]), created on first use ([`Store::open`]).
 //!
+//! # Who can read it
+//!
+//! A new root is mode 0700: blobs are 0444 so that no one writes them by accident, and the
+//! root is what keeps a file committed as 0600 from being read by every user. Sharing a store
+//! is a decision its owner makes with `chmod` on the root; [`Store::exposed`] says when the
+//! root lets others in, so that tools can say so.
+//!
 //! # Reading a layer (what zmount needs)
 //!
 //! ```no_run
@@ -61,6 +68,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -95,13 +103,35 @@ pub fn root_from(explicit: Option<&Path>) -> Result<PathBuf> {
 /// An open store. Cheap to share between threads (`&Store` is `Sync`).
 pub struct Store {
     root: PathBuf,
+    /// The root's mode when opened.
+    mode: u32,
     /// `blobs/00` … `blobs/ff`, opened and listed on first use.
     fanout: Vec<OnceLock<Fanout>>,
 }
 
 impl Store {
-    /// Open the store at `root`, creating its directories on first use.
+    /// Open the store at `root`, creating its directories on first use (the root 0700).
     pub fn open(root: &Path) -> Result<Store> {
+        match std::fs::DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == Io::AlreadyExists => {}
+            Err(e) if e.kind() == Io::NotFound => {
+                // Parents are the user's directories, made as `mkdir -p` would; the root is ours.
+                if let Some(parent) = root.parent() {
+                    std::fs::create_dir_all(parent).at(parent, "cannot create directory")?;
+                }
+                match std::fs::DirBuilder::new().mode(0o700).create(root) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == Io::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(root, "cannot create store directory", e)),
+                }
+            }
+            Err(e) => return Err(Error::io(root, "cannot create store directory", e)),
+        }
+        let mode = std::fs::metadata(root)
+            .at(root, "cannot stat store")?
+            .permissions()
+            .mode();
         for sub in ["blobs", "layers", "tags", "index"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).at(&dir, "cannot create store directory")?;
@@ -126,12 +156,19 @@ impl Store {
         }
         Ok(Store {
             root: root.to_owned(),
+            mode,
             fanout: (0..256).map(|_| OnceLock::new()).collect(),
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The root's permission bits when they let users other than its owner in (any group or
+    /// other bit): every blob is then readable by them, whatever mode its file had.
+    pub fn exposed(&self) -> Option<u32> {
+        Some(self.mode & 0o777).filter(|m| m & 0o077 != 0)
     }
 
     /// Where a blob's content is (whether or not it is there).
