@@ -22,6 +22,7 @@
 
 mod undo;
 
+use crate::commit::at::{self, DIR_FLAGS};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{Linker, Mode, Tier};
@@ -115,11 +116,6 @@ pub struct Outcome {
     /// Files whose content was hashed and found to match its digest.
     pub verified: usize,
 }
-
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
 
 /// Write the merged tree of `layers` (bottom first, each with its digest, which messages
 /// name) into `dest`, which must not exist or be an empty directory. On any error nothing
@@ -217,7 +213,7 @@ fn fill(
             let run = runs[r].clone();
             let dir_rel = &dirs[files[run.start].dir].rel;
             let dir_path = dest.join(dir_rel);
-            let dir = open_beneath(root, dir_rel).at(&dir_path, "cannot open directory")?;
+            let dir = at::open_dir(root, dir_rel).at(&dir_path, "cannot open directory")?;
             for f in &files[run] {
                 let digest_hex = f.digest.to_hex();
                 let fan = f.digest.as_bytes()[0];
@@ -390,19 +386,4 @@ fn finish_modes(node: &Node, dir: &File, dir_path: &Path) -> Result<()> {
         rustix::fs::fchmod(&sub, crate::link::perm(child.mode)).at(&p, "cannot set mode")?;
     }
     Ok(())
-}
-
-/// The directory at `rel` below `root`, one `openat(O_NOFOLLOW)` per component: no symlink
-/// is followed, and no path longer than a component is ever given to the kernel.
-pub(crate) fn open_beneath(root: &File, rel: &Path) -> std::io::Result<File> {
-    let mut dir = File::from(rustix::fs::openat(root, ".", DIR_FLAGS, Perm::empty())?);
-    for part in rel.components() {
-        dir = File::from(rustix::fs::openat(
-            &dir,
-            part.as_os_str(),
-            DIR_FLAGS,
-            Perm::empty(),
-        )?);
-    }
-    Ok(dir)
 }

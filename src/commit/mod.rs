@@ -33,6 +33,7 @@
 //! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
 //! directory's `.wh.NAME` files become whiteouts and `.wh..wh..opq` makes a directory opaque.
 
+pub(crate) mod at;
 pub mod index;
 pub mod walk;
 
@@ -45,11 +46,12 @@ use crate::pool;
 use crate::progress::Progress;
 use crate::store::{Added, Store, hash_file};
 use index::{Index, Stamp};
+use rustix::fs::OFlags;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use walk::What;
 
@@ -119,7 +121,14 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let store_id = std::fs::metadata(store.root())
         .map(|m| (m.dev(), m.ino()))
         .at(store.root(), "cannot stat store")?;
-    let meta = std::fs::metadata(&root).at(&root, "cannot stat")?;
+    let root_dir = File::open(&root).at(&root, "cannot read directory")?;
+    let meta = root_dir.metadata().at(&root, "cannot stat")?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            &root,
+            ErrorKind::Invalid("not a directory".into()),
+        ));
+    }
     if (meta.dev(), meta.ino()) == store_id {
         return Err(Error::new(
             dir,
@@ -135,7 +144,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         markers: opts.markers,
         exclude: Some(store_id),
     };
-    let mut tree = walk::walk(&root, &walk_opts)?;
+    let mut tree = walk::walk(&root_dir, &root, &walk_opts)?;
     let mut jobs = Vec::new();
     for (d, dir) in tree.dirs.iter_mut().enumerate() {
         for (e, found) in dir.entries.iter_mut().enumerate() {
@@ -145,15 +154,15 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             }
         }
     }
-    let meta_of = |(d, e): (usize, usize)| -> (PathBuf, &std::fs::Metadata) {
+    let meta_of = |(d, e): (usize, usize)| -> (PathBuf, Stamp) {
         let dir = &tree.dirs[d];
         let found = &dir.entries[e];
-        let What::File { meta, .. } = &found.what else {
+        let What::File { stamp, .. } = &found.what else {
             unreachable!("jobs are files")
         };
-        (dir.rel.join(OsStr::from_bytes(&found.name)), meta)
+        (dir.rel.join(OsStr::from_bytes(&found.name)), *stamp)
     };
-    let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size()).sum();
+    let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size).sum();
     let progress = Progress::bytes(opts.progress, total, "committing");
     let batch = batch_size(opts.jobs);
 
@@ -181,8 +190,8 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             })
         },
         |w, i| {
-            let (rel, meta) = meta_of(jobs[i]);
-            let stamp = Stamp::of(meta);
+            let (rel, walked) = meta_of(jobs[i]);
+            let stamp = walked;
             if let Some(digest) = old.get(rel.as_os_str().as_bytes(), &stamp)
                 && store.has_blob(&digest)?
             {
@@ -191,7 +200,8 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
                 return Ok(());
             }
             let path = root.join(&rel);
-            let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta, start)?;
+            let (digest, stamp, added) =
+                bring_in(&mut w.writer, &root_dir, &rel, &path, &walked, start)?;
             w.hashed += 1;
             match added {
                 Added::Existing => {}
@@ -273,22 +283,23 @@ thread_local! {
     static SMALL_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Hash the file at `path` (found with `meta`) and store it if the store lacks it.
+/// Hash the file at `rel` below `root_dir` (`path` in messages; found as `walked`) and store
+/// it if the store lacks it.
 fn bring_in(
     writer: &mut crate::store::BlobWriter<'_>,
+    root_dir: &File,
+    rel: &Path,
     path: &Path,
-    meta: &std::fs::Metadata,
+    walked: &Stamp,
     start: (i64, i64),
 ) -> Result<(Digest, Stamp, Added)> {
     // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a symlink or FIFO since the walk,
-    // fail instead of following it or waiting for a writer.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .at(path, "cannot open")?;
+    // fail instead of following it or waiting for a writer. The inode check below catches a
+    // directory on the way swapped for a symlink.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = at::open(root_dir, rel, flags).at(path, "cannot open")?;
     let before = file.metadata().at(path, "cannot stat")?;
-    if !before.is_file() || before.ino() != meta.ino() || before.dev() != meta.dev() {
+    if !before.is_file() || before.ino() != walked.ino || before.dev() != walked.dev {
         return Err(Error::new(path, ErrorKind::Changed));
     }
     let stamp = Stamp::of(&before);
@@ -340,8 +351,8 @@ fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)]) -> Node {
                     let rel = dir.rel.join(OsStr::from_bytes(&found.name));
                     build(by_rel[rel.as_path()], dirs, by_rel, files)
                 }
-                What::File { meta, job } => Node {
-                    mode: meta.mode() & 0o7777,
+                What::File { mode, job, .. } => Node {
+                    mode: *mode,
                     kind: NodeKind::File {
                         size: files[*job].1.size,
                         digest: files[*job].0,

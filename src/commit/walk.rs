@@ -1,13 +1,17 @@
 //! Reading a directory tree in parallel: every directory's entries with their `lstat`, before
-//! any file is read.
+//! any file is read. Directories are opened below the root's descriptor ([`super::at`]) and
+//! their entries asked of that descriptor (`fstatat`, `readlinkat`), so depth is no limit.
 
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use super::at;
+use super::index::Stamp;
+use crate::error::{IoContext, Result};
 use crate::pool;
 use crate::scratch::whiteout;
+use rustix::fs::{AtFlags, FileType};
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
+use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One directory as found.
@@ -26,9 +30,11 @@ pub struct Found {
 
 pub enum What {
     Dir,
-    /// A regular file and its `lstat`; `job` is filled in when the files are listed.
+    /// A regular file, its `lstat` and permission bits; `job` is filled in when the files
+    /// are listed.
     File {
-        meta: Box<Metadata>,
+        stamp: Stamp,
+        mode: u32,
         job: usize,
     },
     Symlink(OsString),
@@ -56,22 +62,15 @@ pub struct Options {
     pub exclude: Option<(u64, u64)>,
 }
 
-/// Read the tree at `root` with `opts.jobs` threads.
-pub fn walk(root: &Path, opts: &Options) -> Result<Walk> {
+/// Read the tree at `root` (open as `root_dir`) with `opts.jobs` threads.
+pub fn walk(root_dir: &File, root: &Path, opts: &Options) -> Result<Walk> {
     let (jobs, markers) = (opts.jobs, opts.markers);
-    let meta = std::fs::metadata(root).at(root, "cannot read directory")?;
-    if !meta.is_dir() {
-        return Err(Error::new(
-            root,
-            ErrorKind::Invalid("not a directory".into()),
-        ));
-    }
     let states = pool::queue(
         jobs,
         vec![PathBuf::new()],
         || (Vec::new(), Vec::new()),
         |(dirs, skipped): &mut (Vec<Dir>, Vec<Left>), rel: PathBuf, more| {
-            let dir = read_dir(root, rel, markers, opts.exclude, skipped)?;
+            let dir = read_dir(root_dir, root, rel, markers, opts.exclude, skipped)?;
             for e in &dir.entries {
                 if let What::Dir = e.what {
                     more.push(dir.rel.join(OsStr::from_bytes(&e.name)));
@@ -109,6 +108,7 @@ enum Left {
 }
 
 fn read_dir(
+    root_dir: &File,
     root: &Path,
     rel: PathBuf,
     markers: bool,
@@ -116,13 +116,9 @@ fn read_dir(
     skipped: &mut Vec<Left>,
 ) -> Result<Dir> {
     let path = root.join(&rel);
-    // The root may be reached through a symlink; anything below is read without following.
-    let meta = if rel.as_os_str().is_empty() {
-        std::fs::metadata(&path)
-    } else {
-        std::fs::symlink_metadata(&path)
-    }
-    .at(&path, "cannot stat directory")?;
+    // The root may be reached through a symlink; anything below is opened without following.
+    let fd = at::open_dir(root_dir, &rel).at(&path, "cannot read directory")?;
+    let meta = fd.metadata().at(&path, "cannot stat directory")?;
     let mut dir = Dir {
         rel,
         mode: meta.mode() & 0o7777,
@@ -130,9 +126,13 @@ fn read_dir(
         entries: Vec::new(),
     };
     let mut whiteouts = Vec::new();
-    for entry in std::fs::read_dir(&path).at(&path, "cannot read directory")? {
+    for entry in rustix::fs::Dir::read_from(&fd).at(&path, "cannot read directory")? {
         let entry = entry.at(&path, "cannot read directory")?;
-        let name = entry.file_name().into_vec();
+        let c_name = entry.file_name();
+        let name = c_name.to_bytes().to_vec();
+        if name == b"." || name == b".." {
+            continue;
+        }
         // An editable view's scratch spells deletions as files (see crate::scratch::whiteout).
         if markers {
             match whiteout::classify(OsStr::from_bytes(&name)) {
@@ -147,33 +147,33 @@ fn read_dir(
                 whiteout::Entry::Plain(_) => {}
             }
         }
+        let entry_path = || path.join(OsStr::from_bytes(&name));
         // d_type alone cannot be trusted on every file system, and files need the stat anyway.
-        let meta = entry.metadata().at(&entry.path(), "cannot stat")?;
-        let kind = meta.file_type();
-        let what = if kind.is_dir() {
-            if exclude == Some((meta.dev(), meta.ino())) {
-                skipped.push(Left::Excluded(dir.rel.join(entry.file_name())));
+        let st = rustix::fs::statat(&fd, c_name, AtFlags::SYMLINK_NOFOLLOW)
+            .at(&entry_path(), "cannot stat")?;
+        let what = match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                if exclude == Some((crate::link::dev_of(&st), st.st_ino)) {
+                    skipped.push(Left::Excluded(dir.rel.join(OsStr::from_bytes(&name))));
+                    continue;
+                }
+                What::Dir
+            }
+            FileType::RegularFile => What::File {
+                stamp: Stamp::of_stat(&st),
+                mode: crate::link::mode_of(&st) & 0o7777,
+                job: usize::MAX,
+            },
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(&fd, c_name, Vec::new())
+                    .at(&entry_path(), "cannot read symlink")?;
+                What::Symlink(OsString::from_vec(target.into_bytes()))
+            }
+            // FIFOs, sockets, devices.
+            _ => {
+                skipped.push(Left::Special(dir.rel.join(OsStr::from_bytes(&name))));
                 continue;
             }
-            What::Dir
-        } else if kind.is_file() {
-            What::File {
-                meta: Box::new(meta),
-                job: usize::MAX,
-            }
-        } else if kind.is_symlink() {
-            let target =
-                std::fs::read_link(entry.path()).at(&entry.path(), "cannot read symlink")?;
-            What::Symlink(target.into_os_string())
-        } else {
-            debug_assert!(
-                kind.is_fifo()
-                    || kind.is_socket()
-                    || kind.is_block_device()
-                    || kind.is_char_device()
-            );
-            skipped.push(Left::Special(dir.rel.join(entry.file_name())));
-            continue;
         };
         dir.entries.push(Found { name, what });
     }
