@@ -941,3 +941,36 @@ fn a_tree_deeper_than_path_max_commits_and_checks_out_as_zlink_mirrors_it() {
     assert_eq!(snapshot_at(&mirror), snapshot_at(&out));
     verify_clean(&store);
 }
+
+#[test]
+fn a_garbage_tag_is_named_and_the_sound_ones_are_still_listed() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let layer = commit(&store, &["--tag", "app/1.0"], &src);
+    zc(&store)
+        .args(["tag", "zz-last", &layer])
+        .assert()
+        .success();
+    zc(&store)
+        .args(["tag", "app/2.0", &layer])
+        .assert()
+        .success();
+    let bad = store.join("tags/app/2.0");
+    fs::write(&bad, b"\x00garbage, not a digest\n").unwrap();
+    let out = zc(&store).arg("tags").output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{layer}  app/1.0\n{layer}  zz-last\n")
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    // verify names it too, among everything else it checks.
+    let out = zc(&store).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains(&bad.display().to_string()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 tags"));
+}

@@ -121,7 +121,8 @@ pub enum Command {
         /// Tag, full digest or unique digest prefix
         layer: OsString,
     },
-    /// List tags and the layers they point at
+    /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
+    /// and the others are still listed
     Tags,
     /// Point tag NAME at LAYER, atomically
     Tag { name: String, layer: OsString },
@@ -321,10 +322,18 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             let tags = store.tags()?;
             print_lines(
                 &tags
+                    .sound
                     .iter()
                     .map(|(name, d)| format!("{d}  {name}").into_bytes())
                     .collect::<Vec<_>>(),
-            )
+            )?;
+            for bad in &tags.bad {
+                cli::report("zcommit", bad);
+            }
+            Ok(match tags.bad.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(cli::EXIT_FAILURE),
+            })
         }
         Command::Tag { name, layer } => {
             let digest = store.resolve(layer)?;

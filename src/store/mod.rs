@@ -56,7 +56,7 @@ mod tags;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
-pub use tags::valid_tag;
+pub use tags::{Tags, valid_tag};
 pub use verify::Report;
 
 use crate::atomic::{self, TempFile};
@@ -402,7 +402,10 @@ mod tests {
         store.set_tag("app/1.0", &d).unwrap();
         assert_eq!(store.resolve("app/1.0".as_ref()).unwrap(), d);
         assert_eq!(store.resolve(d.to_hex().as_ref()).unwrap(), d);
-        assert_eq!(store.tags().unwrap(), vec![("app/1.0".to_string(), d)]);
+        assert_eq!(
+            store.tags().unwrap().sound,
+            vec![("app/1.0".to_string(), d)]
+        );
         let unique = (8..64)
             .map(|n| d.to_hex()[..n].to_string())
             .find(|p| layers.iter().filter(|l| l.to_hex().starts_with(p)).count() == 1)

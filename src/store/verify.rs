@@ -99,20 +99,17 @@ impl Store {
                 }
             }
         }
-        match self.tags() {
-            Ok(tags) => {
-                for (name, digest) in tags {
-                    report.tags += 1;
-                    if !self.has_layer(&digest)? {
-                        let what = format!("tag points at layer {digest}, which is missing");
-                        let path = self.root.join("tags").join(name);
-                        report
-                            .problems
-                            .push(Error::new(path, ErrorKind::Corrupt(what)));
-                    }
-                }
+        let tags = self.tags()?;
+        report.tags = tags.sound.len() + tags.bad.len();
+        report.problems.extend(tags.bad);
+        for (name, digest) in tags.sound {
+            if !self.has_layer(&digest)? {
+                let what = format!("tag points at layer {digest}, which is missing");
+                let path = self.root.join("tags").join(name);
+                report
+                    .problems
+                    .push(Error::new(path, ErrorKind::Corrupt(what)));
             }
-            Err(e) => report.problems.push(e),
         }
         if repair {
             for path in damaged {
