@@ -476,19 +476,8 @@ fn files_enter_an_xfs_store_by_reflink_and_never_by_hard_link() {
         stderr_of(&out)
     );
     verify_clean(&store);
-    for mode in ["hardlink", "auto"] {
-        let out = zc(&store)
-            .args(["--link-mode", mode])
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{mode}");
-        assert!(
-            stderr_of(&out).contains("never hard-links"),
-            "{}",
-            stderr_of(&out)
-        );
-    }
+    // Hard-linking modes are not offered: a usage error (see
+    // usage_errors_are_usage_errors_and_a_missing_dir_is_not_to_be_created).
     // Across file systems there is no reflink: the default copies, strict reflink fails.
     let other = Scratch::new();
     let far = other.path("store");
@@ -973,4 +962,76 @@ fn a_garbage_tag_is_named_and_the_sound_ones_are_still_listed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains(&bad.display().to_string()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 tags"));
+}
+
+#[test]
+fn usage_errors_are_usage_errors_and_a_missing_dir_is_not_to_be_created() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let out = zc(&store).arg(s.path("nosuchdir")).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no such directory") && !err.contains("create"),
+        "{err}"
+    );
+    assert!(!s.path("nosuchdir").exists());
+    // --discard only means something with --runtime; nothing is committed without it.
+    for args in [&["--discard"][..], &["--discard", "tags"]] {
+        let mut cmd = zc(&store);
+        cmd.args(args);
+        if args.len() == 1 {
+            cmd.arg(&src);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr_of(&out).contains("--runtime"), "{}", stderr_of(&out));
+    }
+    assert!(
+        !store.join("layers").exists()
+            || fs::read_dir(store.join("layers")).unwrap().next().is_none()
+    );
+    // --link-mode offers what a commit accepts, and only that.
+    let help = String::from_utf8(zc(&store).arg("--help").output().unwrap().stdout).unwrap();
+    let offered: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.contains("--link-mode"))
+        .take_while(|l| !l.contains("[default"))
+        .filter_map(|l| l.trim().strip_prefix("- ")?.split(':').next())
+        .collect();
+    assert_eq!(offered, ["clone-or-copy", "reflink", "copy"], "{help}");
+    for mode in ["clone-or-copy", "copy"] {
+        commit(&store, &["--link-mode", mode], &src);
+    }
+    for mode in ["hardlink", "auto"] {
+        let out = zc(&store)
+            .args(["--link-mode", mode])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}", stderr_of(&out));
+    }
+    let completions = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/fish/zcommit.fish"),
+    )
+    .unwrap();
+    // The values offered after the commit's --link-mode, up to the next completion.
+    let offered: Vec<&str> = completions
+        .lines()
+        .skip_while(|l| !l.contains("needs_command\" -l link-mode"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("complete "))
+        .map(|(_, l)| l.split(['"', '\\']).find(|w| !w.is_empty()).unwrap_or(""))
+        .collect();
+    assert!(offered.len() == 3, "{offered:?}");
+    assert!(
+        !offered
+            .iter()
+            .any(|l| l.contains("hardlink") || l.starts_with("auto")),
+        "{offered:?}"
+    );
 }

@@ -28,11 +28,9 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the 
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
-complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
-hardlink\t'Hard links only: the destination shares the source\'s inode'
-reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
-copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
-clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
+complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "clone-or-copy\t'Reflink, else copy: the store never shares an inode with your file'
+reflink\t'Reflinks only: fail unless the store\'s file system can share every file\'s blocks'
+copy\t'Copies only: the store gets its own blocks (the kernel may still share them)'"
 complete -c zcommit -n "__fish_zcommit_needs_command" -l discard -d 'With --runtime: remove the runtime after committing it'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l whiteouts -d 'Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory hides the lower layers\' one" (opaque), as in an editable view\'s scratch directory'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l no-cache -d 'Read every file again, ignoring and not updating the commit cache'

@@ -89,8 +89,8 @@ pub struct Args {
     /// How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless
     /// every file can be reflinked) or copy. Hard links are refused: they would let a later
     /// edit of a file change the store
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::CloneOrCopy)]
-    pub link_mode: Mode,
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = IntoStore::CloneOrCopy)]
+    pub link_mode: IntoStore,
 
     /// Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory
     /// hides the lower layers' one" (opaque), as in an editable view's scratch directory
@@ -111,6 +111,28 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How files enter the store: zlink's modes less the two that hard-link (`hardlink`, `auto`),
+/// so that --help and completions offer only what a commit accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IntoStore {
+    /// Reflink, else copy: the store never shares an inode with your file
+    CloneOrCopy,
+    /// Reflinks only: fail unless the store's file system can share every file's blocks
+    Reflink,
+    /// Copies only: the store gets its own blocks (the kernel may still share them)
+    Copy,
+}
+
+impl From<IntoStore> for Mode {
+    fn from(m: IntoStore) -> Mode {
+        match m {
+            IntoStore::CloneOrCopy => Mode::CloneOrCopy,
+            IntoStore::Reflink => Mode::Reflink,
+            IntoStore::Copy => Mode::Copy,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,7 +187,15 @@ pub fn run(args: &Args) -> ExitCode {
         || args.whiteouts
         || args.no_cache
         || args.verbose
-        || args.link_mode != Mode::CloneOrCopy;
+        || args.link_mode != IntoStore::CloneOrCopy;
+    if args.discard && args.runtime.is_none() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--discard removes a runtime after committing it: it needs --runtime NAME",
+            )
+            .exit();
+    }
     if args.command.is_some() && commit_only {
         Args::command()
             .error(
@@ -211,7 +241,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     let dir = args.dir.as_deref().expect("clap requires DIR");
     let opts = Options {
         jobs: jobs(args),
-        link_mode: args.link_mode,
+        link_mode: args.link_mode.into(),
         markers: args.whiteouts,
         cache: !args.no_cache,
         progress: !args.quiet,
@@ -274,7 +304,7 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
     let name = args.runtime.as_deref().expect("checked by the caller");
     let opts = Options {
         jobs: jobs(args),
-        link_mode: args.link_mode,
+        link_mode: args.link_mode.into(),
         progress: !args.quiet,
         ..Options::default()
     };

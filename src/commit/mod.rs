@@ -106,7 +106,14 @@ pub struct Outcome {
 /// Commit the tree at `dir` into `store` as a layer.
 pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let root = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::new(dir, ErrorKind::MissingDir),
+        // Not "create it": an empty new directory is rarely what was meant, and a mistyped
+        // subcommand is taken for a directory.
+        std::io::ErrorKind::NotFound => Error::new(
+            dir,
+            ErrorKind::Invalid(
+                "no such directory (check the path; `zcommit --help` lists the subcommands)".into(),
+            ),
+        ),
         _ => Error::io(dir, "cannot resolve", e),
     })?;
     let index_dir_path = store.root().join("index");
