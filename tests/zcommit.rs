@@ -1035,3 +1035,45 @@ fn usage_errors_are_usage_errors_and_a_missing_dir_is_not_to_be_created() {
         "{offered:?}"
     );
 }
+
+#[test]
+fn counts_read_as_english() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("only"), b"one file").unwrap();
+    symlink("only", src.join("link")).unwrap();
+    let out = zc(&store).arg("-v").arg(&src).output().unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("3 entries, 1 file, 1 hashed, 1 new blob (8 bytes"),
+        "{err}"
+    );
+    let layer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = zc(&store)
+        .arg("checkout")
+        .arg(s.path("out"))
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(": 1 dir, 1 file (") && err.ends_with(", 1 symlink\n"),
+        "{err}"
+    );
+    let out = zc(&store).arg("verify").output().unwrap();
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(said, "1 blob, 1 layer, 0 tags: all good\n");
+    let out = bin("zlink")
+        .arg("-r")
+        .arg(&src)
+        .arg(s.path("mirror"))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("1 file:") && err.contains("; 1 dir, 1 symlink in"),
+        "{err}"
+    );
+}

@@ -276,12 +276,12 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     }
     if args.verbose {
         eprintln!(
-            "zcommit: {} entries, {} files, {} hashed, {} new blobs ({} bytes, {} reflinked)",
-            outcome.entries,
-            outcome.files,
+            "zcommit: {}, {}, {} hashed, {} ({}, {} reflinked)",
+            count(outcome.entries, "entry"),
+            count(outcome.files, "file"),
             outcome.hashed,
-            outcome.new_blobs,
-            outcome.new_bytes,
+            count(outcome.new_blobs, "new blob"),
+            count(outcome.new_bytes as usize, "byte"),
             outcome.reflinked
         );
     }
@@ -329,11 +329,11 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
             warn_healed(Path::new(&format!("runtime {name}")), &outcome);
             if args.verbose {
                 eprintln!(
-                    "zcommit: runtime {name}: {} entries, {} files, {} new blobs ({} bytes, {} reflinked)",
-                    outcome.entries,
-                    outcome.files,
-                    outcome.new_blobs,
-                    outcome.new_bytes,
+                    "zcommit: runtime {name}: {}, {}, {} ({}, {} reflinked)",
+                    count(outcome.entries, "entry"),
+                    count(outcome.files, "file"),
+                    count(outcome.new_blobs, "new blob"),
+                    count(outcome.new_bytes as usize, "byte"),
                     outcome.reflinked
                 );
             }
@@ -391,10 +391,10 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 let _ = std::io::stderr().write_all(&line);
             }
             let summary = format!(
-                "{} blobs, {} layers, {} tags: {}{}",
-                report.blobs,
-                report.layers,
-                report.tags,
+                "{}, {}, {}: {}{}",
+                count(report.blobs, "blob"),
+                count(report.layers, "layer"),
+                count(report.tags, "tag"),
                 match report.problems.len() {
                     0 => "all good".to_string(),
                     n => format!("{n} damaged"),
@@ -497,11 +497,12 @@ pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `1 dir`, `2 dirs`.
+/// `1 dir`, `2 dirs`; `1 entry`, `0 entries`.
 fn count(n: usize, what: &str) -> String {
-    match n {
-        1 => format!("1 {what}"),
-        n => format!("{n} {what}s"),
+    match (n, what.strip_suffix('y')) {
+        (1, _) => format!("1 {what}"),
+        (n, Some(stem)) => format!("{n} {stem}ies"),
+        (n, None) => format!("{n} {what}s"),
     }
 }
 
