@@ -136,9 +136,10 @@ impl Error {
             }
             ErrorKind::Changed => Some("commit again when nothing is writing to the tree"),
             ErrorKind::AmbiguousLayer(_) => Some("give more digits of the digest"),
-            ErrorKind::Corrupt(_) => {
-                Some("the store was damaged or tampered with; `zcommit verify` checks all of it")
-            }
+            ErrorKind::Corrupt(_) => Some(
+                "the store was damaged or tampered with; `zcommit verify` checks all of it, \
+                 --repair removes what is damaged",
+            ),
             ErrorKind::TierRefused { instead, .. } => Some(instead),
             ErrorKind::Exists => Some("use -f to replace it"),
             ErrorKind::SharesInode => Some("use -f to replace it with a reflink or copy"),

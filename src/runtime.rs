@@ -335,8 +335,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// What [`commit`] did.
 #[derive(Debug)]
 pub enum Committed {
-    /// Scratch recorded no change: no layer was made.
-    Unchanged,
+    /// Scratch recorded no change: no layer was made. The tag, if one was asked for, now
+    /// points at this layer: the top of the runtime's stack, which is what it shows.
+    Unchanged { tagged: Option<Digest> },
     /// The new layer (scratch's changes only; it goes over the runtime's base).
     Layer(commit::Outcome),
 }
@@ -373,11 +374,30 @@ pub fn commit(
     let mut rt = Runtime::open(store, name)?;
     rt.lock(false)?;
     if !rt.changed()? {
+        // The tag must name what the runtime shows, whether or not it changed: a tag left on
+        // an older layer would hand a Makefile stale output. Tagged before a discard, so a
+        // failure loses nothing.
+        let tagged = match tag {
+            Some(tag) => {
+                let top = rt.base.last().copied().ok_or_else(|| {
+                    Error::new(
+                        name,
+                        ErrorKind::Invalid(format!(
+                            "no changes and no base layer: no layer for tag {tag} to point at \
+                             (write something in the runtime first)"
+                        )),
+                    )
+                })?;
+                store.set_tag(tag, &top)?;
+                Some(top)
+            }
+            None => None,
+        };
         if after == After::Discard {
             drop(rt);
             discard(store, name)?;
         }
-        return Ok(Committed::Unchanged);
+        return Ok(Committed::Unchanged { tagged });
     }
     let opts = commit::Options {
         markers: true,

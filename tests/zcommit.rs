@@ -478,19 +478,8 @@ fn files_enter_an_xfs_store_by_reflink_and_never_by_hard_link() {
         stderr_of(&out)
     );
     verify_clean(&store);
-    for mode in ["hardlink", "auto"] {
-        let out = zc(&store)
-            .args(["--link-mode", mode])
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{mode}");
-        assert!(
-            stderr_of(&out).contains("never hard-links"),
-            "{}",
-            stderr_of(&out)
-        );
-    }
+    // Hard-linking modes are not offered: a usage error (see
+    // usage_errors_are_usage_errors_and_a_missing_dir_is_not_to_be_created).
     // Across file systems there is no reflink: the default copies, strict reflink fails.
     let other = Scratch::new();
     let far = other.path("store");
@@ -502,4 +491,591 @@ fn files_enter_an_xfs_store_by_reflink_and_never_by_hard_link() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     commit(&far, &[], &src);
     verify_clean(&far);
+}
+
+/// Where the blob of `content` is in `store`.
+fn blob_of(store: &Path, content: &[u8]) -> PathBuf {
+    let hex = Digest::of_blob(content).to_hex();
+    store.join("blobs").join(&hex[..2]).join(hex)
+}
+
+/// Flip one bit of a stored blob, as a failing disk or a stray write would (the blob is
+/// read-only; root writes it anyway, others make it writable first).
+fn damage(blob: &Path) {
+    fs::set_permissions(blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(blob).unwrap();
+    bytes[3] ^= 0x20;
+    fs::write(blob, bytes).unwrap();
+    fs::set_permissions(blob, fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+/// A tree with nested and read-only directories, so that undoing a checkout has work to do.
+fn nested_tree(src: &Path) {
+    fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    fs::write(src.join("a"), b"precious data").unwrap();
+    fs::write(src.join("sub/b"), b"other data").unwrap();
+    fs::write(src.join("sub/deeper/c"), b"more data").unwrap();
+    fs::set_permissions(src.join("sub"), fs::Permissions::from_mode(0o555)).unwrap();
+}
+
+#[test]
+fn a_commit_that_reads_a_file_heals_its_damaged_blob() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    nested_tree(&src);
+    let layer = commit(&store, &[], &src);
+    let victim = blob_of(&store, b"precious data");
+    for args in [&["--no-cache"][..], &[]] {
+        damage(&victim);
+        // --no-cache reads every file; a copy of the tree elsewhere has no cache yet.
+        let dir = match args.is_empty() {
+            true => {
+                let copy = s.path("copy");
+                sh(&format!("cp -a '{}' '{}'", src.display(), copy.display()));
+                copy
+            }
+            false => src.clone(),
+        };
+        let out = zc(&store).args(args).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), layer);
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("{}: warning: its blob", dir.join("a").display())),
+            "{err}"
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"precious data");
+        assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o7777, 0o444);
+        verify_clean(&store);
+    }
+}
+
+#[test]
+fn checkout_refuses_a_damaged_blob_and_leaves_no_destination() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    nested_tree(&src);
+    let layer = commit(&store, &[], &src);
+    let victim = blob_of(&store, b"other data");
+    damage(&victim);
+    let empty = s.path("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o750)).unwrap();
+    // A copy is read anyway and always checked; linked files are checked with --verify.
+    for args in [
+        &["--link-mode", "copy"][..],
+        &["--link-mode", "hardlink", "--verify"],
+    ] {
+        for dest in [s.path("out"), empty.clone()] {
+            let out = zc(&store)
+                .arg("checkout")
+                .args(args)
+                .arg(&dest)
+                .arg(&layer)
+                .output()
+                .unwrap();
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains(&victim.display().to_string())
+                    && err.contains(&format!("layer {layer}"))
+                    && err.contains("sub/b"),
+                "{err}"
+            );
+            if dest == empty {
+                assert!(util::names_in(&empty).is_empty(), "{args:?}");
+                assert_eq!(fs::metadata(&empty).unwrap().mode() & 0o7777, 0o750);
+            } else {
+                assert!(!dest.exists(), "{args:?}: half-made destination left");
+            }
+        }
+    }
+}
+
+#[test]
+fn checkout_names_a_missing_blob_and_the_layer_that_needs_it() {
+    let s = Scratch::new();
+    let (store, lower, upper) = (s.path("store"), s.path("lower"), s.path("upper"));
+    nested_tree(&lower);
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::write(upper.join("etc/conf"), b"upper only").unwrap();
+    let l = commit(&store, &[], &lower);
+    let u = commit(&store, &[], &upper);
+    let victim = blob_of(&store, b"upper only");
+    fs::remove_file(&victim).unwrap();
+    let dest = s.path("out");
+    let out = zc(&store)
+        .arg("checkout")
+        .arg(&dest)
+        .args([&l, &u])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&victim.display().to_string())
+            && err.contains("missing")
+            && err.contains(&format!("layer {u}"))
+            && err.contains("etc/conf"),
+        "{err}"
+    );
+    assert!(!dest.exists(), "half-made destination left");
+}
+
+#[test]
+fn verify_repair_removes_damaged_objects_and_the_next_commit_restores_them() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    nested_tree(&src);
+    let layer = commit(&store, &[], &src);
+    let victim = blob_of(&store, b"precious data");
+    damage(&victim);
+    let out = zc(&store).args(["verify", "--repair"]).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: removed", victim.display())),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 removed"));
+    assert!(!victim.exists());
+    // Missing now, and said so, rather than served damaged.
+    let out = zc(&store).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("missing"), "{}", stderr_of(&out));
+    // Even a commit through the cache puts it back: the blob is not there.
+    assert_eq!(commit(&store, &[], &src), layer);
+    verify_clean(&store);
+    let dest = s.path("out");
+    checkout(&store, &dest, &[&layer]);
+    assert_eq!(snapshot(&src), snapshot(&dest));
+}
+
+#[test]
+fn a_tag_on_an_unchanged_runtime_points_at_its_top_layer_or_fails() {
+    use zkit::runtime::{self, Runtime};
+    let s = Scratch::new();
+    let store = s.path("store");
+    let (old, base) = (s.path("old"), s.path("base"));
+    for (dir, body) in [(&old, "old output"), (&base, "current output")] {
+        fs::create_dir(dir).unwrap();
+        fs::write(dir.join("out"), body).unwrap();
+    }
+    let old = commit(&store, &["--tag", "build/out"], &old);
+    let base = commit(&store, &[], &base);
+    let st = zkit::store::Store::open(&store).unwrap();
+    drop(Runtime::create(&st, "dev", &[Digest::parse(&base).unwrap()]).unwrap());
+    drop(Runtime::create(&st, "empty", &[]).unwrap());
+    let tag_of = |name: &str| -> String {
+        let out = zc(&store).arg("tags").output().unwrap();
+        let tags = String::from_utf8(out.stdout).unwrap();
+        let line = tags.lines().find(|l| l.ends_with(&format!("  {name}")));
+        line.unwrap().split(' ').next().unwrap().to_string()
+    };
+    assert_eq!(tag_of("build/out"), old);
+
+    // Nothing to commit on an empty stack: no layer to tag, so it fails and keeps the runtime.
+    let out = zc(&store)
+        .args(["--runtime", "empty", "--discard", "--tag", "build/out"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("no base layer"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(tag_of("build/out"), old);
+    assert!(Runtime::open(&st, "empty").is_ok());
+
+    // The tag starts on the old layer each time: a stale tag must not survive.
+    for discard in [false, true] {
+        zc(&store)
+            .args(["tag", "build/out", &old])
+            .assert()
+            .success();
+        let mut cmd = zc(&store);
+        cmd.args(["--runtime", "dev", "--tag", "build/out"]);
+        if discard {
+            cmd.arg("--discard");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(out.stdout.is_empty());
+        assert_eq!(tag_of("build/out"), base, "discard: {discard}");
+    }
+    assert!(runtime::list(&st).unwrap().iter().all(|r| r.name != "dev"));
+    let dest = s.path("checked-out");
+    checkout(&store, &dest, &["build/out"]);
+    assert_eq!(fs::read(dest.join("out")).unwrap(), b"current output");
+}
+
+#[test]
+fn a_tree_that_holds_the_store_is_committed_without_it_and_the_same_each_time() {
+    let s = Scratch::new();
+    let src = s.path("src");
+    let store = src.join("cache/zkit");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("cache/kept"), b"mine").unwrap();
+    fs::write(src.join("f"), b"content").unwrap();
+    let mut layers = Vec::new();
+    for _ in 0..3 {
+        let out = zc(&store).arg(&src).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        let said = format!("{}: warning: this is the store", store.display());
+        assert_eq!(err.matches(&said).count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        layers.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    assert!(layers.iter().all(|l| *l == layers[0]), "{layers:?}");
+    let listing = zc(&store)
+        .arg("ls")
+        .arg(&layers[0])
+        .output()
+        .unwrap()
+        .stdout;
+    let listing = String::from_utf8_lossy(&listing);
+    assert!(
+        listing.contains("cache/kept") && !listing.contains("zkit"),
+        "{listing}"
+    );
+    // The store itself is no tree to commit.
+    let out = zc(&store).arg(&store).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("is the store itself"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn a_new_store_is_private_and_a_shared_one_is_pointed_out() {
+    require!(util::is_root(), "reading as another user needs root");
+    let s = Scratch::new();
+    // The scratch directory itself must not be what stops the other user.
+    fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("secret"), b"password=hunter2").unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = zc(&store).arg(&src).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(fs::metadata(&store).unwrap().mode() & 0o7777, 0o700);
+    let blob = blob_of(&store, b"password=hunter2");
+    let read_as_nobody = || {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", "cat"])
+            .arg(&blob)
+            .output()
+            .unwrap()
+    };
+    let peek = read_as_nobody();
+    assert!(
+        !peek.status.success(),
+        "another user read a 0600 file's blob"
+    );
+    assert!(!String::from_utf8_lossy(&peek.stdout).contains("hunter2"));
+    // Shared on purpose (or by accident): every run says so, once.
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(read_as_nobody().status.success());
+    let out = zc(&store).arg("tags").output().unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "zcommit: {}: warning: the store is mode 0755",
+            store.display()
+        )) && err.contains("chmod 700"),
+        "{err}"
+    );
+    let out = zc(&store).args(["-q", "tags"]).output().unwrap();
+    assert!(out.stderr.is_empty());
+}
+
+/// Build, below `root`, a tree whose deepest paths are longer than PATH_MAX (4096 bytes):
+/// 28 levels of 200-byte names, with files, a symlink and a read-only directory on the way.
+/// Made by descriptor, as no path to the bottom can be handed to the kernel.
+fn deeper_than_path_max(root: &Path) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat, symlinkat};
+    fs::create_dir(root).unwrap();
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    let mut dir = openat(rustix::fs::CWD, root, dir_flags, Mode::empty()).unwrap();
+    for level in 0..28 {
+        let name = format!("{level:0>200}");
+        if level % 9 == 0 {
+            let f = openat(
+                &dir,
+                format!("file-{level}"),
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o640),
+            )
+            .unwrap();
+            rustix::io::write(&f, format!("at level {level}").as_bytes()).unwrap();
+        }
+        mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, &name, dir_flags, Mode::empty()).unwrap();
+    }
+    let f = openat(
+        &dir,
+        "bottom",
+        OFlags::WRONLY | OFlags::CREATE,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    rustix::io::write(&f, b"the bottom").unwrap();
+    symlinkat("bottom", &dir, "link").unwrap();
+    mkdirat(&dir, "read-only", Mode::from_raw_mode(0o755)).unwrap();
+    let ro = openat(&dir, "read-only", dir_flags, Mode::empty()).unwrap();
+    drop(
+        openat(
+            &ro,
+            "in-it",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap(),
+    );
+    rustix::fs::fchmod(&ro, Mode::from_raw_mode(0o555)).unwrap();
+}
+
+/// [`snapshot`] by descriptor: works at any depth.
+fn snapshot_at(root: &Path) -> BTreeMap<Vec<u8>, (char, u32, Vec<u8>)> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, openat, statat};
+    fn walk(
+        dir: &std::os::fd::OwnedFd,
+        rel: &[u8],
+        out: &mut BTreeMap<Vec<u8>, (char, u32, Vec<u8>)>,
+    ) {
+        for entry in rustix::fs::Dir::read_from(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let mut path = rel.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.to_bytes());
+            let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            let mode = st.st_mode & 0o7777;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+                    let sub = openat(dir, name, flags, Mode::empty()).unwrap();
+                    walk(&sub, &path, out);
+                    out.insert(path, ('d', mode, vec![]));
+                }
+                FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(dir, name, Vec::new()).unwrap();
+                    out.insert(path, ('l', 0, target.into_bytes()));
+                }
+                _ => {
+                    let f = openat(dir, name, OFlags::RDONLY, Mode::empty()).unwrap();
+                    let mut content = Vec::new();
+                    std::io::Read::read_to_end(&mut fs::File::from(f), &mut content).unwrap();
+                    out.insert(path, ('f', mode, content));
+                }
+            }
+        }
+    }
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY;
+    let dir = openat(rustix::fs::CWD, root, flags, Mode::empty()).unwrap();
+    let mut out = BTreeMap::new();
+    walk(&dir, b"", &mut out);
+    out
+}
+
+#[test]
+fn a_tree_deeper_than_path_max_commits_and_checks_out_as_zlink_mirrors_it() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    deeper_than_path_max(&src);
+    let want = snapshot_at(&src);
+    let longest = want.keys().map(Vec::len).max().unwrap();
+    assert!(longest > 5000, "the tree is only {longest} bytes deep");
+
+    let layer = commit(&store, &[], &src);
+    assert_eq!(commit(&store, &[], &src), layer, "through the cache");
+    assert_eq!(commit(&store, &["--no-cache"], &src), layer);
+    let listing = zc(&store).arg("ls").arg(&layer).output().unwrap();
+    assert!(listing.status.success(), "{}", stderr_of(&listing));
+    let bottom = want.keys().find(|k| k.ends_with(b"/bottom")).unwrap();
+    assert!(
+        listing
+            .stdout
+            .windows(bottom.len())
+            .any(|w| w == &bottom[..])
+    );
+
+    let out = s.path("out");
+    checkout(&store, &out, &[&layer]);
+    assert_eq!(snapshot_at(&out), want);
+    // The same tree, mirrored by zlink: the differential reference.
+    let mirror = s.path("mirror");
+    let z = bin("zlink")
+        .arg("-r")
+        .arg(&src)
+        .arg(&mirror)
+        .output()
+        .unwrap();
+    assert!(z.status.success(), "{}", stderr_of(&z));
+    assert_eq!(snapshot_at(&mirror), snapshot_at(&out));
+    verify_clean(&store);
+}
+
+#[test]
+fn a_garbage_tag_is_named_and_the_sound_ones_are_still_listed() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let layer = commit(&store, &["--tag", "app/1.0"], &src);
+    zc(&store)
+        .args(["tag", "zz-last", &layer])
+        .assert()
+        .success();
+    zc(&store)
+        .args(["tag", "app/2.0", &layer])
+        .assert()
+        .success();
+    let bad = store.join("tags/app/2.0");
+    fs::write(&bad, b"\x00garbage, not a digest\n").unwrap();
+    let out = zc(&store).arg("tags").output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{layer}  app/1.0\n{layer}  zz-last\n")
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    // verify names it too, among everything else it checks.
+    let out = zc(&store).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains(&bad.display().to_string()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 tags"));
+}
+
+#[test]
+fn usage_errors_are_usage_errors_and_a_missing_dir_is_not_to_be_created() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let out = zc(&store).arg(s.path("nosuchdir")).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no such directory") && !err.contains("create"),
+        "{err}"
+    );
+    assert!(!s.path("nosuchdir").exists());
+    // --discard only means something with --runtime; nothing is committed without it.
+    for args in [&["--discard"][..], &["--discard", "tags"]] {
+        let mut cmd = zc(&store);
+        cmd.args(args);
+        if args.len() == 1 {
+            cmd.arg(&src);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr_of(&out).contains("--runtime"), "{}", stderr_of(&out));
+    }
+    assert!(
+        !store.join("layers").exists()
+            || fs::read_dir(store.join("layers")).unwrap().next().is_none()
+    );
+    // --link-mode offers what a commit accepts, and only that.
+    let help = String::from_utf8(zc(&store).arg("--help").output().unwrap().stdout).unwrap();
+    let offered: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.contains("--link-mode"))
+        .take_while(|l| !l.contains("[default"))
+        .filter_map(|l| l.trim().strip_prefix("- ")?.split(':').next())
+        .collect();
+    assert_eq!(offered, ["clone-or-copy", "reflink", "copy"], "{help}");
+    for mode in ["clone-or-copy", "copy"] {
+        commit(&store, &["--link-mode", mode], &src);
+    }
+    for mode in ["hardlink", "auto"] {
+        let out = zc(&store)
+            .args(["--link-mode", mode])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}", stderr_of(&out));
+    }
+    let completions = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/fish/zcommit.fish"),
+    )
+    .unwrap();
+    // The values offered after the commit's --link-mode, up to the next completion.
+    let offered: Vec<&str> = completions
+        .lines()
+        .skip_while(|l| !l.contains("needs_command\" -l link-mode"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("complete "))
+        .map(|(_, l)| l.split(['"', '\\']).find(|w| !w.is_empty()).unwrap_or(""))
+        .collect();
+    assert!(offered.len() == 3, "{offered:?}");
+    assert!(
+        !offered
+            .iter()
+            .any(|l| l.contains("hardlink") || l.starts_with("auto")),
+        "{offered:?}"
+    );
+}
+
+#[test]
+fn counts_read_as_english() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("only"), b"one file").unwrap();
+    symlink("only", src.join("link")).unwrap();
+    let out = zc(&store).arg("-v").arg(&src).output().unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("3 entries, 1 file, 1 hashed, 1 new blob (8 bytes"),
+        "{err}"
+    );
+    let layer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = zc(&store)
+        .arg("checkout")
+        .arg(s.path("out"))
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(": 1 dir, 1 file (") && err.ends_with(", 1 symlink\n"),
+        "{err}"
+    );
+    let out = zc(&store).arg("verify").output().unwrap();
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(said, "1 blob, 1 layer, 0 tags: all good\n");
+    let out = bin("zlink")
+        .arg("-r")
+        .arg(&src)
+        .arg(s.path("mirror"))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("1 file:") && err.contains("; 1 dir, 1 symlink in"),
+        "{err}"
+    );
 }

@@ -24,15 +24,13 @@ function __fish_zcommit_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output; --tag then points the tag at the top layer of the runtime\'s stack (what it shows), and fails if the stack is empty' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
-complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "auto\t'Hard link, else reflink, else copy, decided per file'
-hardlink\t'Hard links only: the destination shares the source\'s inode'
-reflink\t'Reflinks only: a new inode sharing data blocks copy-on-write'
-copy\t'Copies only: a new inode with its own blocks (the kernel may still share them)'
-clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
+complete -c zcommit -n "__fish_zcommit_needs_command" -l link-mode -d 'How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless every file can be reflinked) or copy. Hard links are refused: they would let a later edit of a file change the store' -r -f -a "clone-or-copy\t'Reflink, else copy: the store never shares an inode with your file'
+reflink\t'Reflinks only: fail unless the store\'s file system can share every file\'s blocks'
+copy\t'Copies only: the store gets its own blocks (the kernel may still share them)'"
 complete -c zcommit -n "__fish_zcommit_needs_command" -l discard -d 'With --runtime: remove the runtime after committing it'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l whiteouts -d 'Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory hides the lower layers\' one" (opaque), as in an editable view\'s scratch directory'
 complete -c zcommit -n "__fish_zcommit_needs_command" -l no-cache -d 'Read every file again, ignoring and not updating the commit cache'
@@ -42,7 +40,7 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -s q -l quiet -d 'No progr
 complete -c zcommit -n "__fish_zcommit_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s V -l version -d 'Print version'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
-complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags and the layers they point at'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags and the layers they point at; a damaged tag is named on stderr (exit 1) and the others are still listed'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
@@ -68,6 +66,7 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s q -l quiet -d
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l repair -d 'Remove damaged blobs and layers (content that does not hash to its name), so that no reader is ever given them; committing or importing the same content again restores them. Exit status is still 1 when anything was damaged'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -85,10 +84,11 @@ copy\t'Copies only: a new inode with its own blocks (the kernel may still share 
 clone-or-copy\t'Reflink, else copy: never shares an inode, safe when the destination will be edited'"
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l verify -d 'Hash every file checked out against its digest. Copies are always checked (they are read anyway); this also reads the reflinked and hard-linked ones'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tags" -d 'List tags and the layers they point at'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tags" -d 'List tags and the layers they point at; a damaged tag is named on stderr (exit 1) and the others are still listed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "layers" -d 'List every layer\'s digest'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'

@@ -31,7 +31,8 @@ use std::process::ExitCode;
         time, size and digest, link target or device numbers; owners and xattrs are not \
         recorded. --reproducible records one fixed time instead, so that the same content \
         gives the same digest wherever and whenever it is committed. FIFOs and device nodes \
-        are recorded; sockets are left out with a warning.\n\n\
+        are recorded; sockets are left out with a warning, and so is the store when DIR \
+        holds it (DIR cannot be the store itself).\n\n\
         Every object is written to a temporary file, synced, and renamed to its digest: a \
         crash or a concurrent commit never leaves a partial object under a real name. An \
         unchanged tree commits again in a fraction of the time: files whose size, mtime, \
@@ -64,7 +65,8 @@ pub struct Args {
     /// layer over its base: new and changed files, deletions as whiteouts, replaced dirs
     /// opaque. The runtime then continues on its base plus the new layer with no changes
     /// (or is removed with --discard). A runtime without changes makes no layer: zcommit
-    /// says so and exits 0 with nothing on standard output
+    /// says so and exits 0 with nothing on standard output; --tag then points the tag at the
+    /// top layer of the runtime's stack (what it shows), and fails if the stack is empty
     #[arg(long, value_name = "NAME")]
     pub runtime: Option<String>,
 
@@ -89,8 +91,8 @@ pub struct Args {
     /// How files enter the store: clone-or-copy (reflink, else copy), reflink (fail unless
     /// every file can be reflinked) or copy. Hard links are refused: they would let a later
     /// edit of a file change the store
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::CloneOrCopy)]
-    pub link_mode: Mode,
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = IntoStore::CloneOrCopy)]
+    pub link_mode: IntoStore,
 
     /// Read .wh.NAME as "NAME is deleted" (a whiteout) and .wh..wh..opq as "this directory
     /// hides the lower layers' one" (opaque), as in an editable view's scratch directory
@@ -119,6 +121,28 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
+/// How files enter the store: zlink's modes less the two that hard-link (`hardlink`, `auto`),
+/// so that --help and completions offer only what a commit accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IntoStore {
+    /// Reflink, else copy: the store never shares an inode with your file
+    CloneOrCopy,
+    /// Reflinks only: fail unless the store's file system can share every file's blocks
+    Reflink,
+    /// Copies only: the store gets its own blocks (the kernel may still share them)
+    Copy,
+}
+
+impl From<IntoStore> for Mode {
+    fn from(m: IntoStore) -> Mode {
+        match m {
+            IntoStore::CloneOrCopy => Mode::CloneOrCopy,
+            IntoStore::Reflink => Mode::Reflink,
+            IntoStore::Copy => Mode::Copy,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List a layer's entries, ls -l style: kind and mode, size, blob digest, path (-> target);
@@ -128,14 +152,21 @@ pub enum Command {
         /// Tag, full digest or unique digest prefix
         layer: OsString,
     },
-    /// List tags and the layers they point at
+    /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
+    /// and the others are still listed
     Tags,
     /// Point tag NAME at LAYER, atomically
     Tag { name: String, layer: OsString },
     /// List every layer's digest
     Layers,
     /// Rehash every blob, check every layer and tag; exit 1 naming each damaged object
-    Verify,
+    Verify {
+        /// Remove damaged blobs and layers (content that does not hash to its name), so that
+        /// no reader is ever given them; committing or importing the same content again
+        /// restores them. Exit status is still 1 when anything was damaged
+        #[arg(long)]
+        repair: bool,
+    },
     /// List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers
     Runtimes,
     /// Remove an editable runtime and its uncommitted changes (refused while in use)
@@ -148,6 +179,10 @@ pub enum Command {
         /// link damages the store
         #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::CloneOrCopy)]
         link_mode: Mode,
+        /// Hash every file checked out against its digest. Copies are always checked (they
+        /// are read anyway); this also reads the reflinked and hard-linked ones
+        #[arg(long)]
+        verify: bool,
         dest: PathBuf,
         #[arg(required = true)]
         layers: Vec<OsString>,
@@ -161,7 +196,15 @@ pub fn run(args: &Args) -> ExitCode {
         || args.whiteouts
         || args.no_cache
         || args.verbose
-        || args.link_mode != Mode::CloneOrCopy;
+        || args.link_mode != IntoStore::CloneOrCopy;
+    if args.discard && args.runtime.is_none() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--discard removes a runtime after committing it: it needs --runtime NAME",
+            )
+            .exit();
+    }
     if args.command.is_some() && commit_only {
         Args::command()
             .error(
@@ -173,6 +216,20 @@ pub fn run(args: &Args) -> ExitCode {
     }
     let outcome = store::root_from(args.store.as_deref()).and_then(|root| {
         let store = Store::open(&root)?;
+        if let Some(mode) = store.exposed()
+            && !args.quiet
+        {
+            let mut line = b"zcommit: ".to_vec();
+            line.extend_from_slice(root.as_os_str().as_bytes());
+            line.extend_from_slice(
+                format!(
+                    ": warning: the store is mode {mode:04o}, so other users can read every \
+                     blob in it (chmod 700 it to keep it private)\n"
+                )
+                .as_bytes(),
+            );
+            let _ = std::io::stderr().write_all(&line);
+        }
         match &args.command {
             None if args.runtime.is_some() => commit_runtime(&store, args),
             None => commit_dir(&store, args),
@@ -193,7 +250,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     let dir = args.dir.as_deref().expect("clap requires DIR");
     let opts = Options {
         jobs: jobs(args),
-        link_mode: args.link_mode,
+        link_mode: args.link_mode.into(),
         markers: args.whiteouts,
         cache: !args.no_cache,
         progress: !args.quiet,
@@ -215,7 +272,14 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     if let Some(tag) = &args.tag {
         store.set_tag(tag, &outcome.digest)?;
     }
+    warn_healed(dir, &outcome);
     if !args.quiet {
+        for path in &outcome.store_left_out {
+            let mut line = b"zcommit: ".to_vec();
+            line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
+            line.extend_from_slice(b": warning: this is the store; left out of the layer\n");
+            let _ = std::io::stderr().write_all(&line);
+        }
         for path in &outcome.skipped {
             let mut line = b"zcommit: ".to_vec();
             line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
@@ -225,23 +289,35 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     }
     if args.verbose {
         eprintln!(
-            "zcommit: {} entries, {} files, {} hashed, {} new blobs ({} bytes, {} reflinked)",
-            outcome.entries,
-            outcome.files,
+            "zcommit: {}, {}, {} hashed, {} ({}, {} reflinked)",
+            count(outcome.entries, "entry"),
+            count(outcome.files, "file"),
             outcome.hashed,
-            outcome.new_blobs,
-            outcome.new_bytes,
+            count(outcome.new_blobs, "new blob"),
+            count(outcome.new_bytes as usize, "byte"),
             outcome.reflinked
         );
     }
     print_lines(&[outcome.digest.to_hex().into_bytes()])
 }
 
+/// A damaged blob replaced is worth a line even with -q: the store had been serving it.
+fn warn_healed(dir: &Path, outcome: &commit::Outcome) {
+    for rel in &outcome.healed {
+        let mut line = b"zcommit: ".to_vec();
+        line.extend_from_slice(dir.join(rel).as_os_str().as_bytes());
+        line.extend_from_slice(
+            b": warning: its blob in the store was damaged; replaced from this file\n",
+        );
+        let _ = std::io::stderr().write_all(&line);
+    }
+}
+
 fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
     let name = args.runtime.as_deref().expect("checked by the caller");
     let opts = Options {
         jobs: jobs(args),
-        link_mode: args.link_mode,
+        link_mode: args.link_mode.into(),
         progress: !args.quiet,
         times: commit::Times::choose(
             args.reproducible,
@@ -254,20 +330,27 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         false => runtime::After::Continue,
     };
     match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
-        runtime::Committed::Unchanged => {
+        runtime::Committed::Unchanged { tagged } => {
             if !args.quiet {
-                eprintln!("zcommit: runtime {name}: no changes, no layer made");
+                match (tagged, &args.tag) {
+                    (Some(top), Some(tag)) => eprintln!(
+                        "zcommit: runtime {name}: no changes, no layer made; tag {tag} points \
+                         at its top layer {top}"
+                    ),
+                    _ => eprintln!("zcommit: runtime {name}: no changes, no layer made"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         runtime::Committed::Layer(outcome) => {
+            warn_healed(Path::new(&format!("runtime {name}")), &outcome);
             if args.verbose {
                 eprintln!(
-                    "zcommit: runtime {name}: {} entries, {} files, {} new blobs ({} bytes, {} reflinked)",
-                    outcome.entries,
-                    outcome.files,
-                    outcome.new_blobs,
-                    outcome.new_bytes,
+                    "zcommit: runtime {name}: {}, {}, {} ({}, {} reflinked)",
+                    count(outcome.entries, "entry"),
+                    count(outcome.files, "file"),
+                    count(outcome.new_blobs, "new blob"),
+                    count(outcome.new_bytes as usize, "byte"),
                     outcome.reflinked
                 );
             }
@@ -286,10 +369,18 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             let tags = store.tags()?;
             print_lines(
                 &tags
+                    .sound
                     .iter()
                     .map(|(name, d)| format!("{d}  {name}").into_bytes())
                     .collect::<Vec<_>>(),
-            )
+            )?;
+            for bad in &tags.bad {
+                cli::report("zcommit", bad);
+            }
+            Ok(match tags.bad.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(cli::EXIT_FAILURE),
+            })
         }
         Command::Tag { name, layer } => {
             let digest = store.resolve(layer)?;
@@ -303,19 +394,31 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 .map(|d| d.to_hex().into_bytes())
                 .collect::<Vec<_>>(),
         ),
-        Command::Verify => {
-            let report = store.verify(jobs(args))?;
+        Command::Verify { repair } => {
+            let report = store.verify(jobs(args), *repair)?;
             for problem in &report.problems {
                 cli::report("zcommit", problem);
             }
+            for path in &report.removed {
+                let mut line = b"zcommit: ".to_vec();
+                line.extend_from_slice(path.as_os_str().as_bytes());
+                line.extend_from_slice(
+                    b": removed (commit or import its content again to restore it)\n",
+                );
+                let _ = std::io::stderr().write_all(&line);
+            }
             let summary = format!(
-                "{} blobs, {} layers, {} tags: {}",
-                report.blobs,
-                report.layers,
-                report.tags,
+                "{}, {}, {}: {}{}",
+                count(report.blobs, "blob"),
+                count(report.layers, "layer"),
+                count(report.tags, "tag"),
                 match report.problems.len() {
                     0 => "all good".to_string(),
                     n => format!("{n} damaged"),
+                },
+                match report.removed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} removed"),
                 }
             );
             print_lines(&[summary.into_bytes()])?;
@@ -350,23 +453,30 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
         }
         Command::Checkout {
             link_mode,
+            verify,
             dest,
             layers,
         } => {
             let manifests = layers
                 .iter()
-                .map(|l| store.open_layer(l).map(|(_, m)| m))
+                .map(|l| store.open_layer(l))
                 .collect::<Result<Vec<_>>>()?;
-            let outcome = checkout::checkout(store, &manifests, dest, *link_mode, jobs(args))?;
+            let opts = checkout::Options {
+                mode: *link_mode,
+                jobs: jobs(args),
+                verify: *verify,
+            };
+            let outcome = checkout::checkout(store, &manifests, dest, &opts)?;
             if !args.quiet {
                 let [hard, reflink, copy] = outcome.tiers;
                 eprintln!(
-                    "zcommit: {}: {} dirs, {} files ({hard} hardlink, {reflink} reflink, \
-                     {copy} copy), {} symlinks",
+                    "zcommit: {}: {}, {} ({hard} hardlink, {reflink} reflink, {copy} copy; \
+                     {} verified), {}",
                     dest.display(),
-                    outcome.dirs,
-                    outcome.files,
-                    outcome.symlinks
+                    count(outcome.dirs, "dir"),
+                    count(outcome.files, "file"),
+                    outcome.verified,
+                    count(outcome.symlinks, "symlink"),
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -409,6 +519,15 @@ pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
             line
         })
         .collect()
+}
+
+/// `1 dir`, `2 dirs`; `1 entry`, `0 entries`.
+fn count(n: usize, what: &str) -> String {
+    match (n, what.strip_suffix('y')) {
+        (1, _) => format!("1 {what}"),
+        (n, Some(stem)) => format!("{n} {stem}ies"),
+        (n, None) => format!("{n} {what}s"),
+    }
 }
 
 /// `rwsr-xr-t` from permission bits, as ls prints them.

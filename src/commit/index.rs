@@ -43,6 +43,17 @@ impl Stamp {
         }
     }
 
+    /// The same from an `fstatat`.
+    pub fn of_stat(st: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            dev: crate::link::dev_of(st),
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+
     /// Changed no later than `start`'s clock tick: safe to trust next time.
     pub fn settled_before(&self, start: (i64, i64)) -> bool {
         self.mtime < start && self.ctime < start

@@ -18,11 +18,24 @@
 //! tree committed twice gives the same digest and stores nothing new. [`Times`] can fix or
 //! clamp the times, so that the same content gives the same digest wherever it is committed
 //! (`--reproducible`, `SOURCE_DATE_EPOCH`). FIFOs and device nodes are entries; sockets are
-//! left out and reported.
+//! left out and reported. So is the store, when the tree holds it (found by device and
+//! inode, at any depth): a layer of its own store would change with every commit. A tree
+//! that *is* the store is refused.
+//!
+//! # Damaged blobs
+//!
+//! A file this commit reads whose blob the store already holds has that blob hashed too; a
+//! blob that does not hash to its name (a flipped bit, a stray write) is replaced from the
+//! file ([`Outcome::healed`]). A file whose digest comes from the cache is read by no one,
+//! and neither is its blob: re-committing an unchanged tree costs one `lstat` per file and
+//! heals nothing, since proving a blob sound means reading it whole. To heal, run
+//! `zcommit verify --repair` (it removes what is damaged; the next commit, cached or not,
+//! writes it again) or commit with `--no-cache` (reads every file and checks every blob).
 //!
 //! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
 //! directory's `.wh.NAME` files become whiteouts and `.wh..wh..opq` makes a directory opaque.
 
+pub(crate) mod at;
 pub mod index;
 pub mod walk;
 
@@ -35,11 +48,12 @@ use crate::pool;
 use crate::progress::Progress;
 use crate::store::{Added, Store, hash_file};
 use index::{Index, Stamp};
+use rustix::fs::OFlags;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use walk::What;
 
@@ -141,14 +155,26 @@ pub struct Outcome {
     pub new_blobs: usize,
     pub new_bytes: u64,
     pub reflinked: usize,
+    /// Files whose blob was in the store but damaged (its content did not hash to its name),
+    /// and was replaced from the file: relative paths.
+    pub healed: Vec<PathBuf>,
     /// Paths left out: sockets.
     pub skipped: Vec<PathBuf>,
+    /// Where the store itself was found inside the tree, and left out.
+    pub store_left_out: Vec<PathBuf>,
 }
 
 /// Commit the tree at `dir` into `store` as a layer.
 pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let root = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::new(dir, ErrorKind::MissingDir),
+        // Not "create it": an empty new directory is rarely what was meant, and a mistyped
+        // subcommand is taken for a directory.
+        std::io::ErrorKind::NotFound => Error::new(
+            dir,
+            ErrorKind::Invalid(
+                "no such directory (check the path; `zcommit --help` lists the subcommands)".into(),
+            ),
+        ),
         _ => Error::io(dir, "cannot resolve", e),
     })?;
     let index_dir_path = store.root().join("index");
@@ -160,7 +186,33 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     };
     let start = crate::sys::file_clock_now();
 
-    let mut tree = walk::walk(&root, opts.jobs, opts.markers)?;
+    let store_id = std::fs::metadata(store.root())
+        .map(|m| (m.dev(), m.ino()))
+        .at(store.root(), "cannot stat store")?;
+    let root_dir = File::open(&root).at(&root, "cannot read directory")?;
+    let meta = root_dir.metadata().at(&root, "cannot stat")?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            &root,
+            ErrorKind::Invalid("not a directory".into()),
+        ));
+    }
+    if (meta.dev(), meta.ino()) == store_id {
+        return Err(Error::new(
+            dir,
+            ErrorKind::Invalid(
+                "is the store itself (commit the directory that holds what you want, or \
+                 use another --store)"
+                    .into(),
+            ),
+        ));
+    }
+    let walk_opts = walk::Options {
+        jobs: opts.jobs,
+        markers: opts.markers,
+        exclude: Some(store_id),
+    };
+    let mut tree = walk::walk(&root_dir, &root, &walk_opts)?;
     let mut jobs = Vec::new();
     for (d, dir) in tree.dirs.iter_mut().enumerate() {
         for (e, found) in dir.entries.iter_mut().enumerate() {
@@ -170,15 +222,15 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
             }
         }
     }
-    let meta_of = |(d, e): (usize, usize)| -> (PathBuf, &std::fs::Metadata) {
+    let meta_of = |(d, e): (usize, usize)| -> (PathBuf, Stamp) {
         let dir = &tree.dirs[d];
         let found = &dir.entries[e];
-        let What::File { meta, .. } = &found.what else {
+        let What::File { stamp, .. } = &found.what else {
             unreachable!("jobs are files")
         };
-        (dir.rel.join(OsStr::from_bytes(&found.name)), meta)
+        (dir.rel.join(OsStr::from_bytes(&found.name)), *stamp)
     };
-    let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size()).sum();
+    let total: u64 = jobs.iter().map(|&j| meta_of(j).1.size).sum();
     let progress = Progress::bytes(opts.progress, total, "committing");
     let batch = batch_size(opts.jobs);
 
@@ -189,6 +241,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         new_blobs: usize,
         new_bytes: u64,
         reflinked: usize,
+        healed: Vec<PathBuf>,
     }
     let workers = pool::each(
         opts.jobs,
@@ -201,11 +254,12 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
                 new_blobs: 0,
                 new_bytes: 0,
                 reflinked: 0,
+                healed: Vec::new(),
             })
         },
         |w, i| {
-            let (rel, meta) = meta_of(jobs[i]);
-            let stamp = Stamp::of(meta);
+            let (rel, walked) = meta_of(jobs[i]);
+            let stamp = walked;
             if let Some(digest) = old.get(rel.as_os_str().as_bytes(), &stamp)
                 && store.has_blob(&digest)?
             {
@@ -214,12 +268,19 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
                 return Ok(());
             }
             let path = root.join(&rel);
-            let (digest, stamp, added) = bring_in(&mut w.writer, &path, meta, start)?;
+            let (digest, stamp, added) =
+                bring_in(&mut w.writer, &root_dir, &rel, &path, &walked, start)?;
             w.hashed += 1;
-            if let Added::New(tier) = added {
-                w.new_blobs += 1;
-                w.new_bytes += stamp.size;
-                w.reflinked += usize::from(tier == Tier::Reflink);
+            match added {
+                Added::Existing => {}
+                Added::New(tier) | Added::Healed(tier) => {
+                    w.new_blobs += 1;
+                    w.new_bytes += stamp.size;
+                    w.reflinked += usize::from(tier == Tier::Reflink);
+                }
+            }
+            if let Added::Healed(_) = added {
+                w.healed.push(rel);
             }
             w.done.push((i, digest, stamp));
             progress.inc(stamp.size);
@@ -233,6 +294,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let mut outcome = Outcome {
         files: jobs.len(),
         skipped: std::mem::take(&mut tree.skipped),
+        store_left_out: std::mem::take(&mut tree.excluded),
         ..Default::default()
     };
     let mut results: Vec<Option<(Digest, Stamp)>> = vec![None; jobs.len()];
@@ -241,6 +303,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         outcome.new_blobs += w.new_blobs;
         outcome.new_bytes += w.new_bytes;
         outcome.reflinked += w.reflinked;
+        outcome.healed.extend(w.healed);
         for (i, digest, stamp) in w.done {
             results[i] = Some((digest, stamp));
         }
@@ -258,6 +321,7 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     outcome.digest = store.put_layer(&manifest)?;
 
     // Every file came from a settled entry of the old cache: the new one would be the same.
+    outcome.healed.sort();
     let unchanged = outcome.hashed == 0 && old.len() == results.len();
     if opts.cache && !unchanged {
         let rels: Vec<PathBuf> = jobs.iter().map(|&j| meta_of(j).0).collect();
@@ -287,22 +351,23 @@ thread_local! {
     static SMALL_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Hash the file at `path` (found with `meta`) and store it if the store lacks it.
+/// Hash the file at `rel` below `root_dir` (`path` in messages; found as `walked`) and store
+/// it if the store lacks it.
 fn bring_in(
     writer: &mut crate::store::BlobWriter<'_>,
+    root_dir: &File,
+    rel: &Path,
     path: &Path,
-    meta: &std::fs::Metadata,
+    walked: &Stamp,
     start: (i64, i64),
 ) -> Result<(Digest, Stamp, Added)> {
     // O_NOFOLLOW and O_NONBLOCK: if the file was swapped for a symlink or FIFO since the walk,
-    // fail instead of following it or waiting for a writer.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .at(path, "cannot open")?;
+    // fail instead of following it or waiting for a writer. The inode check below catches a
+    // directory on the way swapped for a symlink.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = at::open(root_dir, rel, flags).at(path, "cannot open")?;
     let before = file.metadata().at(path, "cannot stat")?;
-    if !before.is_file() || before.ino() != meta.ino() || before.dev() != meta.dev() {
+    if !before.is_file() || before.ino() != walked.ino || before.dev() != walked.dev {
         return Err(Error::new(path, ErrorKind::Changed));
     }
     let stamp = Stamp::of(&before);

@@ -1,14 +1,18 @@
 //! Reading a directory tree in parallel: every directory's entries with their `lstat`, before
-//! any file is read.
+//! any file is read. Directories are opened below the root's descriptor ([`super::at`]) and
+//! their entries asked of that descriptor (`fstatat`, `readlinkat`), so depth is no limit.
 
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use super::at;
+use super::index::Stamp;
+use crate::error::{IoContext, Result};
 use crate::manifest::{Device, Time};
 use crate::pool;
 use crate::scratch::whiteout;
+use rustix::fs::{AtFlags, FileType};
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
+use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One directory as found.
@@ -33,7 +37,7 @@ pub enum What {
     Dir,
     /// A regular file and its `lstat`; `job` is filled in when the files are listed.
     File {
-        meta: Box<Metadata>,
+        stamp: Stamp,
         job: usize,
     },
     Symlink(OsString),
@@ -47,24 +51,31 @@ pub struct Walk {
     pub dirs: Vec<Dir>,
     /// Sockets: a layer cannot hold them (they only mean something to a running process).
     pub skipped: Vec<PathBuf>,
+    /// Directories left out because they are [`Options::exclude`] (the store).
+    pub excluded: Vec<PathBuf>,
 }
 
-/// Read the tree at `root` with `jobs` threads. With `markers`, `.wh.NAME` is a whiteout for
-/// NAME and `.wh..wh..opq` makes its directory opaque, as in an editable view's scratch.
-pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
-    let meta = std::fs::metadata(root).at(root, "cannot read directory")?;
-    if !meta.is_dir() {
-        return Err(Error::new(
-            root,
-            ErrorKind::Invalid("not a directory".into()),
-        ));
-    }
+/// How [`walk`] reads a tree.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub jobs: usize,
+    /// Read `.wh.NAME` as a whiteout for NAME and `.wh..wh..opq` as "this directory is
+    /// opaque", as in an editable view's scratch.
+    pub markers: bool,
+    /// A directory, by (device, inode), that is left out wherever it is found: the store,
+    /// which would otherwise commit itself, and change with every commit.
+    pub exclude: Option<(u64, u64)>,
+}
+
+/// Read the tree at `root` (open as `root_dir`) with `opts.jobs` threads.
+pub fn walk(root_dir: &File, root: &Path, opts: &Options) -> Result<Walk> {
+    let (jobs, markers) = (opts.jobs, opts.markers);
     let states = pool::queue(
         jobs,
         vec![PathBuf::new()],
         || (Vec::new(), Vec::new()),
-        |(dirs, skipped): &mut (Vec<Dir>, Vec<PathBuf>), rel: PathBuf, more| {
-            let dir = read_dir(root, rel, markers, skipped)?;
+        |(dirs, skipped): &mut (Vec<Dir>, Vec<Left>), rel: PathBuf, more| {
+            let dir = read_dir(root_dir, root, rel, markers, opts.exclude, skipped)?;
             for e in &dir.entries {
                 if let What::Dir = e.what {
                     more.push(dir.rel.join(OsStr::from_bytes(&e.name)));
@@ -77,26 +88,42 @@ pub fn walk(root: &Path, jobs: usize, markers: bool) -> Result<Walk> {
     let mut walk = Walk {
         dirs: Vec::new(),
         skipped: Vec::new(),
+        excluded: Vec::new(),
     };
-    for (dirs, skipped) in states {
+    for (dirs, left) in states {
         walk.dirs.extend(dirs);
-        walk.skipped.extend(skipped);
+        for l in left {
+            match l {
+                Left::Special(p) => walk.skipped.push(p),
+                Left::Excluded(p) => walk.excluded.push(p),
+            }
+        }
     }
     // Parents before children, and the same order whatever the threads did.
     walk.dirs.sort_by(|a, b| a.rel.cmp(&b.rel));
     walk.skipped.sort();
+    walk.excluded.sort();
     Ok(walk)
 }
 
-fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>) -> Result<Dir> {
+/// A path the walk leaves out, and why.
+enum Left {
+    Special(PathBuf),
+    Excluded(PathBuf),
+}
+
+fn read_dir(
+    root_dir: &File,
+    root: &Path,
+    rel: PathBuf,
+    markers: bool,
+    exclude: Option<(u64, u64)>,
+    skipped: &mut Vec<Left>,
+) -> Result<Dir> {
     let path = root.join(&rel);
-    // The root may be reached through a symlink; anything below is read without following.
-    let meta = if rel.as_os_str().is_empty() {
-        std::fs::metadata(&path)
-    } else {
-        std::fs::symlink_metadata(&path)
-    }
-    .at(&path, "cannot stat directory")?;
+    // The root may be reached through a symlink; anything below is opened without following.
+    let fd = at::open_dir(root_dir, &rel).at(&path, "cannot read directory")?;
+    let meta = fd.metadata().at(&path, "cannot stat directory")?;
     let mut dir = Dir {
         rel,
         mode: meta.mode() & 0o7777,
@@ -105,9 +132,13 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
         entries: Vec::new(),
     };
     let mut whiteouts = Vec::new();
-    for entry in std::fs::read_dir(&path).at(&path, "cannot read directory")? {
+    for entry in rustix::fs::Dir::read_from(&fd).at(&path, "cannot read directory")? {
         let entry = entry.at(&path, "cannot read directory")?;
-        let name = entry.file_name().into_vec();
+        let c_name = entry.file_name();
+        let name = c_name.to_bytes().to_vec();
+        if name == b"." || name == b".." {
+            continue;
+        }
         // An editable view's scratch spells deletions as files (see crate::scratch::whiteout).
         if markers {
             match whiteout::classify(OsStr::from_bytes(&name)) {
@@ -122,29 +153,35 @@ fn read_dir(root: &Path, rel: PathBuf, markers: bool, skipped: &mut Vec<PathBuf>
                 whiteout::Entry::Plain(_) => {}
             }
         }
+        let entry_path = || path.join(OsStr::from_bytes(&name));
         // d_type alone cannot be trusted on every file system, and files need the stat anyway.
-        let meta = entry.metadata().at(&entry.path(), "cannot stat")?;
-        let kind = meta.file_type();
-        let (mode, mtime) = (meta.mode() & 0o7777, Time::of(&meta));
-        let what = if kind.is_dir() {
-            What::Dir
-        } else if kind.is_file() {
-            What::File {
-                meta: Box::new(meta),
-                job: usize::MAX,
+        let st = rustix::fs::statat(&fd, c_name, AtFlags::SYMLINK_NOFOLLOW)
+            .at(&entry_path(), "cannot stat")?;
+        let (mode, mtime) = (crate::link::mode_of(&st) & 0o7777, Time::of_stat(&st));
+        let what = match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                if exclude == Some((crate::link::dev_of(&st), st.st_ino)) {
+                    skipped.push(Left::Excluded(dir.rel.join(OsStr::from_bytes(&name))));
+                    continue;
+                }
+                What::Dir
             }
-        } else if kind.is_symlink() {
-            let target =
-                std::fs::read_link(entry.path()).at(&entry.path(), "cannot read symlink")?;
-            What::Symlink(target.into_os_string())
-        } else if kind.is_fifo() {
-            What::Fifo
-        } else if let Some(device) = Device::of(&meta) {
-            What::Device(device)
-        } else {
-            debug_assert!(kind.is_socket());
-            skipped.push(dir.rel.join(entry.file_name()));
-            continue;
+            FileType::RegularFile => What::File {
+                stamp: Stamp::of_stat(&st),
+                job: usize::MAX,
+            },
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(&fd, c_name, Vec::new())
+                    .at(&entry_path(), "cannot read symlink")?;
+                What::Symlink(OsString::from_vec(target.into_bytes()))
+            }
+            FileType::Fifo => What::Fifo,
+            FileType::CharacterDevice | FileType::BlockDevice => What::Device(Device::of_stat(&st)),
+            // Sockets (and kinds no file system has yet).
+            _ => {
+                skipped.push(Left::Special(dir.rel.join(OsStr::from_bytes(&name))));
+                continue;
+            }
         };
         dir.entries.push(Found {
             name,

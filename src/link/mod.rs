@@ -38,6 +38,7 @@ pub mod tree;
 
 pub use data::clone_or_copy;
 pub use linker::{Linker, Placed};
+pub(crate) use linker::{Side, dev_of, mode_of, perm};
 pub use stats::{Bytes, Stats, Summary};
 
 /// Which tiers a run may use.

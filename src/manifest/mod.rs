@@ -83,6 +83,15 @@ impl Time {
         }
     }
 
+    /// A modification time as `fstatat` gave it.
+    #[allow(clippy::unnecessary_cast)] // stat field widths differ across platforms
+    pub fn of_stat(st: &rustix::fs::Stat) -> Time {
+        Time {
+            secs: st.st_mtime as i64,
+            nanos: (st.st_mtime_nsec as i64).clamp(0, 999_999_999) as u32,
+        }
+    }
+
     pub fn to_system_time(self) -> std::time::SystemTime {
         let nanos = std::time::Duration::from_nanos(self.nanos as u64);
         match u64::try_from(self.secs) {
@@ -158,6 +167,17 @@ impl Device {
     }
 
     #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
+    /// The device a `stat` of a character or block device found.
+    #[allow(clippy::unnecessary_cast)] // dev_t's width differs across platforms
+    pub fn of_stat(st: &rustix::fs::Stat) -> Device {
+        Device {
+            block: rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::BlockDevice,
+            major: rustix::fs::major(st.st_rdev as _),
+            minor: rustix::fs::minor(st.st_rdev as _),
+        }
+    }
+
     pub fn rdev(self) -> u64 {
         rustix::fs::makedev(self.major, self.minor) as u64
     }

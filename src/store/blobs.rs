@@ -2,8 +2,12 @@
 //!
 //! # Writing one blob
 //!
-//! 1. If `blobs/xx/DIGEST` exists (the directory's listing, read once, says so; or this
-//!    process wrote it), nothing is written: the name is only ever given to complete content.
+//! 1. If this process wrote `blobs/xx/DIGEST` or has already hashed it, nothing is written.
+//!    If it is only in the directory's listing (read once), it is hashed first: a blob damaged
+//!    on disk (a flipped bit, a stray write) is replaced from the source at hand, so
+//!    committing a file again heals its blob ([`Added::Healed`]). The name is only ever given
+//!    to complete content. (A commit that takes a digest from its cache reads neither the
+//!    file nor the blob and heals nothing: see [`crate::commit`].)
 //! 2. A [`TempFile`] is created in `blobs/xx` and filled from the source by a reflink where the
 //!    file system shares blocks, else a kernel copy ([`crate::link::clone_or_copy`]); once the
 //!    store has answered a reflink with a copy, a small file is written from the bytes already
@@ -29,11 +33,13 @@
 //! names durable before a layer names the blobs. A crash leaves nothing behind where
 //! `O_TMPFILE` works (a `.DIGEST16.zw-*` temporary elsewhere), never a partial blob.
 
-use super::Store;
+use super::{Fanout, Seen, Store};
 use crate::atomic::TempFile;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{self, Mode, Tier};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -46,8 +52,9 @@ const CHUNK: usize = 256 * 1024;
 pub struct BlobWriter<'s> {
     store: &'s Store,
     mode: Mode,
-    /// Filled temporaries and their digests; dropped unnamed if the commit fails.
-    pending: Vec<(TempFile<'s>, String)>,
+    /// Filled temporaries, their digests, and whether each replaces a damaged blob; dropped
+    /// unnamed if the commit fails.
+    pending: Vec<(TempFile<'s>, String, bool)>,
     /// Temporaries that may wait, open, for one sync.
     batch: usize,
     /// A reflink was answered with a copy: this file system does not share blocks with the
@@ -62,6 +69,8 @@ pub enum Added {
     Existing,
     /// Written, by this tier.
     New(Tier),
+    /// The store had it, but its content did not hash to its name: replaced, by this tier.
+    Healed(Tier),
 }
 
 impl Store {
@@ -176,12 +185,20 @@ impl<'s> BlobWriter<'s> {
         fill: impl FnOnce(&File, &Path) -> Result<Tier>,
     ) -> Result<Added> {
         let fan = self.store.fanout(digest)?;
-        // Known from the listing, or written (or being written) by this commit.
-        if !fan.learn(digest) {
-            return Ok(Added::Existing);
-        }
         let name = digest.to_hex();
         let blob = fan.path.join(&name);
+        let heal = match fan.claim(digest) {
+            // Written, or being written, by this commit; or already checked.
+            Some(Seen::Sound) => return Ok(Added::Existing),
+            // The caller read the source: read the blob too, or a damaged one stays forever.
+            Some(Seen::Listed) => match sound(fan, &name, digest)? {
+                Some(true) => return Ok(Added::Existing),
+                Some(false) => true,
+                // Removed since the listing (`verify --repair`): an ordinary new blob.
+                None => false,
+            },
+            None => false,
+        };
         // Anonymous where O_TMPFILE works: it gets no name until its digest, after the sync.
         let temp = TempFile::new_in(&fan.dir, &fan.path, name[..16].as_ref())
             .at(&blob, "cannot create temporary blob")?;
@@ -190,11 +207,14 @@ impl<'s> BlobWriter<'s> {
         if !crate::sys::HAS_SYNCFS {
             temp.file().sync_all().at(&blob, "cannot sync blob")?;
         }
-        self.pending.push((temp, name));
+        self.pending.push((temp, name, heal));
         if self.pending.len() >= self.batch {
             self.flush()?;
         }
-        Ok(Added::New(tier))
+        Ok(match heal {
+            true => Added::Healed(tier),
+            false => Added::New(tier),
+        })
     }
 
     /// Make the waiting temporaries durable and give them their digests as names.
@@ -206,10 +226,18 @@ impl<'s> BlobWriter<'s> {
         if crate::sys::HAS_SYNCFS {
             self.store.sync_data()?;
         }
-        for (mut temp, name) in self.pending.drain(..) {
+        for (mut temp, name, heal) in self.pending.drain(..) {
+            let path = self.store.blob_path_hex(&name);
+            if heal {
+                // Over the damaged blob, in one step: a reader sees it or the sound one.
+                temp.prepare(false)
+                    .and_then(|()| temp.rename_to(name.as_ref()))
+                    .at(&path, "cannot replace damaged blob")?;
+                continue;
+            }
             // Taken meanwhile by a concurrent commit: the same bytes are there already.
             temp.link_new(name.as_ref())
-                .at(&self.store.blob_path_hex(&name), "cannot store blob")?;
+                .at(&path, "cannot store blob")?;
         }
         Ok(())
     }
@@ -238,6 +266,19 @@ pub fn hash_file(file: &File) -> io::Result<Digest> {
         }
         Ok(hasher.finalize().into())
     })
+}
+
+/// Whether the blob `name` in `fan` hashes to `digest`; `None` when it is not there.
+fn sound(fan: &Fanout, name: &str, digest: &Digest) -> Result<Option<bool>> {
+    let path = fan.path.join(name);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(&fan.dir, name, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(&path, "cannot open blob", e.into())),
+    };
+    let found = hash_file(&file).at(&path, "cannot read blob")?;
+    Ok(Some(found == *digest))
 }
 
 impl Store {

@@ -13,6 +13,13 @@
 //! The root is `--store DIR`, else `$ZKIT_STORE`, else `$XDG_DATA_HOME/zkit`, else
 //! `~/.local/share/zkit` ([`root_from`]), created on first use ([`Store::open`]).
 //!
+//! # Who can read it
+//!
+//! A new root is mode 0700: blobs are 0444 so that no one writes them by accident, and the
+//! root is what keeps a file committed as 0600 from being read by every user. Sharing a store
+//! is a decision its owner makes with `chmod` on the root; [`Store::exposed`] says when the
+//! root lets others in, so that tools can say so.
+//!
 //! # Reading a layer (what zmount needs)
 //!
 //! ```no_run
@@ -49,7 +56,7 @@ mod tags;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
-pub use tags::valid_tag;
+pub use tags::{Tags, valid_tag};
 pub use verify::Report;
 
 use crate::atomic::{self, TempFile};
@@ -57,10 +64,11 @@ use crate::digest::{self, Digest};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Manifest;
 use rustix::fs::{AtFlags, statat};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::ErrorKind as Io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -95,13 +103,35 @@ pub fn root_from(explicit: Option<&Path>) -> Result<PathBuf> {
 /// An open store. Cheap to share between threads (`&Store` is `Sync`).
 pub struct Store {
     root: PathBuf,
+    /// The root's mode when opened.
+    mode: u32,
     /// `blobs/00` … `blobs/ff`, opened and listed on first use.
     fanout: Vec<OnceLock<Fanout>>,
 }
 
 impl Store {
-    /// Open the store at `root`, creating its directories on first use.
+    /// Open the store at `root`, creating its directories on first use (the root 0700).
     pub fn open(root: &Path) -> Result<Store> {
+        match std::fs::DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == Io::AlreadyExists => {}
+            Err(e) if e.kind() == Io::NotFound => {
+                // Parents are the user's directories, made as `mkdir -p` would; the root is ours.
+                if let Some(parent) = root.parent() {
+                    std::fs::create_dir_all(parent).at(parent, "cannot create directory")?;
+                }
+                match std::fs::DirBuilder::new().mode(0o700).create(root) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == Io::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(root, "cannot create store directory", e)),
+                }
+            }
+            Err(e) => return Err(Error::io(root, "cannot create store directory", e)),
+        }
+        let mode = std::fs::metadata(root)
+            .at(root, "cannot stat store")?
+            .permissions()
+            .mode();
         for sub in ["blobs", "layers", "tags", "index"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).at(&dir, "cannot create store directory")?;
@@ -126,12 +156,19 @@ impl Store {
         }
         Ok(Store {
             root: root.to_owned(),
+            mode,
             fanout: (0..256).map(|_| OnceLock::new()).collect(),
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The root's permission bits when they let users other than its owner in (any group or
+    /// other bit): every blob is then readable by them, whatever mode its file had.
+    pub fn exposed(&self) -> Option<u32> {
+        Some(self.mode & 0o777).filter(|m| m & 0o077 != 0)
     }
 
     /// Where a blob's content is (whether or not it is there).
@@ -253,20 +290,34 @@ impl Store {
 /// written since, so that a commit asks "is it there?" without a system call per file. A blob
 /// another process added after the listing is not known: it is written again and renamed
 /// over the identical one, which costs time, never correctness.
+///
+/// A listed blob is only a name: its content is trusted once this process has hashed it
+/// (or written it), so that a commit that read a file never keeps a damaged blob for it
+/// (see `blobs.rs`).
 struct Fanout {
     path: PathBuf,
     dir: File,
-    known: Mutex<HashSet<Digest>>,
+    known: Mutex<HashMap<Digest, Seen>>,
+}
+
+/// What this process knows of a blob it has seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// In the directory's listing; its content has not been read.
+    Listed,
+    /// Written by this process, or hashed and found sound (or being checked right now).
+    Sound,
 }
 
 impl Fanout {
     fn knows(&self, digest: &Digest) -> bool {
-        self.known.lock().unwrap().contains(digest)
+        self.known.lock().unwrap().contains_key(digest)
     }
 
-    /// Remember a blob; `false` if it was already known.
-    fn learn(&self, digest: &Digest) -> bool {
-        self.known.lock().unwrap().insert(*digest)
+    /// Take a blob for writing or checking, and remember it as sound from now on: what it
+    /// was before (`None`: unknown, to be written).
+    fn claim(&self, digest: &Digest) -> Option<Seen> {
+        self.known.lock().unwrap().insert(*digest, Seen::Sound)
     }
 
     /// Whether the blob is there now, asked of the file system.
@@ -294,11 +345,11 @@ impl Store {
             Err(e) => return Err(Error::io(&path, "cannot create store directory", e)),
         }
         let dir = File::open(&path).at(&path, "cannot open directory")?;
-        let mut known = HashSet::new();
+        let mut known = HashMap::new();
         for entry in std::fs::read_dir(&path).at(&path, "cannot list blobs")? {
             let entry = entry.at(&path, "cannot list blobs")?;
             if let Some(d) = entry.file_name().to_str().and_then(Digest::parse) {
-                known.insert(d);
+                known.insert(d, Seen::Listed);
             }
         }
         let fan = Fanout {
@@ -352,7 +403,10 @@ mod tests {
         store.set_tag("app/1.0", &d).unwrap();
         assert_eq!(store.resolve("app/1.0".as_ref()).unwrap(), d);
         assert_eq!(store.resolve(d.to_hex().as_ref()).unwrap(), d);
-        assert_eq!(store.tags().unwrap(), vec![("app/1.0".to_string(), d)]);
+        assert_eq!(
+            store.tags().unwrap().sound,
+            vec![("app/1.0".to_string(), d)]
+        );
         let unique = (8..64)
             .map(|n| d.to_hex()[..n].to_string())
             .find(|p| layers.iter().filter(|l| l.to_hex().starts_with(p)).count() == 1)

@@ -77,35 +77,64 @@ impl Store {
         Ok(())
     }
 
-    /// Every tag and its layer, sorted by name.
-    pub fn tags(&self) -> Result<Vec<(String, Digest)>> {
-        let mut out = Vec::new();
-        self.collect_tags(&self.root.join("tags"), "", &mut out)?;
-        out.sort();
-        Ok(out)
+    /// Every tag and its layer, sorted by name. A tag that cannot be read, or holds no
+    /// digest, does not hide the others: it is in [`Tags::bad`]. `Err` only when the tags
+    /// directory itself cannot be listed.
+    pub fn tags(&self) -> Result<Tags> {
+        let mut tags = Tags::default();
+        let top = self.root.join("tags");
+        let entries = std::fs::read_dir(&top).at(&top, "cannot list tags")?;
+        self.collect_tags(entries, &top, "", &mut tags);
+        tags.sound.sort();
+        tags.bad.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(tags)
     }
 
-    fn collect_tags(
-        &self,
-        dir: &Path,
-        prefix: &str,
-        out: &mut Vec<(String, Digest)>,
-    ) -> Result<()> {
-        for entry in std::fs::read_dir(dir).at(dir, "cannot list tags")? {
-            let entry = entry.at(dir, "cannot list tags")?;
+    fn collect_tags(&self, entries: std::fs::ReadDir, dir: &Path, prefix: &str, out: &mut Tags) {
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    out.bad.push(Error::io(dir, "cannot list tags", e));
+                    return;
+                }
+            };
             let Some(name) = entry.file_name().to_str().map(|n| format!("{prefix}{n}")) else {
                 continue;
             };
             if !valid_tag(&name) {
                 continue;
             }
-            let kind = entry.file_type().at(&entry.path(), "cannot stat")?;
+            let path = entry.path();
+            let kind = match entry.file_type() {
+                Ok(k) => k,
+                Err(e) => {
+                    out.bad.push(Error::io(&path, "cannot stat", e));
+                    continue;
+                }
+            };
             if kind.is_dir() {
-                self.collect_tags(&entry.path(), &format!("{name}/"), out)?;
-            } else if let Some(digest) = self.tag(&name)? {
-                out.push((name, digest));
+                match std::fs::read_dir(&path) {
+                    Ok(sub) => self.collect_tags(sub, &path, &format!("{name}/"), out),
+                    Err(e) => out.bad.push(Error::io(&path, "cannot list tags", e)),
+                }
+                continue;
+            }
+            match self.tag(&name) {
+                Ok(Some(digest)) => out.sound.push((name, digest)),
+                // Removed meanwhile.
+                Ok(None) => {}
+                Err(e) => out.bad.push(e),
             }
         }
-        Ok(())
     }
+}
+
+/// What [`Store::tags`] found.
+#[derive(Debug, Default)]
+pub struct Tags {
+    /// Tags and their layers, sorted by name.
+    pub sound: Vec<(String, Digest)>,
+    /// Tags that could not be read or hold no digest, each naming its file.
+    pub bad: Vec<Error>,
 }

@@ -1,5 +1,11 @@
 //! Checking a whole store: every blob rehashed, every layer loaded (digest and validation),
 //! every blob a layer names present, every tag pointing at a layer.
+//!
+//! With `repair`, a blob whose content does not hash to its name and a layer that fails its
+//! digest or validation are removed: a damaged object is worse than a missing one, which
+//! every reader reports by name and which the next commit of the same content (or an
+//! import) writes again. Tags are never removed; one that names a removed layer works
+//! again once the layer is committed again (same tree, same digest).
 
 use super::Store;
 use crate::digest::Digest;
@@ -18,12 +24,16 @@ pub struct Report {
     pub tags: usize,
     /// One error per damaged or missing object, naming it.
     pub problems: Vec<Error>,
+    /// Damaged objects removed (with `repair`).
+    pub removed: Vec<PathBuf>,
 }
 
 impl Store {
     /// Rehash every blob with `jobs` threads and check every layer and tag. Damage is
     /// reported in [`Report::problems`]; `Err` means the store could not be read at all.
-    pub fn verify(&self, jobs: usize) -> Result<Report> {
+    /// With `repair`, damaged blobs and layers are removed ([`Report::removed`]); a removal
+    /// that fails is a problem too.
+    pub fn verify(&self, jobs: usize, repair: bool) -> Result<Report> {
         let mut report = Report::default();
         let blobs = self.blob_files()?;
         report.blobs = blobs.len();
@@ -52,13 +62,29 @@ impl Store {
         )?;
         report.problems = problems.into_inner().unwrap();
         report.problems.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut damaged: Vec<PathBuf> = report
+            .problems
+            .iter()
+            .filter(|p| matches!(p.kind, ErrorKind::Corrupt(_)))
+            .map(|p| p.path.clone())
+            .collect();
 
-        let present: HashSet<Digest> = blobs.iter().map(|(_, d)| *d).collect();
+        let mut present: HashSet<Digest> = blobs.iter().map(|(_, d)| *d).collect();
+        if repair {
+            for (path, digest) in &blobs {
+                if damaged.contains(path) {
+                    present.remove(digest);
+                }
+            }
+        }
         for layer in self.layers()? {
             report.layers += 1;
             let manifest = match self.load_layer(&layer) {
                 Ok(m) => m,
                 Err(e) => {
+                    if matches!(e.kind, ErrorKind::Corrupt(_)) {
+                        damaged.push(e.path.clone());
+                    }
                     report.problems.push(e);
                     continue;
                 }
@@ -73,20 +99,29 @@ impl Store {
                 }
             }
         }
-        match self.tags() {
-            Ok(tags) => {
-                for (name, digest) in tags {
-                    report.tags += 1;
-                    if !self.has_layer(&digest)? {
-                        let what = format!("tag points at layer {digest}, which is missing");
-                        let path = self.root.join("tags").join(name);
+        let tags = self.tags()?;
+        report.tags = tags.sound.len() + tags.bad.len();
+        report.problems.extend(tags.bad);
+        for (name, digest) in tags.sound {
+            if !self.has_layer(&digest)? {
+                let what = format!("tag points at layer {digest}, which is missing");
+                let path = self.root.join("tags").join(name);
+                report
+                    .problems
+                    .push(Error::new(path, ErrorKind::Corrupt(what)));
+            }
+        }
+        if repair {
+            for path in damaged {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.removed.push(path),
+                    Err(e) => {
                         report
                             .problems
-                            .push(Error::new(path, ErrorKind::Corrupt(what)));
+                            .push(Error::io(path, "cannot remove damaged object", e))
                     }
                 }
             }
-            Err(e) => report.problems.push(e),
         }
         Ok(report)
     }

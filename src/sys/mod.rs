@@ -235,14 +235,41 @@ pub fn widen_pipe(fd: impl std::os::fd::AsFd, _size: usize) -> bool {
     rustix::fs::fstat(fd).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
 }
 
-/// `mknod(2)` by path: a FIFO (`S_IFIFO`) or a device node (`S_IFCHR`/`S_IFBLK` with `rdev`).
-/// By path because macOS has no `mknodat`; a checkout creates into directories it just made.
-pub fn mknod(path: &std::path::Path, file_type: u32, perm: u32, rdev: u64) -> io::Result<()> {
+/// `mknodat(2)`: a FIFO (`S_IFIFO`) or a device node (`S_IFCHR`/`S_IFBLK` with `rdev`) called
+/// `name` in `dir`. macOS has no `mknodat`, so there the node is made by `path` (`dir`/`name`).
+#[cfg(not(target_vendor = "apple"))]
+pub fn mknodat(
+    dir: &File,
+    name: &std::ffi::CStr,
+    _path: &std::path::Path,
+    file_type: u32,
+    perm: u32,
+    rdev: u64,
+) -> io::Result<()> {
+    let kind = rustix::fs::FileType::from_raw_mode(file_type as _);
+    rustix::fs::mknodat(
+        dir,
+        name,
+        kind,
+        rustix::fs::Mode::from_raw_mode(perm as _),
+        rdev as _,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(target_vendor = "apple")]
+pub fn mknodat(
+    _dir: &File,
+    _name: &std::ffi::CStr,
+    path: &std::path::Path,
+    file_type: u32,
+    perm: u32,
+    rdev: u64,
+) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a NUL-terminated path that outlives the call; the rest are integers
-    // (mode_t and dev_t are narrower than u32/u64 on some targets, hence the casts).
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the rest are integers.
     let rc = unsafe {
         libc::mknod(
             c.as_ptr(),

@@ -1,0 +1,59 @@
+//! Taking back a checkout that failed: removing what it made, by directory descriptor (the
+//! tree may be deeper than `PATH_MAX`), making read-only directories writable on the way.
+
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, unlinkat};
+use rustix::io::Errno;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Remove `dest` and everything in it.
+pub fn remove(dest: &Path) -> io::Result<()> {
+    empty(dest)?;
+    std::fs::remove_dir(dest)
+}
+
+/// Remove everything in `dest`, leaving the directory with the mode it had.
+pub fn empty(dest: &Path) -> io::Result<()> {
+    let dir = File::open(dest)?;
+    let mode = rustix::fs::fstat(&dir)?.st_mode & 0o7777;
+    empty_dir(&dir)?;
+    rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+fn empty_dir(dir: &File) -> io::Result<()> {
+    // Our own checkout may already have closed it (a mode without owner write).
+    rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700))?;
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in names {
+        remove_entry(dir, &name)?;
+    }
+    Ok(())
+}
+
+fn remove_entry(dir: &File, name: &CStr) -> io::Result<()> {
+    match unlinkat(dir.as_fd(), name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        Err(Errno::ISDIR | Errno::PERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let sub = File::from(openat(dir, name, DIR_FLAGS, Mode::empty())?);
+    empty_dir(&sub)?;
+    unlinkat(dir.as_fd(), name, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
