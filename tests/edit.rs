@@ -937,3 +937,94 @@ m.close()
         (&b"hello"[..], &b"world"[..])
     );
 }
+
+/// Hard links in an edit view behave as in a plain directory: renaming or removing one name
+/// of a linked file moves or removes that name and no other, in one directory and across
+/// directories, on scratch files and on copied-up layer files, in a single mount and in a
+/// routed view. Each view is read back through the mount and again from its commit.
+#[test]
+fn renaming_and_removing_hard_links_act_on_the_name_given() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let script = r#"
+import errno, os, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def write(p, data):
+    with open(p, "w") as f:
+        f.write(data)
+ops = [
+    (write, "f", "d\n"), (os.link, "f", "f.l"), (os.rename, "f.l", "f.r"),
+    (os.link, "f.r", "f.2"), (os.rename, "f", "f.m"), (os.unlink, "f.2"),
+    (os.mkdir, "a"), (os.mkdir, "b"), (write, "a/f", "a\n"), (os.link, "a/f", "b/g"),
+    (os.rename, "b/g", "b/h"), (os.unlink, "b/h"),
+    (write, "c", "c\n"), (os.link, "c", "a/c"), (os.rename, "c", "b/c"), (os.unlink, "a/c"),
+    (os.link, "existing", "dir/ex.l"), (os.rename, "dir/ex.l", "dir/ex.r"),
+    (os.rename, "existing", "ex.moved"), (write, "dir/ex.r", "through the link\n"),
+    (os.link, "dir/lower", "lower.l"), (os.unlink, "dir/lower"),
+    (os.rename, "lower.l", "dir/lower.back"),
+    (os.link, "ex.moved", "same"), (os.rename, "same", "ex.moved"),
+    (write, "o", "o\n"), (os.link, "o", "o.l"), (os.rename, "a/f", "o.l"),
+    (os.link, "dir/sub/deep", "deep.l"), (os.rename, "deep.l", "dir/deep.r"),
+    (os.unlink, "dir/sub/deep"), (os.link, "dir/deep.r", "dir/sub/deep"),
+    (os.rename, "dir/deep.r", "gone"),
+]
+for op, *args in ops:
+    try:
+        op(*args)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    print(op.__name__, *args[:2], r)
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        try:
+            st = os.lstat(p)
+            data = os.readlink(p) if os.path.islink(p) else open(p, "rb").read()
+            print(p, oct(st.st_mode), st.st_nlink, data)
+        except OSError as e:
+            print(p, "listed but", errno.errorcode[e.errno], 0, "")
+"#;
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let want = python(script, &[&plain]);
+    assert!(want.contains("./f.m 0o100644 2 b'd\\n'\n"), "{want}");
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(python(script, &[&mp]), want, "single mount");
+    env.umount(&mp);
+    env.serve();
+    assert_eq!(env.python_run("routed", script), want, "routed view");
+
+    // A commit does not record links: every name is a file of its own, with the same bytes.
+    let files = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("./"))
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(4, ' ').collect();
+                format!("{} {} {}", f[0], f[1], f[3])
+            })
+            .collect()
+    };
+    let listing = &script[script.find("for d, dirs").unwrap()..];
+    let listing = format!("import errno, os, sys\nos.chdir(sys.argv[1])\n{listing}");
+    for runtime in ["single", "routed"] {
+        let new = env.zcommit_runtime(runtime).unwrap();
+        let dir = env.path(&format!("checkout-{runtime}"));
+        env.cmd("zcommit")
+            .arg("checkout")
+            .arg(&dir)
+            .args(["base", &new.to_hex()])
+            .assert()
+            .success();
+        assert_eq!(
+            files(&python(&listing, &[&dir])),
+            files(&want),
+            "{runtime} commit"
+        );
+    }
+}

@@ -17,6 +17,11 @@
 //! file that was not copied up and for merging a directory's lower entries). Node numbers
 //! are never reused while the view lives, so the kernel never confuses two files.
 //!
+//! A hard-linked scratch file is one node for all its names (one inode for the kernel), and
+//! the node records one of them. So whatever acts on a name (rename, unlink) uses the
+//! (parent, name) of the request; only what acts on the file (read, write, attributes) may
+//! go through the node's recorded name.
+//!
 //! # Open files
 //!
 //! The kernel opens files without asking (see `op_open` in [`crate::fuse`]): reads, writes
@@ -983,7 +988,8 @@ impl Edit {
                 _ => {}
             }
         }
-        let (src_dir, src_name) = self.copy_up(view, src.node)?;
+        let src_dir = self.upper_entry(view, parent, &src)?;
+        let src_name = name;
         let dst_dir = self.upper_dir_made(view, newparent)?;
         if let Some(dst) = &dst
             && dst.source.is_dir(view)
@@ -996,11 +1002,11 @@ impl Edit {
         }
         if src_is_dir && self.lower_has(view, newparent, newname) {
             // The moved directory must hide the layers' directory it lands on.
-            let sub = crate::scratch::open_child_dir(&src_dir, &src_name).map_err(errno)?;
+            let sub = crate::scratch::open_child_dir(&src_dir, src_name).map_err(errno)?;
             whiteout::set_opaque(&sub).map_err(errno)?;
         }
         let replaced = dst.as_ref().and_then(|d| self.last_open(view, d));
-        rustix::fs::renameat(&src_dir, &src_name, &dst_dir, newname)?;
+        rustix::fs::renameat(&src_dir, src_name, &dst_dir, newname)?;
         if src_is_dir {
             // It may have become opaque; its descriptor is still right, its flag not.
             self.forget_dir(src.node);
@@ -1024,6 +1030,19 @@ impl Edit {
         drop(nodes);
         self.changed();
         Ok(())
+    }
+
+    /// The scratch directory of `parent`, holding the entry a lookup of a name in it gave as
+    /// `attr` (copied up first if it is a layer entry). A hard-linked file is one node with
+    /// several names, and the node remembers only one of them: an operation on a name must
+    /// use the (parent, name) the kernel gave, never the node's.
+    fn upper_entry(&self, view: &View, parent: u32, attr: &Attr) -> Result<Arc<UpperDir>> {
+        if let AttrSource::Lower(_) = attr.source {
+            // A layer entry's node is its one name (layers hold no links): the copy lands at
+            // (parent, name).
+            self.copy_up(view, attr.node)?;
+        }
+        self.upper_dir(parent)?.ok_or(Errno::NOENT)
     }
 
     fn is_ancestor(&self, a: u32, mut n: u32) -> bool {
