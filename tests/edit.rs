@@ -1028,3 +1028,120 @@ for d, dirs, files in sorted(os.walk(".")):
         );
     }
 }
+
+/// Unix sockets and FIFOs in an edit view behave as in a plain directory, in a single mount
+/// and in a routed view: `bind` makes a socket (in scratch, and in a layer directory), clients
+/// connect through it, also by a new name or a hard link; `chmod`, `chown`, `utime`, `link`,
+/// `rename` and `unlink` work on both kinds (a socket is never opened), and bytes go through
+/// a FIFO. A commit of the runtime leaves them out and keeps the rest.
+#[test]
+fn sockets_and_fifos_work_like_in_a_plain_directory() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let script = r#"
+import errno, os, socket, stat, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def attempt(what, f, *args):
+    try:
+        r = f(*args)
+        print(what, "ok" if r is None else r)
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+def talk(path):
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    a, _ = server.accept()
+    c.sendall(path.encode())
+    r = a.recv(100)
+    a.close()
+    c.close()
+    return r
+def listen(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(4)
+    return s
+server = listen("sock")
+attempt("talk", talk, "sock")
+attempt("bind over", listen, "sock")
+attempt("bind in a layer dir", lambda: listen("dir/sub/sock").close())
+attempt("chmod sock", os.chmod, "sock", 0o600)
+attempt("chown sock", os.chown, "sock", 1234, 5678)
+attempt("utime sock", os.utime, "sock", (1000000000, 1000000000))
+attempt("open sock", lambda: os.close(os.open("sock", os.O_RDONLY)))
+attempt("link sock", os.link, "sock", "sock.l")
+attempt("talk by link", talk, "sock.l")
+attempt("rename sock", os.rename, "sock", "dir/sock.r")
+attempt("talk after rename", talk, "dir/sock.r")
+attempt("unlink sock", os.unlink, "sock.l")
+st = os.lstat("dir/sock.r")
+print("sock", stat.filemode(st.st_mode), st.st_nlink, st.st_uid, st.st_gid, st.st_mtime)
+server.close()
+def through(path):
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    w = os.open(path, os.O_WRONLY)
+    os.write(w, path.encode())
+    data = os.read(r, 100)
+    os.close(w)
+    os.close(r)
+    return data
+attempt("mkfifo", os.mkfifo, "fifo", 0o644)
+attempt("mkfifo in a layer dir", os.mkfifo, "dir/fifo")
+attempt("mkfifo over", os.mkfifo, "fifo")
+attempt("through fifo", through, "fifo")
+attempt("chmod fifo", os.chmod, "fifo", 0o600)
+attempt("chown fifo", os.chown, "fifo", 4321, 8765)
+attempt("utime fifo", os.utime, "fifo", (1000000000, 1000000000))
+# Before more writes: the kernel does not tell a FUSE daemon of the times a pipe write sets.
+st = os.lstat("fifo")
+print("fifo", stat.filemode(st.st_mode), st.st_nlink, st.st_uid, st.st_gid, st.st_mtime)
+attempt("truncate fifo", os.truncate, "fifo", 0)
+attempt("link fifo", os.link, "fifo", "fifo.l")
+attempt("through the link", through, "fifo.l")
+attempt("rename fifo", os.rename, "dir/fifo", "fifo.2")
+attempt("through the new name", through, "fifo.2")
+attempt("unlink fifo", os.unlink, "fifo.l")
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        data = open(p, "rb").read() if stat.S_ISREG(st.st_mode) else ""
+        print(p, stat.filemode(st.st_mode), st.st_nlink, data)
+"#;
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let want = python(script, &[&plain]);
+    assert!(want.contains("talk after rename b'dir/sock.r'\n"), "{want}");
+    assert!(want.contains("./dir/sock.r srw-------"), "{want}");
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(python(script, &[&mp]), want, "single mount");
+    env.umount(&mp);
+    env.serve();
+    assert_eq!(env.python_run("routed", script), want, "routed view");
+
+    let kept = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("./"))
+            .filter(|l| matches!(l.split(' ').nth(1), Some(m) if m.starts_with(['-', 'l'])))
+            .map(str::to_owned)
+            .collect()
+    };
+    let listing = &script[script.find("for d, dirs").unwrap()..];
+    let listing = format!("import os, stat, sys\nos.chdir(sys.argv[1])\n{listing}");
+    for runtime in ["single", "routed"] {
+        let new = env.zcommit_runtime(runtime).unwrap();
+        let dir = env.path(&format!("checkout-{runtime}"));
+        env.cmd("zcommit")
+            .arg("checkout")
+            .arg(&dir)
+            .args(["base", &new.to_hex()])
+            .assert()
+            .success();
+        assert_eq!(kept(&python(&listing, &[&dir])), kept(&want), "{runtime}");
+    }
+}

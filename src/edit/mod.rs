@@ -5,7 +5,7 @@
 //! scratch first and the layers second, at the time of the request:
 //!
 //! - a name that exists in scratch is that entry (a copied-up or new file, a directory,
-//!   a symlink, a FIFO);
+//!   a symlink, a FIFO, a Unix socket);
 //! - otherwise a whiteout for it, or an opaque scratch directory above it, hides it;
 //! - otherwise the layers' entry shows, if there is one.
 //!
@@ -1132,12 +1132,11 @@ impl Edit {
             if kind == FileType::Symlink {
                 return Err(Errno::OPNOTSUPP);
             }
-            let f = if own {
-                dir.fd.try_clone().map_err(errno)?
-            } else {
-                open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK)?
-            };
-            rustix::fs::fchmod(&f, Mode::from_raw_mode((mode & 0o7777) as _))?;
+            match own {
+                true => rustix::fs::fchmod(&dir.fd, Mode::from_raw_mode((mode & 0o7777) as _))?,
+                // By name: sockets and FIFOs are not opened (see `scratch::chmod_at`).
+                false => crate::scratch::chmod_at(&dir, &name, mode)?,
+            }
         }
         if let Some(size) = size {
             if kind == FileType::Directory {
