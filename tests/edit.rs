@@ -1145,3 +1145,84 @@ for d, dirs, files in sorted(os.walk(".")):
         assert_eq!(kept(&python(&listing, &[&dir])), kept(&want), "{runtime}");
     }
 }
+
+/// `fallocate(1)` on layer files (copied up first) and on new files gives in an edit view
+/// what it gives in a plain directory on the scratch's file system: the same answer, size,
+/// content and allocated blocks, in a single mount and in a routed view. The kernel's FUSE
+/// client passes only preallocation, `KEEP_SIZE`, `PUNCH_HOLE` and `ZERO_RANGE` to a daemon;
+/// it answers `COLLAPSE_RANGE` and `INSERT_RANGE` itself, with `EOPNOTSUPP`, and the file
+/// stays as it was.
+#[test]
+fn fallocate_modes_match_a_plain_directory() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("fallocate"), "fallocate (util-linux)");
+    let pattern: Vec<u8> = (0..=255u8).cycle().take(20480).collect();
+    const MODES: [(&str, &str); 8] = [
+        ("plain", "-o 4096 -l 40960"),
+        ("keep", "-n -o 0 -l 1048576"),
+        ("punch", "-p -o 4096 -l 8192"),
+        ("zero", "-z -o 100 -l 30000"),
+        ("zero-keep", "-z -n -o 16000 -l 10000"),
+        ("collapse", "-c -o 4096 -l 8192"),
+        ("insert", "-i -o 8192 -l 4096"),
+        ("past-end", "-c -o 16384 -l 8192"),
+    ];
+    let files = |d: &Path| {
+        for (m, _) in MODES {
+            std::fs::write(d.join(format!("layer-{m}")), &pattern).unwrap();
+        }
+        std::fs::write(d.join("pattern"), &pattern).unwrap();
+    };
+    let mut script =
+        String::from("set -u\necho \"pattern $(stat -c '%s %b' pattern) $(md5sum < pattern)\"\n");
+    for kind in ["layer", "new"] {
+        for (m, args) in MODES {
+            let f = format!("{kind}-{m}");
+            if kind == "new" {
+                script += &format!("cat pattern > {f}\n");
+            }
+            script += &format!(
+                "if err=$(fallocate {args} {f} 2>&1); then r=ok; else r=\"${{err##*: }}\"; fi\n\
+                 echo \"{f} $r $(stat -c '%s %b' {f}) $(md5sum < {f})\"\n"
+            );
+        }
+    }
+    let env = Env::new();
+    env.layer("base", files);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    files(&plain);
+    let plain_out = ok_in(&plain, &script);
+    assert!(plain_out.contains("layer-collapse ok 12288"), "{plain_out}");
+    let untouched = plain_out
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("pattern ")
+        .unwrap();
+    let want: String = plain_out
+        .lines()
+        .map(|l| {
+            let name = l.split(' ').next().unwrap();
+            match ["-collapse", "-insert", "-past-end"]
+                .iter()
+                .any(|m| name.ends_with(m))
+            {
+                true => format!("{name} Operation not supported {untouched}\n"),
+                false => format!("{l}\n"),
+            }
+        })
+        .collect();
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(ok_in(&mp, &script), want, "single mount");
+    env.umount(&mp);
+    env.serve();
+    let out = env
+        .cmd("zmount")
+        .args(["run", "--edit", "--name", "routed", "base", "--"])
+        .args(["sh", "-c", &format!("cd \"$ZKIT_MOUNT\" && {script}")])
+        .output()
+        .unwrap();
+    assert_eq!(util::stdout_of(out, "zmount run"), want, "routed view");
+}

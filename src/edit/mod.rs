@@ -30,7 +30,7 @@
 //!
 //! # Copy-up
 //!
-//! The first write, truncate, chmod, chown, utimens, setxattr, hard link or rename
+//! The first write, truncate, fallocate, chmod, chown, utimens, setxattr, hard link or rename
 //! of a layer file copies it into scratch ([`Scratch::copy_up`]: atomic, once), along with the
 //! directories above it (with the layers' modes). A directory in the layers is never moved:
 //! renaming one answers `EXDEV`, and `mv` falls back to copying, as with overlayfs.
@@ -704,6 +704,27 @@ impl Edit {
             }
         }
         file.write_all_at(data, offset).map_err(errno)
+    }
+
+    /// `fallocate(2)` of node `n` with the caller's `mode` bits, passed to its scratch file
+    /// (a layer file is copied up first): the scratch file system answers for every mode,
+    /// `EOPNOTSUPP` included, as overlayfs leaves it to its upper file system. (The kernel's
+    /// FUSE client itself refuses `COLLAPSE_RANGE` and `INSERT_RANGE` before asking.)
+    pub fn fallocate(
+        &self,
+        view: &View,
+        n: u32,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<()> {
+        let file = self.writer(view, n)?;
+        let flags = rustix::fs::FallocateFlags::from_bits_retain(mode as _);
+        match rustix::fs::fallocate(file.as_ref(), flags, offset, length) {
+            // ENOSYS would make the kernel stop asking, for every file of the mount.
+            Err(Errno::NOSYS) => Err(Errno::OPNOTSUPP),
+            r => r,
+        }
     }
 
     /// Flush node `n`'s data to disk; a layer file is durable already.

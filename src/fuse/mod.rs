@@ -385,6 +385,20 @@ impl Filesystem for Fs {
         self.op_fsync(ino.0, datasync).respond(reply);
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.op_fallocate(ino.0, offset, length, mode)
+            .respond(reply);
+    }
+
     fn releasedir(
         &self,
         req: &Request,
