@@ -6,6 +6,9 @@ use rustix::fs::{FileType, Stat};
 /// A node's attributes: a scratch entry's `lstat`, or a layer node (the read path's
 /// attributes for it).
 #[derive(Clone, Copy)]
+// FreeBSD's `stat` is 224 bytes; an answer lives for one request, and a box per lookup would
+// cost more than the copy.
+#[allow(clippy::large_enum_variant)]
 pub enum AttrSource {
     Upper(Stat),
     Lower(u32),

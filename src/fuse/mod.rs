@@ -35,6 +35,7 @@
 //! requests per file where the page cache costs none once warm.
 
 mod ops;
+mod rename_flags;
 mod respond;
 mod write;
 

@@ -288,12 +288,7 @@ impl Fs {
         if !Arc::ptr_eq(&edit, &other) {
             return Err(Errno::EXDEV);
         }
-        if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE)
-            || flags.contains(fuser::RenameFlags::RENAME_WHITEOUT)
-        {
-            return Err(Errno::EINVAL);
-        }
-        let noreplace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let noreplace = super::rename_flags::noreplace(flags)?;
         edit.rename(&view, p, name, np, newname, noreplace)
             .map_err(errno)
     }
