@@ -946,13 +946,7 @@ m.close()
 fn renaming_and_removing_hard_links_act_on_the_name_given() {
     require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let script = r#"
-import errno, os, sys
-os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
-def write(p, data):
-    with open(p, "w") as f:
-        f.write(data)
-ops = [
+    let first = r#"ops = [
     (write, "f", "d\n"), (os.link, "f", "f.l"), (os.rename, "f.l", "f.r"),
     (os.link, "f.r", "f.2"), (os.rename, "f", "f.m"), (os.unlink, "f.2"),
     (os.mkdir, "a"), (os.mkdir, "b"), (write, "a/f", "a\n"), (os.link, "a/f", "b/g"),
@@ -967,7 +961,20 @@ ops = [
     (os.link, "dir/sub/deep", "deep.l"), (os.rename, "deep.l", "dir/deep.r"),
     (os.unlink, "dir/sub/deep"), (os.link, "dir/deep.r", "dir/sub/deep"),
     (os.rename, "dir/deep.r", "gone"),
-]
+]"#;
+    // On the links the first left, after a remount: the new daemon learns them from scratch.
+    let again = r#"ops = [
+    (os.rename, "f.r", "b/f.r"), (os.unlink, "f.m"), (os.rename, "same", "dir/same"),
+    (os.unlink, "ex.moved"), (os.link, "dir/same", "again"), (os.rename, "dir/ex.r", "again"),
+    (os.rename, "gone", "dir/sub/deep"), (os.unlink, "dir/sub/deep"), (os.rename, "b/c", "c"),
+]"#;
+    let template = r#"
+import errno, os, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def write(p, data):
+    with open(p, "w") as f:
+        f.write(data)
+OPS
 for op, *args in ops:
     try:
         op(*args)
@@ -991,14 +998,25 @@ for d, dirs, files in sorted(os.walk(".")):
     let plain = env.path("plain");
     std::fs::create_dir(&plain).unwrap();
     base_tree(&plain);
-    let want = python(script, &[&plain]);
+    let script = template.replace("OPS", first);
+    let want = python(&script, &[&plain]);
     assert!(want.contains("./f.m 0o100644 2 b'd\\n'\n"), "{want}");
-
     let mp = env.mount(Some("single"), &["base"], "mnt");
-    assert_eq!(python(script, &[&mp]), want, "single mount");
+    assert_eq!(python(&script, &[&mp]), want, "single mount");
     env.umount(&mp);
+
+    let script_again = template.replace("OPS", again);
+    let want_again = python(&script_again, &[&plain]);
+    assert!(
+        want_again.contains("./again 0o100640 3 b'through"),
+        "{want_again}"
+    );
+    let mp = env.mount(Some("single"), &[], "mnt-again");
+    assert_eq!(python(&script_again, &[&mp]), want_again, "after a remount");
+    env.umount(&mp);
+
     env.serve();
-    assert_eq!(env.python_run("routed", script), want, "routed view");
+    assert_eq!(env.python_run("routed", &script), want, "routed view");
 
     // A commit does not record links: every name is a file of its own, with the same bytes.
     let files = |out: &str| -> Vec<String> {
@@ -1012,7 +1030,7 @@ for d, dirs, files in sorted(os.walk(".")):
     };
     let listing = &script[script.find("for d, dirs").unwrap()..];
     let listing = format!("import errno, os, sys\nos.chdir(sys.argv[1])\n{listing}");
-    for runtime in ["single", "routed"] {
+    for (runtime, want) in [("single", &want_again), ("routed", &want)] {
         let new = env.zcommit_runtime(runtime).unwrap();
         let dir = env.path(&format!("checkout-{runtime}"));
         env.cmd("zcommit")
@@ -1023,7 +1041,7 @@ for d, dirs, files in sorted(os.walk(".")):
             .success();
         assert_eq!(
             files(&python(&listing, &[&dir])),
-            files(&want),
+            files(want),
             "{runtime} commit"
         );
     }
