@@ -942,3 +942,310 @@ m.close()
         (&b"hello"[..], &b"world"[..])
     );
 }
+
+/// Hard links in an edit view behave as in a plain directory: renaming or removing one name
+/// of a linked file moves or removes that name and no other, in one directory and across
+/// directories, on scratch files and on copied-up layer files, in a single mount and in a
+/// routed view. Each view is read back through the mount and again from its commit.
+#[test]
+fn renaming_and_removing_hard_links_act_on_the_name_given() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let first = r#"ops = [
+    (write, "f", "d\n"), (os.link, "f", "f.l"), (os.rename, "f.l", "f.r"),
+    (os.link, "f.r", "f.2"), (os.rename, "f", "f.m"), (os.unlink, "f.2"),
+    (os.mkdir, "a"), (os.mkdir, "b"), (write, "a/f", "a\n"), (os.link, "a/f", "b/g"),
+    (os.rename, "b/g", "b/h"), (os.unlink, "b/h"),
+    (write, "c", "c\n"), (os.link, "c", "a/c"), (os.rename, "c", "b/c"), (os.unlink, "a/c"),
+    (os.link, "existing", "dir/ex.l"), (os.rename, "dir/ex.l", "dir/ex.r"),
+    (os.rename, "existing", "ex.moved"), (write, "dir/ex.r", "through the link\n"),
+    (os.link, "dir/lower", "lower.l"), (os.unlink, "dir/lower"),
+    (os.rename, "lower.l", "dir/lower.back"),
+    (os.link, "ex.moved", "same"), (os.rename, "same", "ex.moved"),
+    (write, "o", "o\n"), (os.link, "o", "o.l"), (os.rename, "a/f", "o.l"),
+    (os.link, "dir/sub/deep", "deep.l"), (os.rename, "deep.l", "dir/deep.r"),
+    (os.unlink, "dir/sub/deep"), (os.link, "dir/deep.r", "dir/sub/deep"),
+    (os.rename, "dir/deep.r", "gone"),
+]"#;
+    // On the links the first left, after a remount: the new daemon learns them from scratch.
+    let again = r#"ops = [
+    (os.rename, "f.r", "b/f.r"), (os.unlink, "f.m"), (os.rename, "same", "dir/same"),
+    (os.unlink, "ex.moved"), (os.link, "dir/same", "again"), (os.rename, "dir/ex.r", "again"),
+    (os.rename, "gone", "dir/sub/deep"), (os.unlink, "dir/sub/deep"), (os.rename, "b/c", "c"),
+]"#;
+    let template = r#"
+import errno, os, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def write(p, data):
+    with open(p, "w") as f:
+        f.write(data)
+OPS
+for op, *args in ops:
+    try:
+        op(*args)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    print(op.__name__, *args[:2], r)
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        try:
+            st = os.lstat(p)
+            data = os.readlink(p) if os.path.islink(p) else open(p, "rb").read()
+            print(p, oct(st.st_mode), st.st_nlink, data)
+        except OSError as e:
+            print(p, "listed but", errno.errorcode[e.errno], 0, "")
+"#;
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let script = template.replace("OPS", first);
+    let want = python(&script, &[&plain]);
+    assert!(want.contains("./f.m 0o100644 2 b'd\\n'\n"), "{want}");
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(python(&script, &[&mp]), want, "single mount");
+    env.umount(&mp);
+
+    let script_again = template.replace("OPS", again);
+    let want_again = python(&script_again, &[&plain]);
+    assert!(
+        want_again.contains("./again 0o100640 3 b'through"),
+        "{want_again}"
+    );
+    let mp = env.mount(Some("single"), &[], "mnt-again");
+    assert_eq!(python(&script_again, &[&mp]), want_again, "after a remount");
+    env.umount(&mp);
+
+    env.serve();
+    assert_eq!(env.python_run("routed", &script), want, "routed view");
+
+    // A commit does not record links: every name is a file of its own, with the same bytes.
+    let files = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("./"))
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(4, ' ').collect();
+                format!("{} {} {}", f[0], f[1], f[3])
+            })
+            .collect()
+    };
+    let listing = &script[script.find("for d, dirs").unwrap()..];
+    let listing = format!("import errno, os, sys\nos.chdir(sys.argv[1])\n{listing}");
+    for (runtime, want) in [("single", &want_again), ("routed", &want)] {
+        let new = env.zcommit_runtime(runtime).unwrap();
+        let dir = env.path(&format!("checkout-{runtime}"));
+        env.cmd("zcommit")
+            .arg("checkout")
+            .arg(&dir)
+            .args(["base", &new.to_hex()])
+            .assert()
+            .success();
+        assert_eq!(
+            files(&python(&listing, &[&dir])),
+            files(want),
+            "{runtime} commit"
+        );
+    }
+}
+
+/// Unix sockets and FIFOs in an edit view behave as in a plain directory, in a single mount
+/// and in a routed view: `bind` makes a socket (in scratch, and in a layer directory), clients
+/// connect through it, also by a new name or a hard link; `chmod`, `chown`, `utime`, `link`,
+/// `rename` and `unlink` work on both kinds (a socket is never opened), and bytes go through
+/// a FIFO. A commit of the runtime leaves them out and keeps the rest.
+#[test]
+fn sockets_and_fifos_work_like_in_a_plain_directory() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("python3"), "python3");
+    let script = r#"
+import errno, os, socket, stat, sys
+os.chdir(sys.argv[1] if len(sys.argv) > 1 else os.environ["ZKIT_MOUNT"])
+def attempt(what, f, *args):
+    try:
+        r = f(*args)
+        print(what, "ok" if r is None else r)
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+def talk(path):
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    a, _ = server.accept()
+    c.sendall(path.encode())
+    r = a.recv(100)
+    a.close()
+    c.close()
+    return r
+def listen(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(4)
+    return s
+server = listen("sock")
+attempt("talk", talk, "sock")
+attempt("bind over", listen, "sock")
+attempt("bind in a layer dir", lambda: listen("dir/sub/sock").close())
+attempt("chmod sock", os.chmod, "sock", 0o600)
+attempt("chown sock", os.chown, "sock", 1234, 5678)
+attempt("utime sock", os.utime, "sock", (1000000000, 1000000000))
+attempt("open sock", lambda: os.close(os.open("sock", os.O_RDONLY)))
+attempt("link sock", os.link, "sock", "sock.l")
+attempt("talk by link", talk, "sock.l")
+attempt("rename sock", os.rename, "sock", "dir/sock.r")
+attempt("talk after rename", talk, "dir/sock.r")
+attempt("unlink sock", os.unlink, "sock.l")
+st = os.lstat("dir/sock.r")
+print("sock", stat.filemode(st.st_mode), st.st_nlink, st.st_uid, st.st_gid, st.st_mtime)
+server.close()
+def through(path):
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    w = os.open(path, os.O_WRONLY)
+    os.write(w, path.encode())
+    data = os.read(r, 100)
+    os.close(w)
+    os.close(r)
+    return data
+attempt("mkfifo", os.mkfifo, "fifo", 0o644)
+attempt("mkfifo in a layer dir", os.mkfifo, "dir/fifo")
+attempt("mkfifo over", os.mkfifo, "fifo")
+attempt("through fifo", through, "fifo")
+attempt("chmod fifo", os.chmod, "fifo", 0o600)
+attempt("chown fifo", os.chown, "fifo", 4321, 8765)
+attempt("utime fifo", os.utime, "fifo", (1000000000, 1000000000))
+# Before more writes: the kernel does not tell a FUSE daemon of the times a pipe write sets.
+st = os.lstat("fifo")
+print("fifo", stat.filemode(st.st_mode), st.st_nlink, st.st_uid, st.st_gid, st.st_mtime)
+attempt("truncate fifo", os.truncate, "fifo", 0)
+attempt("link fifo", os.link, "fifo", "fifo.l")
+attempt("through the link", through, "fifo.l")
+attempt("rename fifo", os.rename, "dir/fifo", "fifo.2")
+attempt("through the new name", through, "fifo.2")
+attempt("unlink fifo", os.unlink, "fifo.l")
+for d, dirs, files in sorted(os.walk(".")):
+    dirs.sort()
+    for n in sorted(files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        data = open(p, "rb").read() if stat.S_ISREG(st.st_mode) else ""
+        print(p, stat.filemode(st.st_mode), st.st_nlink, data)
+"#;
+    let env = Env::new();
+    env.layer("base", base_tree);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    base_tree(&plain);
+    let want = python(script, &[&plain]);
+    assert!(want.contains("talk after rename b'dir/sock.r'\n"), "{want}");
+    assert!(want.contains("./dir/sock.r srw-------"), "{want}");
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(python(script, &[&mp]), want, "single mount");
+    env.umount(&mp);
+    env.serve();
+    assert_eq!(env.python_run("routed", script), want, "routed view");
+
+    let kept = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("./"))
+            .filter(|l| matches!(l.split(' ').nth(1), Some(m) if m.starts_with(['-', 'l'])))
+            .map(str::to_owned)
+            .collect()
+    };
+    let listing = &script[script.find("for d, dirs").unwrap()..];
+    let listing = format!("import os, stat, sys\nos.chdir(sys.argv[1])\n{listing}");
+    for runtime in ["single", "routed"] {
+        let new = env.zcommit_runtime(runtime).unwrap();
+        let dir = env.path(&format!("checkout-{runtime}"));
+        env.cmd("zcommit")
+            .arg("checkout")
+            .arg(&dir)
+            .args(["base", &new.to_hex()])
+            .assert()
+            .success();
+        assert_eq!(kept(&python(&listing, &[&dir])), kept(&want), "{runtime}");
+    }
+}
+
+/// `fallocate(1)` on layer files (copied up first) and on new files gives in an edit view
+/// what it gives in a plain directory on the scratch's file system: the same answer, size,
+/// content and allocated blocks, in a single mount and in a routed view. The kernel's FUSE
+/// client passes only preallocation, `KEEP_SIZE`, `PUNCH_HOLE` and `ZERO_RANGE` to a daemon;
+/// it answers `COLLAPSE_RANGE` and `INSERT_RANGE` itself, with `EOPNOTSUPP`, and the file
+/// stays as it was.
+#[test]
+fn fallocate_modes_match_a_plain_directory() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    require!(have("fallocate"), "fallocate (util-linux)");
+    let pattern: Vec<u8> = (0..=255u8).cycle().take(20480).collect();
+    const MODES: [(&str, &str); 8] = [
+        ("plain", "-o 4096 -l 40960"),
+        ("keep", "-n -o 0 -l 1048576"),
+        ("punch", "-p -o 4096 -l 8192"),
+        ("zero", "-z -o 100 -l 30000"),
+        ("zero-keep", "-z -n -o 16000 -l 10000"),
+        ("collapse", "-c -o 4096 -l 8192"),
+        ("insert", "-i -o 8192 -l 4096"),
+        ("past-end", "-c -o 16384 -l 8192"),
+    ];
+    let files = |d: &Path| {
+        for (m, _) in MODES {
+            std::fs::write(d.join(format!("layer-{m}")), &pattern).unwrap();
+        }
+        std::fs::write(d.join("pattern"), &pattern).unwrap();
+    };
+    let mut script =
+        String::from("set -u\necho \"pattern $(stat -c '%s %b' pattern) $(md5sum < pattern)\"\n");
+    for kind in ["layer", "new"] {
+        for (m, args) in MODES {
+            let f = format!("{kind}-{m}");
+            if kind == "new" {
+                script += &format!("cat pattern > {f}\n");
+            }
+            script += &format!(
+                "if err=$(fallocate {args} {f} 2>&1); then r=ok; else r=\"${{err##*: }}\"; fi\n\
+                 echo \"{f} $r $(stat -c '%s %b' {f}) $(md5sum < {f})\"\n"
+            );
+        }
+    }
+    let env = Env::new();
+    env.layer("base", files);
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    files(&plain);
+    let plain_out = ok_in(&plain, &script);
+    assert!(plain_out.contains("layer-collapse ok 12288"), "{plain_out}");
+    let untouched = plain_out
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("pattern ")
+        .unwrap();
+    let want: String = plain_out
+        .lines()
+        .map(|l| {
+            let name = l.split(' ').next().unwrap();
+            match ["-collapse", "-insert", "-past-end"]
+                .iter()
+                .any(|m| name.ends_with(m))
+            {
+                true => format!("{name} Operation not supported {untouched}\n"),
+                false => format!("{l}\n"),
+            }
+        })
+        .collect();
+
+    let mp = env.mount(Some("single"), &["base"], "mnt");
+    assert_eq!(ok_in(&mp, &script), want, "single mount");
+    env.umount(&mp);
+    env.serve();
+    let out = env
+        .cmd("zmount")
+        .args(["run", "--edit", "--name", "routed", "base", "--"])
+        .args(["sh", "-c", &format!("cd \"$ZKIT_MOUNT\" && {script}")])
+        .output()
+        .unwrap();
+    assert_eq!(util::stdout_of(out, "zmount run"), want, "routed view");
+}

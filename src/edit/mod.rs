@@ -5,7 +5,7 @@
 //! scratch first and the layers second, at the time of the request:
 //!
 //! - a name that exists in scratch is that entry (a copied-up or new file, a directory,
-//!   a symlink, a FIFO);
+//!   a symlink, a FIFO, a Unix socket);
 //! - otherwise a whiteout for it, or an opaque scratch directory above it, hides it;
 //! - otherwise the layers' entry shows, if there is one.
 //!
@@ -17,6 +17,11 @@
 //! file that was not copied up and for merging a directory's lower entries). Node numbers
 //! are never reused while the view lives, so the kernel never confuses two files.
 //!
+//! A hard-linked scratch file is one node for all its names (one inode for the kernel), and
+//! the node records one of them. So whatever acts on a name (rename, unlink) uses the
+//! (parent, name) of the request; only what acts on the file (read, write, attributes) may
+//! go through the node's recorded name.
+//!
 //! # Open files
 //!
 //! The kernel opens files without asking (see `op_open` in [`crate::fuse`]): reads, writes
@@ -25,14 +30,22 @@
 //!
 //! # Copy-up
 //!
-//! The first write, truncate, chmod, chown, utimens, setxattr, hard link or rename
+//! The first write, truncate, fallocate, chmod, chown, utimens, setxattr, hard link or rename
 //! of a layer file copies it into scratch ([`Scratch::copy_up`]: atomic, once), along with the
 //! directories above it (with the layers' modes). A directory in the layers is never moved:
 //! renaming one answers `EXDEV`, and `mv` falls back to copying, as with overlayfs.
+//!
+//! # Where to look
+//!
+//! This file answers "what is at this name" (lookups, listings) and makes scratch hold what
+//! a change needs (copy-up); [`content`] answers "what are its bytes", [`attrs`] "what are
+//! its attributes", and [`namespace`] changes names (create, link, remove, rename).
 
 mod attrs;
+mod content;
 mod files;
 mod names;
+mod namespace;
 
 pub use attrs::{Attr, AttrSource};
 
@@ -41,7 +54,7 @@ use crate::runtime::Runtime;
 use crate::scratch::listing::{self, Merged, Upper};
 use crate::scratch::{Attrs, Scratch, check_name, whiteout};
 use crate::view::{Data, View};
-use files::{Files, Open};
+use files::Files;
 use names::Nodes;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, statat};
 use rustix::io::Errno;
@@ -50,11 +63,9 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 
 pub type Result<T> = std::result::Result<T, Errno>;
 
@@ -599,638 +610,6 @@ impl Edit {
         (st.st_mode & 0o2000 != 0).then_some(st.st_gid)
     }
 
-    // ---- file content ------------------------------------------------------------------------
-
-    /// Node `n`'s descriptor for reading: its scratch file (opened read-write where it can be,
-    /// so a later write finds it ready), else its layer blob.
-    fn reader(&self, view: &View, n: u32) -> Result<Open> {
-        self.retry_orphan(n, || self.reader_once(view, n))
-    }
-
-    fn reader_once(&self, view: &View, n: u32) -> Result<Open> {
-        if let Some(open) = self.files.get(n) {
-            return Ok(open);
-        }
-        let open = match self.attr_source(view, n)? {
-            AttrSource::Upper(st) => {
-                match FileType::from_raw_mode(st.st_mode) {
-                    FileType::RegularFile => {}
-                    FileType::Directory => return Err(Errno::ISDIR),
-                    _ => return Err(Errno::INVAL),
-                }
-                let (parent, name) = self.parent_and_name(n)?;
-                let dir = self.upper_dir(parent)?.ok_or(Errno::NOENT)?;
-                match open_at(&dir, &name, libc::O_RDWR) {
-                    Ok(f) => Open::scratch(Arc::new(f)),
-                    // An unprivileged daemon may not write a read-only file of its user's.
-                    Err(Errno::ACCESS | Errno::PERM) => Open::Scratch {
-                        file: Arc::new(open_at(&dir, &name, libc::O_RDONLY)?),
-                        writable: false,
-                    },
-                    Err(e) => return Err(e),
-                }
-            }
-            AttrSource::Lower(l) => match &view.node(l).ok_or(Errno::STALE)?.data {
-                Data::File { digest, .. } => Open::Layer {
-                    lower: l,
-                    file: match digest {
-                        Some(d) => Some(Arc::new(File::open(view.blob_path(d)).map_err(errno)?)),
-                        None => None,
-                    },
-                },
-                Data::Dir { .. } => return Err(Errno::ISDIR),
-                // The kernel does FIFO and device I/O itself and never opens them through us.
-                Data::Symlink { .. } | Data::Fifo | Data::Device(_) => return Err(Errno::INVAL),
-            },
-            AttrSource::Missing => return Err(Errno::NOENT),
-        };
-        self.files.keep(n, open.clone());
-        Ok(open)
-    }
-
-    /// Node `n`'s scratch file, open for writing: a layer file is copied up first.
-    fn writer(&self, view: &View, n: u32) -> Result<Arc<File>> {
-        self.retry_orphan(n, || self.writer_once(view, n))
-    }
-
-    fn writer_once(&self, view: &View, n: u32) -> Result<Arc<File>> {
-        if let Some(open) = self.files.get(n) {
-            if let Some(file) = open.writable() {
-                return Ok(file);
-            }
-            if let Open::Layer { lower, file } = &open
-                && self.files.is_orphan(n)
-            {
-                // A removed layer file someone still has open: it gets a scratch copy of its
-                // own, with no name.
-                let node = view.node(*lower).ok_or(Errno::STALE)?;
-                let attrs = self.layer_attrs(node);
-                let copy = self
-                    .scratch
-                    .anonymous_copy(file.as_deref(), &attrs)
-                    .map_err(errno)?;
-                let file = Arc::new(copy);
-                self.files.keep(n, Open::scratch(file.clone()));
-                return Ok(file);
-            }
-        }
-        let (dir, name) = self.copy_up(view, n)?;
-        let file = Arc::new(open_at(&dir, &name, libc::O_RDWR)?);
-        self.files.keep(n, Open::scratch(file.clone()));
-        Ok(file)
-    }
-
-    /// Run `op` again if it failed because node `n` lost its last name meanwhile: it is an
-    /// orphan now, with its descriptor kept.
-    fn retry_orphan<T>(&self, n: u32, op: impl Fn() -> Result<T>) -> Result<T> {
-        match op() {
-            Err(Errno::STALE | Errno::NOENT) if self.files.is_orphan(n) => op(),
-            r => r,
-        }
-    }
-
-    /// Node `n`'s content for reading: `None` for an empty layer file.
-    pub fn read_file(&self, view: &View, n: u32) -> Result<Option<Arc<File>>> {
-        Ok(match self.reader(view, n)? {
-            Open::Scratch { file, .. } => Some(file),
-            Open::Layer { file, .. } => file,
-        })
-    }
-
-    /// Write `data` at `offset` of node `n`. `kill_suidgid`: the writer lacks `CAP_FSETID`
-    /// (the kernel says so with FUSE_HANDLE_KILLPRIV_V2), so setuid and setgid go, as the
-    /// kernel would have done; the daemon writes as root, which would keep them.
-    pub fn write(
-        &self,
-        view: &View,
-        n: u32,
-        offset: u64,
-        data: &[u8],
-        kill_suidgid: bool,
-    ) -> Result<()> {
-        let file = self.writer(view, n)?;
-        if kill_suidgid {
-            let st = rustix::fs::fstat(file.as_ref())?;
-            if st.st_mode & 0o6000 != 0 {
-                let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
-                rustix::fs::fchmod(file.as_ref(), mode)?;
-            }
-        }
-        file.write_all_at(data, offset).map_err(errno)
-    }
-
-    /// Flush node `n`'s data to disk; a layer file is durable already.
-    pub fn fsync(&self, view: &View, n: u32, datasync: bool) -> Result<()> {
-        let Open::Scratch { file, .. } = self.reader(view, n)? else {
-            return Ok(());
-        };
-        match datasync {
-            true => file.sync_data(),
-            false => file.sync_all(),
-        }
-        .map_err(errno)
-    }
-
-    /// The kernel evicted inode `n`: it has no open file of it any more.
-    pub fn forget(&self, n: u32) {
-        self.files.forget(n);
-    }
-
-    /// Before the name of node `attr.node` goes: a descriptor that keeps its data reachable
-    /// for whoever has it open, should this be its last name.
-    fn last_open(&self, view: &View, attr: &Attr) -> Option<Open> {
-        if attr.source.file_type(view) != Some(FileType::RegularFile) {
-            return None;
-        }
-        match self.reader(view, attr.node) {
-            Ok(open) => Some(open),
-            Err(e) => {
-                tracing::debug!(node = attr.node, error = %e, "cannot keep a removed file open");
-                None
-            }
-        }
-    }
-
-    /// After a name went: node `n` is an orphan if that was its last name. `nodes` is still
-    /// locked, so whoever misses the node there finds it among the orphans.
-    fn orphan_if_gone(&self, nodes: &Nodes, n: u32, open: Option<Open>) {
-        if let Some(open) = open
-            && nodes.get(n).is_none()
-        {
-            self.files.orphan(n, open);
-        }
-    }
-
-    /// Create a new regular file (its descriptor kept for the writes to come). On a name
-    /// that exists, `O_CREAT` without `O_EXCL` opens it: `O_TRUNC` then empties it here, as
-    /// the kernel takes the file for new.
-    pub fn create(
-        &self,
-        view: &View,
-        dir: u32,
-        name: &OsStr,
-        mode: u32,
-        flags: i32,
-        caller: Caller,
-    ) -> Result<Attr> {
-        let (updir, whited_out) = match self.prepare_new(view, dir, name) {
-            Ok(d) => d,
-            Err(Errno::EXIST) if flags & libc::O_EXCL == 0 => {
-                let attr = self.lookup(view, dir, name)?;
-                if attr.source.is_dir(view) {
-                    return Err(Errno::ISDIR);
-                }
-                let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                if writing && flags & libc::O_TRUNC != 0 {
-                    return self.setattr(view, attr.node, None, None, None, Some(0), None);
-                }
-                return Ok(attr);
-            }
-            Err(e) => return Err(e),
-        };
-        let oflags =
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(
-            &updir,
-            name,
-            oflags,
-            Mode::from_raw_mode((mode & 0o7777) as _),
-        )?;
-        self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        let st = rustix::fs::fstat(&fd)?;
-        let node = self.made(&updir, dir, name, whited_out)?;
-        self.files.keep(node, Open::scratch(Arc::new(fd.into())));
-        let source = AttrSource::Upper(st);
-        Ok(Attr { node, source })
-    }
-
-    pub fn mknod(
-        &self,
-        view: &View,
-        dir: u32,
-        name: &OsStr,
-        mode: u32,
-        rdev: u64,
-        caller: Caller,
-    ) -> Result<Attr> {
-        // The kernel has already refused a device node to a caller without CAP_MKNOD, as it
-        // does on any file system; a daemon without it gets EPERM from mknodat itself.
-        let kind = FileType::from_raw_mode(mode as _);
-        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
-        make_node(
-            &updir,
-            name,
-            kind,
-            Mode::from_raw_mode((mode & 0o7777) as _),
-            rdev,
-        )?;
-        self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        self.made_attr(&updir, dir, name, whited_out)
-    }
-
-    /// [`Edit::made`], with the new entry's attributes.
-    fn made_attr(&self, updir: &File, dir: u32, name: &OsStr, whited_out: bool) -> Result<Attr> {
-        let st = lstat(updir, name)?.ok_or(Errno::NOENT)?;
-        let node = self.made(updir, dir, name, whited_out)?;
-        let source = AttrSource::Upper(st);
-        Ok(Attr { node, source })
-    }
-
-    pub fn mkdir(
-        &self,
-        view: &View,
-        dir: u32,
-        name: &OsStr,
-        mode: u32,
-        caller: Caller,
-    ) -> Result<Attr> {
-        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
-        let now = SystemTime::now();
-        let attrs = Attrs {
-            mode: mode & 0o7777,
-            uid: caller.uid,
-            gid: Self::inherited_gid(&updir).unwrap_or(caller.gid),
-            atime: now,
-            mtime: now,
-        };
-        // A layer entry under this name was deleted (else the name would not be free): the new
-        // directory must not show the old one's contents.
-        let opaque = whited_out;
-        let fd = self
-            .scratch
-            .make_dir(&updir, name, &attrs, opaque)
-            .map_err(errno)?;
-        let st = rustix::fs::fstat(&fd)?;
-        let node = self.made(&updir, dir, name, whited_out)?;
-        self.keep_dir(node, fd, Some(opaque))?;
-        let source = AttrSource::Upper(st);
-        Ok(Attr { node, source })
-    }
-
-    pub fn symlink(
-        &self,
-        view: &View,
-        dir: u32,
-        name: &OsStr,
-        target: &Path,
-        caller: Caller,
-    ) -> Result<Attr> {
-        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
-        rustix::fs::symlinkat(target, &updir, name)?;
-        self.give(&updir, name, caller, Self::inherited_gid(&updir));
-        self.made_attr(&updir, dir, name, whited_out)
-    }
-
-    pub fn link(&self, view: &View, n: u32, dir: u32, name: &OsStr) -> Result<Attr> {
-        if self.attr_source(view, n)?.is_dir(view) {
-            return Err(Errno::PERM);
-        }
-        let (updir, whited_out) = self.prepare_new(view, dir, name)?;
-        let (src_dir, src_name) = self.copy_up(view, n)?;
-        rustix::fs::linkat(&src_dir, &src_name, &updir, name, AtFlags::empty())?;
-        if whited_out {
-            whiteout::remove(&updir, name).map_err(errno)?;
-        }
-        self.changed();
-        // The new name is the same file: the same node, so the kernel sees one inode.
-        let st = lstat(&updir, name)?.ok_or(Errno::NOENT)?;
-        let mut nodes = self.nodes.write().unwrap();
-        let src_parent = src_parent_of(&nodes, n);
-        nodes.insert_linked(src_parent, &src_name, inode_of(&st));
-        let node = nodes.insert_linked(dir, name, inode_of(&st));
-        drop(nodes);
-        let source = AttrSource::Upper(st);
-        Ok(Attr { node, source })
-    }
-
-    pub fn readlink(&self, view: &View, n: u32) -> Result<Vec<u8>> {
-        match self.attr_source(view, n)? {
-            AttrSource::Lower(l) => match &view.node(l).ok_or(Errno::STALE)?.data {
-                Data::Symlink { target } => Ok(target.to_vec()),
-                _ => Err(Errno::INVAL),
-            },
-            AttrSource::Upper(_) => {
-                let (parent, name) = self.parent_and_name(n)?;
-                let dir = self.upper_dir(parent)?.ok_or(Errno::NOENT)?;
-                Ok(rustix::fs::readlinkat(&dir.fd, &name, Vec::new())?.into_bytes())
-            }
-            AttrSource::Missing => Err(Errno::NOENT),
-        }
-    }
-
-    // ---- removing and renaming ---------------------------------------------------------------
-
-    /// `unlink` (`dir == false`) or `rmdir` (`dir == true`) of `name` in directory `parent`.
-    pub fn remove(&self, view: &View, parent: u32, name: &OsStr, dir: bool) -> Result<()> {
-        let attr = self.lookup(view, parent, name)?;
-        let is_dir = attr.source.is_dir(view);
-        match (dir, is_dir) {
-            (false, true) => return Err(Errno::ISDIR),
-            (true, false) => return Err(Errno::NOTDIR),
-            _ => {}
-        }
-        if is_dir && !self.merged(view, attr.node)?.is_empty() {
-            return Err(Errno::NOTEMPTY);
-        }
-        let updir = self.upper_dir_made(view, parent)?;
-        let open = self.last_open(view, &attr);
-        // The whiteout first: a crash after it leaves the entry deleted or, if the scratch
-        // entry is still there, shown (an entry wins over its whiteout) — never half gone.
-        if self.lower_has(view, parent, name) {
-            whiteout::add(&updir, name).map_err(errno)?;
-        }
-        if let AttrSource::Upper(_) = attr.source {
-            if is_dir {
-                let sub = crate::scratch::open_child_dir(&updir, name).map_err(errno)?;
-                whiteout::clear_records(&sub).map_err(errno)?;
-                rustix::fs::unlinkat(&updir, name, AtFlags::REMOVEDIR)?;
-                self.forget_dir(attr.node);
-            } else {
-                rustix::fs::unlinkat(&updir, name, AtFlags::empty())?;
-            }
-        }
-        let mut nodes = self.nodes.write().unwrap();
-        nodes.forget_name(parent, name);
-        self.orphan_if_gone(&nodes, attr.node, open);
-        drop(nodes);
-        self.changed();
-        Ok(())
-    }
-
-    /// Rename `name` in `parent` to `newname` in `newparent`. `noreplace`: `EEXIST` if the
-    /// new name is taken. A directory with a layer part answers `EXDEV`.
-    pub fn rename(
-        &self,
-        view: &View,
-        parent: u32,
-        name: &OsStr,
-        newparent: u32,
-        newname: &OsStr,
-        noreplace: bool,
-    ) -> Result<()> {
-        check_name(newname)?;
-        let src = self.lookup(view, parent, name)?;
-        let src_is_dir = src.source.is_dir(view);
-        if src_is_dir && self.lower(src.node).is_some() {
-            return Err(Errno::XDEV);
-        }
-        if src_is_dir && self.is_ancestor(src.node, newparent) {
-            return Err(Errno::INVAL);
-        }
-        let dst = match self.lookup(view, newparent, newname) {
-            Ok(a) => Some(a),
-            Err(Errno::NOENT) => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(dst) = &dst {
-            if dst.node == src.node {
-                return Ok(());
-            }
-            if noreplace {
-                return Err(Errno::EXIST);
-            }
-            match (src_is_dir, dst.source.is_dir(view)) {
-                (false, true) => return Err(Errno::ISDIR),
-                (true, false) => return Err(Errno::NOTDIR),
-                (true, true) if !self.merged(view, dst.node)?.is_empty() => {
-                    return Err(Errno::NOTEMPTY);
-                }
-                _ => {}
-            }
-        }
-        let (src_dir, src_name) = self.copy_up(view, src.node)?;
-        let dst_dir = self.upper_dir_made(view, newparent)?;
-        if let Some(dst) = &dst
-            && dst.source.is_dir(view)
-            && let AttrSource::Upper(_) = dst.source
-        {
-            // Only whiteouts and markers are left in it (it looks empty): clear them so the
-            // kernel's rename can replace it.
-            let sub = crate::scratch::open_child_dir(&dst_dir, newname).map_err(errno)?;
-            whiteout::clear_records(&sub).map_err(errno)?;
-        }
-        if src_is_dir && self.lower_has(view, newparent, newname) {
-            // The moved directory must hide the layers' directory it lands on.
-            let sub = crate::scratch::open_child_dir(&src_dir, &src_name).map_err(errno)?;
-            whiteout::set_opaque(&sub).map_err(errno)?;
-        }
-        let replaced = dst.as_ref().and_then(|d| self.last_open(view, d));
-        rustix::fs::renameat(&src_dir, &src_name, &dst_dir, newname)?;
-        if src_is_dir {
-            // It may have become opaque; its descriptor is still right, its flag not.
-            self.forget_dir(src.node);
-        }
-        if let Some(dst) = &dst {
-            self.forget_dir(dst.node);
-        }
-        // After the rename: a crash in between shows the layers' old entry again next to the
-        // new one, and loses nothing.
-        if self.lower_has(view, parent, name) {
-            whiteout::add(&src_dir, name).map_err(errno)?;
-        }
-        if self.lower_has(view, newparent, newname) {
-            whiteout::remove(&dst_dir, newname).map_err(errno)?;
-        }
-        let mut nodes = self.nodes.write().unwrap();
-        nodes.rename(parent, name, newparent, newname);
-        if let Some(dst) = &dst {
-            self.orphan_if_gone(&nodes, dst.node, replaced);
-        }
-        drop(nodes);
-        self.changed();
-        Ok(())
-    }
-
-    fn is_ancestor(&self, a: u32, mut n: u32) -> bool {
-        let nodes = self.nodes.read().unwrap();
-        loop {
-            if n == a {
-                return true;
-            }
-            if n == ROOT {
-                return false;
-            }
-            match nodes.get(n) {
-                Some(r) => n = r.parent,
-                None => return false,
-            }
-        }
-    }
-
-    // ---- attributes --------------------------------------------------------------------------
-
-    /// chmod, chown, truncate and utimens, each optional, after a copy-up.
-    #[allow(clippy::too_many_arguments)]
-    pub fn setattr(
-        &self,
-        view: &View,
-        n: u32,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        times: Option<(rustix::fs::Timespec, rustix::fs::Timespec)>,
-    ) -> Result<Attr> {
-        // A file being written (or an orphan, which has nothing else): fchown, fchmod,
-        // ftruncate, futimens on its descriptor, no lookups.
-        let open = match self.files.is_orphan(n) {
-            true => Some(self.writer(view, n)?),
-            false => self.files.get(n).and_then(|o| o.writable()),
-        };
-        if let Some(f) = open {
-            let f = f.as_ref();
-            if uid.is_some() || gid.is_some() {
-                let (u, g) = (
-                    uid.map(rustix::fs::Uid::from_raw),
-                    gid.map(rustix::fs::Gid::from_raw),
-                );
-                rustix::fs::fchown(f, u, g)?;
-            }
-            if let Some(mode) = mode {
-                rustix::fs::fchmod(f, Mode::from_raw_mode((mode & 0o7777) as _))?;
-            }
-            if let Some(size) = size {
-                rustix::fs::ftruncate(f, size)?;
-            }
-            if let Some((atime, mtime)) = times {
-                let ts = rustix::fs::Timestamps {
-                    last_access: atime,
-                    last_modification: mtime,
-                };
-                rustix::fs::futimens(f, &ts)?;
-            }
-            self.changed();
-            let source = AttrSource::Upper(rustix::fs::fstat(f)?);
-            return Ok(Attr { node: n, source });
-        }
-        let (dir, name, own) = if n == ROOT {
-            let root = self.upper_dir(ROOT)?.ok_or(Errno::NOENT)?;
-            (root, OsString::from("."), true)
-        } else {
-            // `truncate -s 0` of a layer file copies nothing up.
-            let keep = size != Some(0);
-            let (d, name) = self.copy_up_as(view, n, keep)?;
-            (d, name, false)
-        };
-        let kind = FileType::from_raw_mode(
-            rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
-        );
-        if uid.is_some() || gid.is_some() {
-            rustix::fs::chownat(
-                &dir,
-                &name,
-                uid.map(rustix::fs::Uid::from_raw),
-                gid.map(rustix::fs::Gid::from_raw),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )?;
-        }
-        if let Some(mode) = mode {
-            if kind == FileType::Symlink {
-                return Err(Errno::OPNOTSUPP);
-            }
-            let f = if own {
-                dir.fd.try_clone().map_err(errno)?
-            } else {
-                open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK)?
-            };
-            rustix::fs::fchmod(&f, Mode::from_raw_mode((mode & 0o7777) as _))?;
-        }
-        if let Some(size) = size {
-            if kind == FileType::Directory {
-                return Err(Errno::ISDIR);
-            }
-            let f = open_at(&dir, &name, libc::O_WRONLY | libc::O_NONBLOCK)?;
-            rustix::fs::ftruncate(&f, size)?;
-        }
-        if let Some((atime, mtime)) = times {
-            let ts = rustix::fs::Timestamps {
-                last_access: atime,
-                last_modification: mtime,
-            };
-            rustix::fs::utimensat(&dir, &name, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
-        }
-        self.changed();
-        self.getattr(view, n)
-    }
-
-    // ---- extended attributes -------------------------------------------------------------------
-
-    /// Layer entries have none; scratch files and directories keep theirs.
-    pub fn getxattr(&self, view: &View, n: u32, name: &OsStr) -> Result<Vec<u8>> {
-        if !self.xattrs.load(Relaxed) {
-            return Err(NO_XATTR);
-        }
-        match self.xattr_file(view, n, false)? {
-            None => Err(NO_XATTR),
-            Some(f) => xattr::get(&f, name),
-        }
-    }
-
-    pub fn listxattr(&self, view: &View, n: u32) -> Result<Vec<u8>> {
-        if !self.xattrs.load(Relaxed) {
-            return Ok(Vec::new());
-        }
-        match self.xattr_file(view, n, false)? {
-            None => Ok(Vec::new()),
-            Some(f) => xattr::list(&f),
-        }
-    }
-
-    pub fn setxattr(
-        &self,
-        view: &View,
-        n: u32,
-        name: &OsStr,
-        value: &[u8],
-        flags: i32,
-    ) -> Result<()> {
-        let f = self.xattr_file(view, n, true)?.ok_or(Errno::NOTSUP)?;
-        if !self.xattrs.load(Relaxed) {
-            self.runtime
-                .mark_xattrs_used()
-                .map_err(|e| match e.errno() {
-                    Some(n) => Errno::from_raw_os_error(n),
-                    None => Errno::IO,
-                })?;
-            self.xattrs.store(true, Relaxed);
-        }
-        xattr::set(&f, name, value, flags)
-    }
-
-    pub fn removexattr(&self, view: &View, n: u32, name: &OsStr) -> Result<()> {
-        if !self.xattrs.load(Relaxed) {
-            return Err(NO_XATTR);
-        }
-        match self.xattr_file(view, n, false)? {
-            None => Err(NO_XATTR),
-            Some(f) => xattr::remove(&f, name),
-        }
-    }
-
-    /// The scratch file or directory of node `n`, opened for its xattrs (copied up first
-    /// with `copy`); `None` for a layer entry. Symlinks have no user xattrs on Linux.
-    fn xattr_file(&self, view: &View, n: u32, copy: bool) -> Result<Option<File>> {
-        if n == ROOT {
-            return Ok(Some(self.scratch.dir(Path::new("")).map_err(errno)?));
-        }
-        let source = self.attr_source(view, n)?;
-        if let AttrSource::Lower(_) = source
-            && !copy
-        {
-            return Ok(None);
-        }
-        let (dir, name) = self.copy_up(view, n)?;
-        let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-        match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile | FileType::Directory => Ok(Some(open_at(
-                &dir,
-                &name,
-                libc::O_RDONLY | libc::O_NONBLOCK,
-            )?)),
-            _ => Err(Errno::NOTSUP),
-        }
-    }
-
     /// File system figures of the scratch dir's file system.
     pub fn statfs(&self) -> Result<rustix::fs::StatVfs> {
         let root = self.scratch.dir(Path::new("")).map_err(errno)?;
@@ -1248,71 +627,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// A layer's FIFO or device node made again in scratch (a chmod or link of it copies it up),
-/// with its mode, time and the view's owner.
-fn copy_up_special(
-    dir: &File,
-    name: &OsStr,
-    node: &crate::view::Node,
-    attrs: &Attrs,
-) -> Result<()> {
-    let (kind, rdev) = match node.data {
-        Data::Device(d) if d.block => (FileType::BlockDevice, d.rdev()),
-        Data::Device(d) => (FileType::CharacterDevice, d.rdev()),
-        _ => (FileType::Fifo, 0),
-    };
-    match make_node(dir, name, kind, Mode::from_raw_mode(node.mode as _), rdev) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(e),
-    }
-    let _ = rustix::fs::chownat(
-        dir,
-        name,
-        Some(rustix::fs::Uid::from_raw(attrs.uid)),
-        Some(rustix::fs::Gid::from_raw(attrs.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    );
-    rustix::fs::chmodat(
-        dir,
-        name,
-        Mode::from_raw_mode(node.mode as _),
-        AtFlags::empty(),
-    )?;
-    let times = rustix::fs::Timestamps {
-        last_access: node.mtime.to_timespec(),
-        last_modification: node.mtime.to_timespec(),
-    };
-    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-}
-
-/// A regular file, FIFO, socket or device node (what `mknod` may make).
-fn make_node(dir: &File, name: &OsStr, kind: FileType, mode: Mode, rdev: u64) -> Result<()> {
-    if kind == FileType::RegularFile {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-        return rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, mode).map(drop);
-    }
-    if !matches!(
-        kind,
-        FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice
-    ) {
-        return Err(Errno::INVAL);
-    }
-    #[cfg(not(target_vendor = "apple"))]
-    return rustix::fs::mknodat(dir, name, kind, mode, rdev as _);
-    // No mknodat(2) on macOS: FIFOs, sockets and devices stay a Linux and BSD feature.
-    #[cfg(target_vendor = "apple")]
-    {
-        let _ = rdev;
-        Err(Errno::NOTSUP)
-    }
-}
-
-/// "No such attribute": `ENODATA` on Linux, `ENOATTR` on the BSDs and macOS.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const NO_XATTR: Errno = Errno::NODATA;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const NO_XATTR: Errno = Errno::NOATTR;
-
 #[allow(clippy::unnecessary_cast)] // dev_t and ino_t widths differ across platforms
 fn inode_of(st: &Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
@@ -1322,10 +636,6 @@ fn inode_of(st: &Stat) -> (u64, u64) {
 fn linked(st: &Stat) -> Option<(u64, u64)> {
     let file = FileType::from_raw_mode(st.st_mode) != FileType::Directory;
     (file && st.st_nlink > 1).then(|| inode_of(st))
-}
-
-fn src_parent_of(nodes: &Nodes, n: u32) -> u32 {
-    nodes.get(n).map_or(ROOT, |r| r.parent)
 }
 
 /// `lstat` of `name` in `dir`; `None` if there is no such entry.
@@ -1350,61 +660,35 @@ fn open_at(dir: &File, name: &OsStr, flags: i32) -> Result<File> {
     Ok(rustix::fs::openat(dir, name, oflags, Mode::empty())?.into())
 }
 
-#[cfg(zkit_xattr)]
-mod xattr {
-    use super::Result;
-    use rustix::fs::XattrFlags;
-    use std::ffi::OsStr;
-    use std::fs::File;
-
-    pub fn get(f: &File, name: &OsStr) -> Result<Vec<u8>> {
-        loop {
-            let mut buf = vec![0u8; rustix::fs::fgetxattr_query(f, name)?];
-            match rustix::fs::fgetxattr(f, name, &mut buf[..]) {
-                Ok(n) => return Ok(buf[..n].to_vec()),
-                Err(rustix::io::Errno::RANGE) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+/// A layer's FIFO or device node made again in scratch (a chmod or link of it copies it up),
+/// with its mode, time and the view's owner.
+fn copy_up_special(
+    dir: &File,
+    name: &OsStr,
+    node: &crate::view::Node,
+    attrs: &Attrs,
+) -> Result<()> {
+    let (kind, rdev) = match node.data {
+        Data::Device(d) if d.block => (FileType::BlockDevice, d.rdev()),
+        Data::Device(d) => (FileType::CharacterDevice, d.rdev()),
+        _ => (FileType::Fifo, 0),
+    };
+    let mode = Mode::from_raw_mode(node.mode as _);
+    match namespace::make_node(dir, name, kind, mode, rdev) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
     }
-
-    pub fn list(f: &File) -> Result<Vec<u8>> {
-        loop {
-            let mut buf = vec![0u8; rustix::fs::flistxattr_query(f)?];
-            match rustix::fs::flistxattr(f, &mut buf[..]) {
-                Ok(n) => return Ok(buf[..n].to_vec()),
-                Err(rustix::io::Errno::RANGE) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    pub fn set(f: &File, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        rustix::fs::fsetxattr(f, name, value, XattrFlags::from_bits_retain(flags as _))
-    }
-
-    pub fn remove(f: &File, name: &OsStr) -> Result<()> {
-        rustix::fs::fremovexattr(f, name)
-    }
-}
-
-#[cfg(not(zkit_xattr))]
-mod xattr {
-    use super::Result;
-    use rustix::io::Errno;
-    use std::ffi::OsStr;
-    use std::fs::File;
-
-    pub fn get(_f: &File, _name: &OsStr) -> Result<Vec<u8>> {
-        Err(Errno::NOTSUP)
-    }
-    pub fn list(_f: &File) -> Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
-    pub fn set(_f: &File, _name: &OsStr, _value: &[u8], _flags: i32) -> Result<()> {
-        Err(Errno::NOTSUP)
-    }
-    pub fn remove(_f: &File, _name: &OsStr) -> Result<()> {
-        Err(Errno::NOTSUP)
-    }
+    let _ = rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(attrs.uid)),
+        Some(rustix::fs::Gid::from_raw(attrs.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
+    rustix::fs::chmodat(dir, name, mode, AtFlags::empty())?;
+    let times = rustix::fs::Timestamps {
+        last_access: node.mtime.to_timespec(),
+        last_modification: node.mtime.to_timespec(),
+    };
+    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
 }

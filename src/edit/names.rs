@@ -56,6 +56,10 @@ impl Nodes {
         let key = (dir, name.to_owned());
         if let Some(&n) = self.by_name.get(&key)
             && let Some(rec) = self.recs.get_mut(&n)
+            // Another name of a linked node is that node only while it is that file (see
+            // `insert_linked`); a name that is no link now gets a node of its own.
+            && rec.parent == dir
+            && rec.name == name
         {
             rec.lower = lower;
             return n;

@@ -35,6 +35,7 @@
 //! requests per file where the page cache costs none once warm.
 
 mod ops;
+mod rename_flags;
 mod respond;
 mod write;
 
@@ -383,6 +384,20 @@ impl Filesystem for Fs {
         reply: ReplyEmpty,
     ) {
         self.op_fsync(ino.0, datasync).respond(reply);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.op_fallocate(ino.0, offset, length, mode)
+            .respond(reply);
     }
 
     fn releasedir(

@@ -154,6 +154,18 @@ impl Fs {
         Ok(data.len() as u32)
     }
 
+    pub(super) fn op_fallocate(
+        &self,
+        ino: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<(), Errno> {
+        let (view, edit, n) = self.for_write(0, ino)?;
+        edit.fallocate(&view, n, offset, length, mode)
+            .map_err(errno)
+    }
+
     pub(super) fn op_fsync(&self, ino: u64, datasync: bool) -> Result<(), Errno> {
         match self.editable(0, ino) {
             Some(found) => {
@@ -277,12 +289,7 @@ impl Fs {
         if !Arc::ptr_eq(&edit, &other) {
             return Err(Errno::EXDEV);
         }
-        if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE)
-            || flags.contains(fuser::RenameFlags::RENAME_WHITEOUT)
-        {
-            return Err(Errno::EINVAL);
-        }
-        let noreplace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let noreplace = super::rename_flags::noreplace(flags)?;
         edit.rename(&view, p, name, np, newname, noreplace)
             .map_err(errno)
     }

@@ -23,6 +23,7 @@
 //! directory is removed the next time scratch is opened.
 
 mod beneath;
+mod chmod;
 mod copyup;
 pub mod listing;
 pub mod whiteout;
@@ -38,6 +39,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+pub use chmod::chmod_at;
 
 /// Owner, mode and times a copied-up file or a made directory gets (the lower entry's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
