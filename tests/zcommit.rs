@@ -910,7 +910,9 @@ fn snapshot_at(root: &Path) -> BTreeMap<Vec<u8>, (char, u32, Vec<u8>)> {
             }
             path.extend_from_slice(name.to_bytes());
             let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).unwrap();
-            let mode = st.st_mode & 0o7777;
+            // u32 on Linux, u16 on the BSDs and macOS.
+            #[allow(clippy::unnecessary_cast)]
+            let mode = (st.st_mode & 0o7777) as u32;
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => {
                     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
