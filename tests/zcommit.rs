@@ -151,7 +151,7 @@ fn round_trip_keeps_content_modes_symlinks_and_odd_names() {
         out.display()
     ));
     assert_eq!(snapshot(&src), snapshot(&out));
-    let listing = zc(&store).arg("ls").arg(&layer).output().unwrap();
+    let listing = zc(&store).args(["ls", "-z"]).arg(&layer).output().unwrap();
     assert!(listing.status.success());
     let listing = listing.stdout;
     assert!(
@@ -160,9 +160,54 @@ fn round_trip_keeps_content_modes_symlinks_and_odd_names() {
     );
     assert!(
         listing.windows(8).any(|w| w == b"new\nline"),
-        "names are bytes"
+        "with -z, names are bytes"
     );
     verify_clean(&store);
+}
+
+#[test]
+fn ls_prints_one_line_per_entry_whatever_the_names_and_a_shell_reads_them_back() {
+    require!(util::have("bash"), "bash reads $'...' quoting back");
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    odd_tree(&src);
+    fs::write(src.join("it's"), b"q").unwrap();
+    symlink(OsStr::from_bytes(b"to\nthe \xff"), src.join("odd-link")).unwrap();
+    let layer = commit(&store, &[], &src);
+    let quoted = zc(&store).arg("ls").arg(&layer).output().unwrap();
+    let raw = zc(&store).args(["ls", "-z"]).arg(&layer).output().unwrap();
+    assert!(quoted.status.success() && raw.status.success());
+    let quoted = String::from_utf8(quoted.stdout);
+    let quoted =
+        quoted.unwrap_or_else(|e| panic!("not text at byte {}", e.utf8_error().valid_up_to()));
+    let quoted: Vec<&str> = quoted.lines().collect();
+    let raw: Vec<&[u8]> = raw
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert_eq!(quoted.len(), raw.len());
+    assert_eq!(raw.len(), snapshot(&src).len());
+    // Mode, size and digest columns, then the name (and ` -> target`).
+    let names_at = 10 + 1 + 12 + 1 + 64 + 1;
+    for (q, r) in quoted.iter().zip(&raw) {
+        assert_eq!(q.as_bytes()[..names_at], r[..names_at]);
+        // A quoted name is one shell word (no name here holds ` -> `): bash undoes the quoting.
+        let shell_word = |word: &str| -> Vec<u8> {
+            let said = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf '%s' {word}"))
+                .output()
+                .unwrap();
+            assert!(said.status.success(), "{word}");
+            said.stdout
+        };
+        let back = match q[names_at..].split_once(" -> ") {
+            Some((name, target)) => [shell_word(name), shell_word(target)].join(&b" -> "[..]),
+            None => shell_word(&q[names_at..]),
+        };
+        assert_eq!(back, r[names_at..], "{q}");
+    }
 }
 
 #[test]
@@ -867,7 +912,9 @@ fn snapshot_at(root: &Path) -> BTreeMap<Vec<u8>, (char, u32, Vec<u8>)> {
             }
             path.extend_from_slice(name.to_bytes());
             let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).unwrap();
-            let mode = st.st_mode & 0o7777;
+            // u32 on Linux, u16 on the BSDs and macOS.
+            #[allow(clippy::unnecessary_cast)]
+            let mode = (st.st_mode & 0o7777) as u32;
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => {
                     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;

@@ -39,7 +39,7 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -s v -l verbose -d 'Print 
 complete -c zcommit -n "__fish_zcommit_needs_command" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcommit -n "__fish_zcommit_needs_command" -s V -l version -d 'Print version'
-complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`. Names are quoted as `ls` quotes them on a terminal (\'two words\', \'new\'$\'\\n\'\'line\'), so every entry is one line'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tags" -d 'List tags and the layers they point at; a damaged tag is named on stderr (exit 1) and the others are still listed'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
@@ -50,6 +50,7 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -a "checkout" -d 'Material
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s z -l null -d 'End each entry with a NUL instead of a newline, and print names as their bytes, unquoted (for xargs -0, read -d \'\')'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -87,7 +88,7 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s j -l jobs -
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -l verify -d 'Hash every file checked out against its digest. Copies are always checked (they are read anyway); this also reads the reflinked and hard-linked ones'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand checkout" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "ls" -d 'List a layer\'s entries, ls -l style: kind and mode, size, blob digest, path (-> target); FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as `w---------`; opaque dirs end in `(opaque)`. Names are quoted as `ls` quotes them on a terminal (\'two words\', \'new\'$\'\\n\'\'line\'), so every entry is one line'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tags" -d 'List tags and the layers they point at; a damaged tag is named on stderr (exit 1) and the others are still listed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "tag" -d 'Point tag NAME at LAYER, atomically'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag layers verify runtimes discard checkout help" -f -a "layers" -d 'List every layer\'s digest'

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::collections::btree_map::Entry;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -207,106 +208,26 @@ fn fill(
         }
     }
     let linker = Linker::new(opts.mode);
-    let dst_dev = crate::link::dev_of(&rustix::fs::fstat(root).at(dest, "cannot stat")?);
-    let blobs = store.root().join("blobs");
-    struct Worker {
-        tiers: [usize; 3],
-        verified: usize,
-        fanout: HashMap<u8, (File, u64)>,
-    }
+    let out = Out {
+        store,
+        layers,
+        linker: &linker,
+        verify: opts.verify,
+        blobs: store.root().join("blobs"),
+        dst_dev: crate::link::dev_of(&rustix::fs::fstat(root).at(dest, "cannot stat")?),
+    };
     let workers = pool::each(
         opts.jobs,
         runs.len(),
-        || {
-            Ok(Worker {
-                tiers: [0; 3],
-                verified: 0,
-                fanout: HashMap::new(),
-            })
-        },
+        || Ok(Worker::default()),
         |w, r| {
             let run = runs[r].clone();
             let dir_rel = &dirs[files[run.start].dir].rel;
             let dir_path = dest.join(dir_rel);
             let dir = at::open_dir(root, dir_rel).at(&dir_path, "cannot open directory")?;
-            for f in &files[run] {
-                let digest_hex = f.digest.to_hex();
-                let fan = f.digest.as_bytes()[0];
-                if !w.fanout.contains_key(&fan) {
-                    let p = blobs.join(&digest_hex[..2]);
-                    let d = File::open(&p).or_else(|e| match e.kind() {
-                        // No blob of this fan-out at all: reported below, by blob.
-                        std::io::ErrorKind::NotFound => File::open(&blobs),
-                        _ => Err(e),
-                    });
-                    let d = d.at(&p, "cannot open directory")?;
-                    let dev = crate::link::dev_of(&rustix::fs::fstat(&d).at(&p, "cannot stat")?);
-                    w.fanout.insert(fan, (d, dev));
-                }
-                let (fan_dir, src_dev) = &w.fanout[&fan];
-                let fan_path = blobs.join(&digest_hex[..2]);
-                let blob_name = CString::new(digest_hex.as_bytes()).expect("hex has no NUL");
-                let src = crate::link::Side {
-                    dir: std::os::fd::AsFd::as_fd(fan_dir),
-                    dir_path: &fan_path,
-                    name: &blob_name,
-                    dev: *src_dev,
-                };
-                let dst = crate::link::Side {
-                    dir: std::os::fd::AsFd::as_fd(&dir),
-                    dir_path: &dir_path,
-                    name: &f.name,
-                    dev: dst_dev,
-                };
-                let blame = || blame(layers, &dir_rel.join(OsStr::from_bytes(f.name.to_bytes())));
-                let placed = match linker.place(&src, &dst) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return Err(
-                            match rustix::fs::statat(fan_dir, &blob_name, AtFlags::SYMLINK_NOFOLLOW)
-                            {
-                                Err(Errno::NOENT) => Error::new(
-                                    store.blob_path(&f.digest),
-                                    ErrorKind::Corrupt(format!("blob is missing; {}", blame())),
-                                ),
-                                _ => e,
-                            },
-                        );
-                    }
-                };
-                // Nothing was there before us: an existing same inode is a hard link.
-                let tier = placed.tier.unwrap_or(Tier::Hardlink);
-                let check = opts.verify || tier == Tier::Copy;
-                let file = rustix::fs::openat(
-                    &dir,
-                    &f.name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Perm::empty(),
-                )
-                .map(File::from)
-                .at(&dst.path(), "cannot open")?;
-                if check {
-                    if hash_file(&file).at(&dst.path(), "cannot read")? != f.digest {
-                        return Err(Error::new(
-                            store.blob_path(&f.digest),
-                            ErrorKind::Corrupt(format!(
-                                "blob content does not hash to its name; {}",
-                                blame()
-                            )),
-                        ));
-                    }
-                    w.verified += 1;
-                }
-                // A hard link is the blob itself: its mode and time are the store's.
-                if tier != Tier::Hardlink {
-                    rustix::fs::fchmod(&file, crate::link::perm(f.mode))
-                        .at(&dst.path(), "cannot set mode")?;
-                    rustix::fs::futimens(&file, &times(f.mtime))
-                        .at(&dst.path(), "cannot set times")?;
-                }
-                w.tiers[tier as usize] += 1;
-            }
-            Ok(())
+            files[run]
+                .iter()
+                .try_for_each(|f| out.link(w, (&dir, dir_rel, &dir_path), f))
         },
         |_| Ok(()),
     )?;
@@ -326,6 +247,111 @@ fn fill(
 
 /// Files a worker links in one go from one directory.
 const FILES_PER_RUN: usize = 256;
+
+/// What every worker of the file pass shares.
+struct Out<'a> {
+    store: &'a Store,
+    layers: &'a [(Digest, Manifest)],
+    linker: &'a Linker,
+    verify: bool,
+    blobs: PathBuf,
+    dst_dev: u64,
+}
+
+/// One worker's counts, and the `blobs/xx` directories it has open (with their device).
+#[derive(Default)]
+struct Worker {
+    tiers: [usize; 3],
+    verified: usize,
+    fanout: HashMap<u8, (File, u64)>,
+}
+
+impl Out<'_> {
+    /// Link one file out of the store into `dir` (at `dir_rel` below DEST, `dir_path` for
+    /// messages), check it when it was copied (or `verify`), and give it its mode.
+    fn link(&self, w: &mut Worker, dir: (&File, &Path, &Path), f: &FileJob) -> Result<()> {
+        let (dir, dir_rel, dir_path) = dir;
+        let hex = f.digest.to_hex();
+        let fan_path = self.blobs.join(&hex[..2]);
+        let (fan_dir, src_dev) = self.fanout_dir(w, f.digest.as_bytes()[0], &fan_path)?;
+        let blob_name = CString::new(hex.as_bytes()).expect("hex has no NUL");
+        let src = crate::link::Side {
+            dir: fan_dir.as_fd(),
+            dir_path: &fan_path,
+            name: &blob_name,
+            dev: src_dev,
+        };
+        let dst = crate::link::Side {
+            dir: dir.as_fd(),
+            dir_path,
+            name: &f.name,
+            dev: self.dst_dev,
+        };
+        let blame = || {
+            let rel = dir_rel.join(OsStr::from_bytes(f.name.to_bytes()));
+            blame(self.layers, &rel)
+        };
+        let placed = self.linker.place(&src, &dst).map_err(|e| {
+            match rustix::fs::statat(fan_dir, &blob_name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => Error::new(
+                    self.store.blob_path(&f.digest),
+                    ErrorKind::Corrupt(format!("blob is missing; {}", blame())),
+                ),
+                _ => e,
+            }
+        })?;
+        // Nothing was there before us: an existing same inode is a hard link.
+        let tier = placed.tier.unwrap_or(Tier::Hardlink);
+        w.tiers[tier as usize] += 1;
+        // A copy has been read anyway; a hard link is the blob itself, mode and all.
+        let check = self.verify || tier == Tier::Copy;
+        if !check && tier == Tier::Hardlink {
+            return Ok(());
+        }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = rustix::fs::openat(dir, &f.name, flags, Perm::empty())
+            .map(File::from)
+            .at(&dst.path(), "cannot open")?;
+        if check {
+            if hash_file(&file).at(&dst.path(), "cannot read")? != f.digest {
+                return Err(Error::new(
+                    self.store.blob_path(&f.digest),
+                    ErrorKind::Corrupt(format!(
+                        "blob content does not hash to its name; {}",
+                        blame()
+                    )),
+                ));
+            }
+            w.verified += 1;
+        }
+        // A hard link is the blob itself: its mode and time are the store's.
+        if tier != Tier::Hardlink {
+            rustix::fs::fchmod(&file, crate::link::perm(f.mode))
+                .at(&dst.path(), "cannot set mode")?;
+            rustix::fs::futimens(&file, &times(f.mtime)).at(&dst.path(), "cannot set times")?;
+        }
+        Ok(())
+    }
+
+    /// `blobs/xx`, opened once per worker. Where it does not exist, `blobs/` stands in: the
+    /// blob is then missing, and reported as such by name.
+    fn fanout_dir<'w>(&self, w: &'w mut Worker, fan: u8, path: &Path) -> Result<(&'w File, u64)> {
+        let (dir, dev) = match w.fanout.entry(fan) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let dir = File::open(path)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => File::open(&self.blobs),
+                        _ => Err(e),
+                    })
+                    .at(path, "cannot open directory")?;
+                let dev = crate::link::dev_of(&rustix::fs::fstat(&dir).at(path, "cannot stat")?);
+                v.insert((dir, dev))
+            }
+        };
+        Ok((dir, *dev))
+    }
+}
 
 /// "layer HEX has it at PATH": the topmost layer that puts this file at `rel`.
 fn blame(layers: &[(Digest, Manifest)], rel: &Path) -> String {

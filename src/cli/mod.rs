@@ -2,6 +2,7 @@
 //! them), the one-line error report, and exit codes scripts can rely on.
 
 pub mod log;
+pub mod quote;
 pub mod zcommit;
 pub mod zlink;
 pub mod zmount;

@@ -147,8 +147,13 @@ impl From<IntoStore> for Mode {
 pub enum Command {
     /// List a layer's entries, ls -l style: kind and mode, size, blob digest, path (-> target);
     /// FIFOs show as `p`, devices as `c`/`b` with their numbers for a size, whiteouts as
-    /// `w---------`; opaque dirs end in `(opaque)`
+    /// `w---------`; opaque dirs end in `(opaque)`. Names are quoted as `ls` quotes them on a
+    /// terminal ('two words', 'new'$'\n''line'), so every entry is one line
     Ls {
+        /// End each entry with a NUL instead of a newline, and print names as their bytes,
+        /// unquoted (for xargs -0, read -d '')
+        #[arg(short = 'z', long = "null")]
+        null: bool,
         /// Tag, full digest or unique digest prefix
         layer: OsString,
     },
@@ -361,9 +366,12 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
 
 fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
     match cmd {
-        Command::Ls { layer } => {
+        Command::Ls { layer, null } => {
             let (_, manifest) = store.open_layer(layer)?;
-            print_lines(&listing(&manifest))
+            match null {
+                true => print_terminated(&listing(&manifest, |n| n.to_vec()), b"\0"),
+                false => print_lines(&listing(&manifest, cli::quote::shell_escape)),
+            }
         }
         Command::Tags => {
             let tags = store.tags()?;
@@ -484,9 +492,9 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
     }
 }
 
-/// One line per entry, depth first: `drwxr-xr-x  SIZE  DIGEST  PATH`. Paths are written as
-/// their bytes.
-pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
+/// One line per entry, depth first: `drwxr-xr-x  SIZE  DIGEST  PATH`, with paths and link
+/// targets given by `name` (quoted, or as their bytes).
+pub fn listing(m: &Manifest, name: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Vec<u8>> {
     m.walk()
         .map(|(path, i)| {
             let e = m.entry(i);
@@ -508,10 +516,10 @@ pub fn listing(m: &Manifest) -> Vec<Vec<u8>> {
                 _ => mode_string(e.mode),
             };
             let mut line = format!("{kind}{perms} {size:>12} {digest:<64} ").into_bytes();
-            line.extend_from_slice(path.as_os_str().as_bytes());
+            line.extend_from_slice(&name(path.as_os_str().as_bytes()));
             if let Some(target) = m.target(i) {
                 line.extend_from_slice(b" -> ");
-                line.extend_from_slice(target.as_bytes());
+                line.extend_from_slice(&name(target.as_bytes()));
             }
             if let Kind::Dir { opaque: true, .. } = e.kind {
                 line.extend_from_slice(b" (opaque)");
@@ -556,10 +564,15 @@ fn mode_string(mode: u32) -> String {
 
 /// Write lines to stdout; a closed pipe (`| head`) is not an error.
 fn print_lines(lines: &[Vec<u8>]) -> Result<ExitCode> {
+    print_terminated(lines, b"\n")
+}
+
+/// Write records to stdout, each followed by `end`.
+fn print_terminated(lines: &[Vec<u8>], end: &[u8]) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = lines
         .iter()
-        .try_for_each(|l| out.write_all(l).and_then(|()| out.write_all(b"\n")))
+        .try_for_each(|l| out.write_all(l).and_then(|()| out.write_all(end)))
         .and_then(|()| out.flush());
     match written {
         Ok(()) => Ok(ExitCode::SUCCESS),

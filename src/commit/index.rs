@@ -43,7 +43,8 @@ impl Stamp {
         }
     }
 
-    /// The same from an `fstatat`.
+    /// The same from an `fstatat`. (Field types differ between platforms, hence the casts.)
+    #[allow(clippy::unnecessary_cast)]
     pub fn of_stat(st: &rustix::fs::Stat) -> Stamp {
         Stamp {
             dev: crate::link::dev_of(st),
