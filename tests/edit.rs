@@ -1179,6 +1179,7 @@ for d, dirs, files in sorted(os.walk(".")):
 fn fallocate_modes_match_a_plain_directory() {
     require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("fallocate"), "fallocate (util-linux)");
+    require!(have("setpriv"), "setpriv (util-linux)");
     let pattern: Vec<u8> = (0..=255u8).cycle().take(20480).collect();
     const MODES: [(&str, &str); 8] = [
         ("plain", "-o 4096 -l 40960"),
@@ -1239,7 +1240,22 @@ fn fallocate_modes_match_a_plain_directory() {
 
     let mp = env.mount(Some("single"), &["base"], "mnt");
     assert_eq!(ok_in(&mp, &script), want, "single mount");
+    // Someone else's fallocate drops setuid and setgid, as their write would. In scratch at
+    // once; the kernel may show the old mode until its attribute cache expires.
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    let suid = format!(
+        "cat pattern > s && chmod 6777 s layer-plain && \
+         {nobody} fallocate -z -o 0 -l 100 s && {nobody} fallocate -p -o 0 -l 100 layer-plain"
+    );
+    ok_in(&plain, &suid);
+    ok_in(&mp, &suid);
     env.umount(&mp);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    let scratch = env.store().join("runtimes/single/scratch-0");
+    for f in ["s", "layer-plain"] {
+        assert_eq!(mode(&plain.join(f)), 0o777, "{f} in the plain directory");
+        assert_eq!(mode(&scratch.join(f)), 0o777, "{f} in scratch");
+    }
     env.serve();
     let out = env
         .cmd("zmount")

@@ -121,11 +121,7 @@ impl Edit {
     ) -> Result<()> {
         let file = self.writer(view, n)?;
         if kill_suidgid {
-            let st = rustix::fs::fstat(file.as_ref())?;
-            if st.st_mode & 0o6000 != 0 {
-                let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
-                rustix::fs::fchmod(file.as_ref(), mode)?;
-            }
+            drop_suidgid(&file)?;
         }
         file.write_all_at(data, offset).map_err(errno)
     }
@@ -134,6 +130,8 @@ impl Edit {
     /// (a layer file is copied up first): the scratch file system answers for every mode,
     /// `EOPNOTSUPP` included, as overlayfs leaves it to its upper file system. (The kernel's
     /// FUSE client itself refuses `COLLAPSE_RANGE` and `INSERT_RANGE` before asking.)
+    /// `kill_suidgid` as for [`Edit::write`]: the kernel clears setuid and setgid on a
+    /// fallocate as on a write, but tells a FUSE daemon only of writes.
     pub fn fallocate(
         &self,
         view: &View,
@@ -141,14 +139,19 @@ impl Edit {
         offset: u64,
         length: u64,
         mode: i32,
+        kill_suidgid: bool,
     ) -> Result<()> {
         let file = self.writer(view, n)?;
         let flags = rustix::fs::FallocateFlags::from_bits_retain(mode as _);
         match rustix::fs::fallocate(file.as_ref(), flags, offset, length) {
             // ENOSYS would make the kernel stop asking, for every file of the mount.
-            Err(Errno::NOSYS) => Err(Errno::OPNOTSUPP),
-            r => r,
+            Err(Errno::NOSYS) => return Err(Errno::OPNOTSUPP),
+            r => r?,
         }
+        if kill_suidgid {
+            drop_suidgid(&file)?;
+        }
+        Ok(())
     }
 
     /// Flush node `n`'s data to disk; a layer file is durable already.
@@ -192,4 +195,15 @@ impl Edit {
             self.files.orphan(n, open);
         }
     }
+}
+
+/// Clear setuid and setgid, as the kernel does when someone without `CAP_FSETID` changes
+/// a file's content.
+fn drop_suidgid(file: &File) -> Result<()> {
+    let st = rustix::fs::fstat(file)?;
+    if st.st_mode & 0o6000 != 0 {
+        let mode = Mode::from_raw_mode((st.st_mode & 0o1777) as _);
+        rustix::fs::fchmod(file, mode)?;
+    }
+    Ok(())
 }

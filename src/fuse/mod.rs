@@ -388,7 +388,7 @@ impl Filesystem for Fs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -396,7 +396,7 @@ impl Filesystem for Fs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.op_fallocate(ino.0, offset, length, mode)
+        self.op_fallocate(req, ino.0, offset, length, mode)
             .respond(reply);
     }
 

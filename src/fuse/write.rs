@@ -156,13 +156,16 @@ impl Fs {
 
     pub(super) fn op_fallocate(
         &self,
+        req: &fuser::Request,
         ino: u64,
         offset: u64,
         length: u64,
         mode: i32,
     ) -> Result<(), Errno> {
-        let (view, edit, n) = self.for_write(0, ino)?;
-        edit.fallocate(&view, n, offset, length, mode)
+        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        // As for a truncate (see `op_setattr`): anyone but root loses setuid and setgid.
+        let kill = req.uid() != 0;
+        edit.fallocate(&view, n, offset, length, mode, kill)
             .map_err(errno)
     }
 
