@@ -1150,7 +1150,8 @@ for d, dirs, files in sorted(os.walk(".")):
     let kept = |out: &str| -> Vec<String> {
         out.lines()
             .filter(|l| l.starts_with("./"))
-            .filter(|l| matches!(l.split(' ').nth(1), Some(m) if m.starts_with(['-', 'l'])))
+            // Sockets are left out of a layer; files, symlinks and FIFOs come back.
+            .filter(|l| matches!(l.split(' ').nth(1), Some(m) if m.starts_with(['-', 'l', 'p'])))
             .map(str::to_owned)
             .collect()
     };

@@ -258,7 +258,8 @@ fn an_editable_runtime_keeps_layer_times_through_copy_up_and_commits_new_fifos_a
     dated_tree(&src);
     let (base, _) = env.commit(&["--tag", "base"], &src);
     let script = "set -e; cd \"$ZKIT_MOUNT\"; chmod 600 src/main.c; chmod 700 src/lib; \
-                  mkfifo made.pipe; mknod made.null c 1 3; echo new > new.c";
+                  mkfifo made.pipe; mknod made.null c 1 3; echo new > new.c; \
+                  python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"made.sock\")'";
     env.cmd("zmount")
         .args([
             "run", "--edit", "--name", "dev", "base", "--", "sh", "-c", script,
@@ -270,10 +271,11 @@ fn an_editable_runtime_keeps_layer_times_through_copy_up_and_commits_new_fifos_a
         .args(["--runtime", "dev"])
         .output()
         .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("runtime dev/made.sock: warning: a socket; left out"),
+        "a runtime's commit says what it leaves out: {err}"
     );
     let top = String::from_utf8(out.stdout).unwrap();
     let dest = env.path("out");

@@ -277,21 +277,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     if let Some(tag) = &args.tag {
         store.set_tag(tag, &outcome.digest)?;
     }
-    warn_healed(dir, &outcome);
-    if !args.quiet {
-        for path in &outcome.store_left_out {
-            let mut line = b"zcommit: ".to_vec();
-            line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
-            line.extend_from_slice(b": warning: this is the store; left out of the layer\n");
-            let _ = std::io::stderr().write_all(&line);
-        }
-        for path in &outcome.skipped {
-            let mut line = b"zcommit: ".to_vec();
-            line.extend_from_slice(dir.join(path).as_os_str().as_bytes());
-            line.extend_from_slice(b": warning: a socket; left out (a layer cannot hold one)\n");
-            let _ = std::io::stderr().write_all(&line);
-        }
-    }
+    warn_about(dir, &outcome, args.quiet);
     if args.verbose {
         eprintln!(
             "zcommit: {}, {}, {} hashed, {} ({}, {} reflinked)",
@@ -307,14 +293,31 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
 }
 
 /// A damaged blob replaced is worth a line even with -q: the store had been serving it.
-fn warn_healed(dir: &Path, outcome: &commit::Outcome) {
-    for rel in &outcome.healed {
+/// One warning line per path a commit healed or left out, `dir` naming where they are. A
+/// healed blob is said even with `-q`: the store was damaged.
+fn warn_about(dir: &Path, outcome: &commit::Outcome, quiet: bool) {
+    let warn = |rel: &Path, what: &[u8]| {
         let mut line = b"zcommit: ".to_vec();
         line.extend_from_slice(dir.join(rel).as_os_str().as_bytes());
-        line.extend_from_slice(
-            b": warning: its blob in the store was damaged; replaced from this file\n",
-        );
+        line.extend_from_slice(b": warning: ");
+        line.extend_from_slice(what);
+        line.push(b'\n');
         let _ = std::io::stderr().write_all(&line);
+    };
+    for rel in &outcome.healed {
+        warn(
+            rel,
+            b"its blob in the store was damaged; replaced from this file",
+        );
+    }
+    if quiet {
+        return;
+    }
+    for rel in &outcome.store_left_out {
+        warn(rel, b"this is the store; left out of the layer");
+    }
+    for rel in &outcome.skipped {
+        warn(rel, b"a socket; left out (a layer cannot hold one)");
     }
 }
 
@@ -348,7 +351,7 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         runtime::Committed::Layer(outcome) => {
-            warn_healed(Path::new(&format!("runtime {name}")), &outcome);
+            warn_about(Path::new(&format!("runtime {name}")), &outcome, args.quiet);
             if args.verbose {
                 eprintln!(
                     "zcommit: runtime {name}: {}, {}, {} ({}, {} reflinked)",
