@@ -18,6 +18,7 @@ pub mod atomic;
 pub mod checkout;
 pub mod cli;
 pub mod commit;
+pub mod diff;
 pub mod digest;
 pub mod edit;
 pub mod error;

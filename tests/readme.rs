@@ -80,7 +80,8 @@ cmp big.iso /srv/mirror/big.iso && cmp /mnt/xfs/src/main.c /mnt/xfs/snap/main.c
 test "$(stat -c %i node_modules/left-pad/index.js)" = "$(stat -c %i ~/.cache/nm/left-pad/index.js)"
 test -f out/app -a -f out/libc.so
 zcommit ls app/1.1 | grep -q built
-zcommit ls trim/1 | grep -q 'old.log'
+! zcommit tags | grep -q trim/
+for l in $(zcommit layers); do zcommit ls "$l"; done | grep -q '^w---------.* old.log$'
 zmount stop
 "#;
 

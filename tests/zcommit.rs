@@ -1126,3 +1126,45 @@ fn counts_read_as_english() {
         "{err}"
     );
 }
+
+#[test]
+fn untag_removes_named_and_matching_tags_and_names_what_it_could_not() {
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    for tag in ["app/1.0", "app/1.1", "app/rc/2", "base/1"] {
+        commit(&store, &["--tag", tag], &src);
+    }
+    let tags = |store: &Path| -> Vec<String> {
+        let out = zc(store).arg("tags").output().unwrap().stdout;
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    };
+    zc(&store).args(["untag", "app/*"]).assert().success();
+    assert_eq!(
+        tags(&store),
+        ["app/rc/2", "base/1"],
+        "`*` stays within one part"
+    );
+    let out = zc(&store)
+        .args(["untag", "base/1", "nosuch", "app/x*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("nosuch: no such tag") && err.contains("app/x*: no such tag"),
+        "{err}"
+    );
+    assert_eq!(tags(&store), ["app/rc/2"], "the other names were removed");
+    // The layer is still there: untag removes names, not layers.
+    assert_eq!(zc(&store).arg("layers").output().unwrap().stdout.len(), 65);
+    assert!(
+        !store.join("tags/base").exists(),
+        "an emptied tag directory goes too"
+    );
+}

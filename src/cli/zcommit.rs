@@ -162,8 +162,20 @@ pub enum Command {
     Tags,
     /// Point tag NAME at LAYER, atomically
     Tag { name: String, layer: OsString },
+    /// Remove tags, each atomically (the layers stay until `zcommit gc`). A NAME with `*` or
+    /// `?` is a pattern, matched one `/`-separated part at a time (`app/*`, quoted from the
+    /// shell); exit 1 if a NAME names no tag
+    Untag {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// List every layer's digest
     Layers,
+    /// What changed between two stacks A and B (each LAYER or LAYER,LAYER,... bottom first),
+    /// or what `zcommit --runtime NAME` would record: a line per path, `A` added, `D`
+    /// deleted, `T` kind changed, `M` content, mode, link target or device changed (with -v
+    /// also `m`: only the time). Manifests are compared, never file contents
+    Diff(crate::cli::diff::Args),
     /// Rehash every blob, check every layer and tag; exit 1 naming each damaged object
     Verify {
         /// Remove damaged blobs and layers (content that does not hash to its name), so that
@@ -405,6 +417,8 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 .map(|d| d.to_hex().into_bytes())
                 .collect::<Vec<_>>(),
         ),
+        Command::Untag { names } => untag(store, names),
+        Command::Diff(diff) => crate::cli::diff::run(store, diff, jobs(args)),
         Command::Verify { repair } => {
             let report = store.verify(jobs(args), *repair)?;
             for problem in &report.problems {
@@ -566,6 +580,42 @@ fn mode_string(mode: u32) -> String {
 }
 
 /// Write lines to stdout; a closed pipe (`| head`) is not an error.
+/// Remove each named tag, or every tag a pattern matches; one line on stderr for each NAME
+/// that names none, and exit 1 then.
+fn untag(store: &Store, names: &[String]) -> Result<ExitCode> {
+    let mut missing = false;
+    for name in names {
+        let removed = if name.contains(['*', '?']) {
+            let tags = store.tags()?;
+            let mut any = false;
+            for (tag, _) in tags
+                .sound
+                .iter()
+                .filter(|(t, _)| store::tag_matches(name, t))
+            {
+                any |= store.remove_tag(tag)?;
+            }
+            any
+        } else {
+            store.remove_tag(name)?
+        };
+        if !removed {
+            missing = true;
+            cli::report(
+                "zcommit",
+                &Error::new(
+                    name,
+                    ErrorKind::Invalid("no such tag (zcommit tags lists them)".into()),
+                ),
+            );
+        }
+    }
+    Ok(match missing {
+        true => ExitCode::from(cli::EXIT_FAILURE),
+        false => ExitCode::SUCCESS,
+    })
+}
+
 fn print_lines(lines: &[Vec<u8>]) -> Result<ExitCode> {
     print_terminated(lines, b"\n")
 }

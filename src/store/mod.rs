@@ -56,7 +56,7 @@ mod tags;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
-pub use tags::{Tags, valid_tag};
+pub use tags::{Tags, tag_matches, valid_tag};
 pub use verify::Report;
 
 use crate::atomic::{self, TempFile};

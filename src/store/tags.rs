@@ -77,6 +77,30 @@ impl Store {
         Ok(())
     }
 
+    /// Remove tag `name` (one `unlink`, so readers see it or not, never half of it); `false`
+    /// when there is no such tag. Directories the tag leaves empty are removed too.
+    pub fn remove_tag(&self, name: &str) -> Result<bool> {
+        if !valid_tag(name) {
+            return Ok(false);
+        }
+        let top = self.root.join("tags");
+        let path = top.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(&path, "cannot remove tag", e)),
+        }
+        // Best effort: a concurrent set_tag may have just made one of them non-empty again.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != top) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(true)
+    }
+
     /// Every tag and its layer, sorted by name. A tag that cannot be read, or holds no
     /// digest, does not hide the others: it is in [`Tags::bad`]. `Err` only when the tags
     /// directory itself cannot be listed.
@@ -137,4 +161,36 @@ pub struct Tags {
     pub sound: Vec<(String, Digest)>,
     /// Tags that could not be read or hold no digest, each naming its file.
     pub bad: Vec<Error>,
+}
+
+/// Whether tag `name` matches `pattern`, where `*` stands for any run of characters but `/`
+/// and `?` for one such character (as a shell matches one path component at a time).
+pub fn tag_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                go(&p[1..], n) || (n.first().is_some_and(|&c| c != b'/') && go(p, &n[1..]))
+            }
+            (Some(b'?'), Some(&c)) if c != b'/' => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b && *a != b'?' => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_matches;
+
+    #[test]
+    fn patterns_match_within_one_part_of_a_tag() {
+        assert!(tag_matches("app/*", "app/1.0"));
+        assert!(!tag_matches("app/*", "app/x/1.0"));
+        assert!(tag_matches("app/*/*", "app/x/1.0"));
+        assert!(tag_matches("ci-??", "ci-42") && !tag_matches("ci-??", "ci-4"));
+        assert!(tag_matches("exact", "exact") && !tag_matches("exact", "exactly"));
+        assert!(tag_matches("*", "x") && !tag_matches("*", "a/b"));
+    }
 }

@@ -1,0 +1,126 @@
+//! `zcommit diff`: what changed between two stacks, or what a runtime's commit would record
+//! (see [`crate::diff`]), as lines, NUL-terminated records or JSON.
+
+use crate::checkout;
+use crate::cli::quote::shell_escape;
+use crate::commit::walk;
+use crate::diff::{self, Change, Item};
+use crate::error::{IoContext, Result};
+use crate::manifest::Manifest;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The stack before: a layer, or layers bottom first joined by commas (base/1,app/1)
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    pub a: Option<OsString>,
+
+    /// The stack after, named the same way
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    pub b: Option<OsString>,
+
+    /// Compare the editable runtime NAME with its base: what `zcommit --runtime NAME` would
+    /// record (a scratch file counts as changed unless its size and time are the lower one's)
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+
+    /// Also list paths whose only change is their modification time (`m`)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// A JSON array of {"status", "path"} on standard output
+    #[arg(long, conflicts_with = "null")]
+    pub json: bool,
+
+    /// End each record with a NUL instead of a newline, and print paths as their bytes
+    #[arg(short = 'z', long = "null")]
+    pub null: bool,
+}
+
+pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
+    let (before, after) = match &args.runtime {
+        Some(name) => {
+            let rt = Runtime::open(store, name)?;
+            let base = stack(store, rt.base().iter().map(|d| d.to_hex().into()))?;
+            let scratch = rt.scratch_path();
+            let root = std::fs::File::open(&scratch).at(&scratch, "cannot open directory")?;
+            let opts = walk::Options {
+                jobs,
+                markers: true,
+                exclude: None,
+            };
+            let found = walk::walk(&root, &scratch, &opts)?;
+            (base.clone(), diff::with_scratch(base, &found))
+        }
+        None => {
+            let names = |s: &Option<OsString>| -> Vec<OsString> {
+                let s = s.as_deref().expect("clap requires both");
+                s.as_bytes()
+                    .split(|&b| b == b',')
+                    .map(|n| OsStr::from_bytes(n).to_owned())
+                    .collect()
+            };
+            (
+                stack(store, names(&args.a).into_iter())?,
+                stack(store, names(&args.b).into_iter())?,
+            )
+        }
+    };
+    let changes = diff::diff(&before, &after, args.verbose);
+    let written = write(
+        &changes,
+        args,
+        &mut std::io::BufWriter::new(std::io::stdout().lock()),
+    );
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(crate::error::Error::io(
+            Path::new("stdout"),
+            "cannot write",
+            e,
+        )),
+    }
+}
+
+/// The tree the layers `names` (bottom first) show.
+fn stack(store: &Store, names: impl Iterator<Item = OsString>) -> Result<Item> {
+    let layers: Vec<Manifest> = names
+        .map(|n| store.open_layer(&n).map(|(_, m)| m))
+        .collect::<Result<_>>()?;
+    Ok(Item::of_node(&checkout::merge(&layers)))
+}
+
+fn write(changes: &[(Change, PathBuf)], args: &Args, out: &mut impl Write) -> std::io::Result<()> {
+    if args.json {
+        let list: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|(c, p)| {
+                serde_json::json!({"status": c.letter().to_string(), "path": p.to_string_lossy()})
+            })
+            .collect();
+        serde_json::to_writer(&mut *out, &list)?;
+        out.write_all(b"\n")?;
+        return out.flush();
+    }
+    for (change, path) in changes {
+        write!(out, "{}\t", change.letter())?;
+        match args.null {
+            true => {
+                out.write_all(path.as_os_str().as_bytes())?;
+                out.write_all(b"\0")?;
+            }
+            false => {
+                out.write_all(&shell_escape(path.as_os_str().as_bytes()))?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()
+}
