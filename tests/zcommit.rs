@@ -1124,3 +1124,36 @@ fn counts_read_as_english() {
         "{err}"
     );
 }
+
+#[test]
+fn an_io_error_midway_through_a_checkout_leaves_no_destination() {
+    require!(util::have("strace"), "strace injects the error");
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    nested_tree(&src);
+    let layer = commit(&store, &[], &src);
+    // The disk fills up on the 3rd file's copy, once every directory and two files are in.
+    let dest = s.path("out");
+    let out = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=copy_file_range:error=ENOSPC:when=3",
+        ])
+        .arg(util::bin_path("zcommit"))
+        .arg("--store")
+        .arg(&store)
+        .args(["-j", "1", "checkout"])
+        .arg(&dest)
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!dest.exists(), "half-made destination left");
+}
