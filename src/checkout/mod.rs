@@ -22,8 +22,8 @@
 //! A blob that comes out by copy is read in full, so the copy is hashed and must match its
 //! digest; with [`Options::verify`], reflinked and hard-linked files are read and checked
 //! too. A blob that is missing or damaged fails the checkout with an error naming the blob,
-//! the layer and the path, and nothing is left behind: DEST is removed if the checkout
-//! created it, emptied again if it was an empty directory ([`undo`]).
+//! the layer and the path, and nothing is left behind ([`undo`]): what the checkout made in
+//! DEST is removed, by name, and so is DEST if the checkout created it.
 
 mod undo;
 
@@ -157,15 +157,18 @@ pub fn checkout(
         }
         Err(e) => return Err(Error::io(dest, "cannot read directory", e)),
     };
+    let tree = merge(layers.iter().map(|(_, m)| m));
     let done = File::open(dest)
         .at(dest, "cannot open directory")
-        .and_then(|root| fill(store, layers, &root, dest, opts));
+        .and_then(|root| fill(store, layers, &tree, &root, dest, opts));
     if done.is_err() {
+        // Only the names this checkout made: whatever else appeared in DEST meanwhile stays.
         // Best effort: the error that stopped the checkout is what the user needs to see.
-        let _ = match created {
-            true => undo::remove(dest),
-            false => undo::empty(dest),
-        };
+        let ours = tree
+            .children()
+            .expect("a merged tree is a directory")
+            .keys();
+        let _ = undo::take_back(dest, ours.map(Vec::as_slice), created);
     }
     done
 }
@@ -187,17 +190,17 @@ struct FileJob {
 fn fill(
     store: &Store,
     layers: &[(Digest, Manifest)],
+    tree: &Node,
     root: &File,
     dest: &Path,
     opts: &Options,
 ) -> Result<Outcome> {
-    let tree = merge(layers.iter().map(|(_, m)| m));
     let mut outcome = Outcome::default();
     let mut dirs = vec![DirJob {
         rel: PathBuf::new(),
     }];
     let mut files = Vec::new();
-    lay_out(&tree, root, dest, 0, &mut dirs, &mut files, &mut outcome)?;
+    lay_out(tree, root, dest, 0, &mut dirs, &mut files, &mut outcome)?;
 
     // Files in runs of one directory, so a worker opens each directory once per run.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
@@ -238,7 +241,7 @@ fn fill(
         outcome.verified += w.verified;
     }
     outcome.files = files.len();
-    finish_modes(&tree, root, dest)?;
+    finish_modes(tree, root, dest)?;
     rustix::fs::fchmod(root, crate::link::perm(tree.mode)).at(dest, "cannot set mode")?;
     rustix::fs::futimens(root, &times(tree.mtime)).at(dest, "cannot set times")?;
     outcome.dirs = dirs.len();

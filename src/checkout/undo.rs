@@ -3,7 +3,7 @@
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, unlinkat};
 use rustix::io::Errno;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
@@ -14,21 +14,37 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
-/// Remove `dest` and everything in it.
-pub fn remove(dest: &Path) -> io::Result<()> {
-    empty(dest)?;
-    std::fs::remove_dir(dest)
-}
-
-/// Remove everything in `dest`, leaving the directory with the mode it had.
-pub fn empty(dest: &Path) -> io::Result<()> {
+/// Remove the entries `names` of `dest` (with everything below them), then `dest` itself if
+/// `remove_dest`; `dest` keeps the mode it had otherwise.
+pub fn take_back<'a>(
+    dest: &Path,
+    names: impl Iterator<Item = &'a [u8]>,
+    remove_dest: bool,
+) -> io::Result<()> {
     let dir = File::open(dest)?;
     let mode = rustix::fs::fstat(&dir)?.st_mode & 0o7777;
-    empty_dir(&dir)?;
+    // Our own checkout may have closed it already (a mode without owner write). If that
+    // fails, removing may still work: try.
+    let _ = rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700));
+    let mut first_error = Ok(());
+    for name in names {
+        let name = CString::new(name).expect("manifest names have no NUL");
+        match remove_entry(&dir, &name) {
+            // Not made before the checkout stopped.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) if first_error.is_ok() => first_error = Err(e),
+            _ => {}
+        }
+    }
     rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+    first_error?;
+    if remove_dest {
+        std::fs::remove_dir(dest)?;
+    }
     Ok(())
 }
 
+/// Remove everything in `dir`: all of it is the checkout's own.
 fn empty_dir(dir: &File) -> io::Result<()> {
     // Our own checkout may already have closed it (a mode without owner write).
     rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700))?;

@@ -54,7 +54,7 @@ use std::process::ExitCode;
         zcommit discard dev                          # remove a runtime and its changes\n\n\
         A directory named like a subcommand is committed as ./NAME.\n\n\
         Exit status: 0 done, 1 failed (one line on stderr names the path and what to do; \
-        verify: the store is damaged, each damaged object named), 2 usage error."
+        verify and tags: the store is damaged, each damaged object named), 2 usage error."
 )]
 pub struct Args {
     /// The directory to commit
