@@ -227,6 +227,104 @@ fn mode_owner_xattr_and_acl_survive_a_replace() {
     assert!(sh(&format!("getfacl -cp '{p}'")).contains("user:12345:r--"));
 }
 
+#[test]
+fn a_mode_that_cannot_be_kept_fails_and_leaves_the_file() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = strace_zwrite("fchmod:error=EPERM", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot keep the file's mode 600") && err.contains("--allow-metadata-loss"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(mode(&f), 0o600);
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn allowing_metadata_loss_never_widens_the_mode() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Only the first fchmod (the full mode) fails; narrowing afterwards may succeed.
+    let out = strace_zwrite(
+        "fchmod:error=EPERM:when=1",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("warning: could not keep mode 600"), "{err}");
+    assert_eq!(read(&f), b"new");
+    assert_eq!(mode(&f) & !0o600, 0, "mode widened to {:o}", mode(&f));
+
+    // When the mode can be neither kept nor narrowed, nothing is replaced.
+    let out = strace_zwrite(
+        "fchmod:error=EPERM",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"newer",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(read(&f), b"new");
+    assert_eq!(mode(&f), 0o600);
+}
+
+#[test]
+fn an_owner_that_cannot_be_kept_fails_unless_allowed() {
+    require!(is_root(), "chown to another user needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    sh(&format!("chown 65534:65534 '{}'", f.display()));
+    let out = strace_zwrite("fchown:error=EPERM", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("owner 65534:65534"), "{err}");
+    assert_eq!(read(&f), b"old");
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 65534);
+
+    let out = strace_zwrite(
+        "fchown:error=EPERM",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: could not keep owner 65534:65534"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+}
+
+#[test]
+fn an_xattr_or_acl_that_cannot_be_kept_fails_and_leaves_the_file() {
+    require!(have("strace"), "strace for fault injection");
+    require!(
+        have("setfacl") && have("setfattr"),
+        "setfacl and setfattr (acl, attr packages)"
+    );
+    let s = Scratch::new();
+    for (name, set) in [
+        ("x", "setfattr -n user.zkit -v kept"),
+        ("acl", "setfacl -m u:12345:r"),
+    ] {
+        let f = s.write(name, b"old");
+        sh(&format!("{set} '{}'", f.display()));
+        let out = strace_zwrite("fsetxattr:error=EOPNOTSUPP", &[f.to_str().unwrap()], b"new");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot keep the file's xattr"), "{err}");
+        assert_eq!(read(&f), b"old");
+    }
+    assert_eq!(s.names(), ["acl", "x"]);
+}
+
 // ---- immutable and append-only files ----
 
 #[test]

@@ -11,6 +11,8 @@
 //!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-XXXXXXXX` elsewhere.
 //! 4. Write the content (old content first with `append`), streamed in constant memory.
 //! 5. Give it the old file's owner, xattrs, mode and inode flags (immutable/append-only wait).
+//!    A lost owner, xattr or mode fails the write here unless `allow_metadata_loss`; the mode
+//!    is never wider than the old one.
 //! 6. Write back the data, link the anonymous file under a temporary name, `fsync` it.
 //! 7. With `lift_flags`, clear the old file's immutable/append-only flags; `rename` over FILE;
 //!    if that fails, put the flags back on the old file; set them on the new one.
@@ -68,6 +70,10 @@ pub struct Options {
     pub if_changed: bool,
     /// fsync the file and the directory (`false` is fast and not durable).
     pub sync: bool,
+    /// Replace the file even when its owner, mode, ACL or xattrs cannot be carried over
+    /// (they are listed in [`Outcome::not_kept`]); the mode is still never widened. `false`:
+    /// fail with [`ErrorKind::MetadataNotKept`] before the rename.
+    pub allow_metadata_loss: bool,
 }
 
 impl Default for Options {
@@ -80,6 +86,7 @@ impl Default for Options {
             wait: true,
             if_changed: false,
             sync: true,
+            allow_metadata_loss: false,
         }
     }
 }
@@ -166,7 +173,7 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
             outcome.changed = false;
             return Ok(outcome);
         }
-        Some(old) => outcome.not_kept = meta::inherit(temp.file(), old),
+        Some(old) => outcome.not_kept = keep_metadata(temp.file(), old, opts, path)?,
         None => {
             if let Some(mode) = opts.new_mode {
                 rustix::fs::fchmod(
@@ -215,6 +222,26 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
             .at(&target.dir_path, "replaced, but cannot sync the directory")?;
     }
     Ok(outcome)
+}
+
+/// Give the replacement `old`'s owner, xattrs and mode. A loss fails the write unless the
+/// caller allowed it; either way the replacement never grants more than `old` did.
+fn keep_metadata(new: &File, old: &Existing, opts: &Options, path: &Path) -> Result<Vec<String>> {
+    let mut lost = meta::inherit(new, old);
+    let not_kept = |l: meta::Lost| {
+        Error::new(
+            path,
+            ErrorKind::MetadataNotKept {
+                what: l.what,
+                source: l.error,
+            },
+        )
+    };
+    if !opts.allow_metadata_loss && !lost.is_empty() {
+        return Err(not_kept(lost.swap_remove(0)));
+    }
+    meta::never_wider(new, old).map_err(not_kept)?;
+    Ok(lost.into_iter().map(|l| l.what).collect())
 }
 
 /// Give the temporary the old file's inode flags, all but the protecting ones.

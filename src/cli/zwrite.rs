@@ -14,8 +14,9 @@ use std::process::ExitCode;
         The new content is written to a temporary file in FILE's directory, synced, and renamed \
         over FILE, and the directory is synced: readers see the old or the new content, never a \
         mix, whatever is killed when. Mode (setuid/setgid/sticky included), owner, group, \
-        extended attributes (ACLs, security labels) and inode flags are kept. A symlink FILE is \
-        written through: its target gets the content and the link stays.",
+        extended attributes (ACLs, security labels) and inode flags are kept; if any of them cannot \
+        be, nothing is replaced (see --allow-metadata-loss). A symlink FILE is written through: \
+        its target gets the content and the link stays.",
     after_help = "Examples:\n  \
         echo 'port = 8080' | zwrite /etc/app.conf\n  \
         generate-config | zwrite -u -c 600 secrets.conf   # untouched if nothing changed\n  \
@@ -63,11 +64,16 @@ pub struct Args {
     #[arg(long = "no-sync")]
     pub no_sync: bool,
 
+    /// Replace FILE even if its owner, mode, ACL or xattrs cannot be kept (warns about each;
+    /// the mode is never widened). Without it such a loss fails and FILE is left as it was
+    #[arg(long = "allow-metadata-loss")]
+    pub allow_metadata_loss: bool,
+
     /// Say what was done on standard error
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
 
-    /// No warnings (e.g. about an owner that could not be kept); errors are still printed
+    /// No warnings (e.g. about an owner --allow-metadata-loss did not keep); errors are still printed
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -82,6 +88,7 @@ impl Args {
             wait: !self.no_wait,
             if_changed: self.if_changed,
             sync: !self.no_sync,
+            allow_metadata_loss: self.allow_metadata_loss,
         }
     }
 
