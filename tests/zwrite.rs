@@ -391,6 +391,168 @@ fn immutable_bit_restored_when_rename_fails() {
     assert_eq!(s.names(), ["f"], "temporary left behind");
 }
 
+/// The positions (1-based, among all of zwrite's ioctl calls) of the FS_IOC_SETFLAGS calls a
+/// `zwrite ARGS PROBE` makes, found by tracing one; fault injection counts calls the same way.
+fn setflags_calls(args: &[&str], probe: &Path) -> Vec<usize> {
+    let log = probe.with_extension("strace");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=ioctl", "-o"])
+        .arg(&log)
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .arg(probe)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    text.lines()
+        .filter(|l| l.contains("ioctl("))
+        .enumerate()
+        .filter(|(_, l)| l.contains("FS_IOC_SETFLAGS"))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// A file with the immutable bit, and the SETFLAGS calls of `zwrite -i` on one like it:
+/// the first lifts the flag, the last sets it on the new file.
+fn immutable_fixture(s: &Scratch) -> (std::path::PathBuf, Vec<usize>) {
+    let probe = s.write("probe", b"old");
+    let f = s.write("f", b"old");
+    sh(&format!(
+        "chattr +i '{}' '{}'",
+        probe.display(),
+        f.display()
+    ));
+    let calls = setflags_calls(&["-f", "/dev/null", "-i"], &probe);
+    sh(&format!(
+        "chattr -i '{}' && rm '{}'",
+        probe.display(),
+        probe.display()
+    ));
+    assert!(calls.len() >= 2, "no flag dance traced: {calls:?}");
+    (f, calls)
+}
+
+#[test]
+fn immutable_file_is_kept_when_the_flag_cannot_be_set_on_the_new_file() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    let set_new = calls[calls.len() - 1];
+    // Every retry of the last SETFLAGS fails; putting the flag back on the old file works.
+    let out = strace_zwrite(
+        &format!("ioctl:error=ENOSPC:when={set_new}..{}", set_new + 2),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left") && err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert!(
+        lsattr(&f).contains('i'),
+        "flag not restored: {}",
+        lsattr(&f)
+    );
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn a_flag_that_cannot_be_set_again_has_its_own_status_and_names_the_fix() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    let set_new = calls[calls.len() - 1];
+    let fix = format!("chattr +i {}", f.display());
+
+    // Neither the new file nor, after swapping back, the old one takes the flag.
+    let out = strace_zwrite(
+        &format!("ioctl:error=EIO:when={set_new}+"),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "was left as it was but is no longer immutable: {fix}"
+        )),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+
+    // The new file is in place and cannot go back: say so.
+    sh(&format!("chattr +i '{}'", f.display()));
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .args(["-e", &format!("inject=ioctl:error=EIO:when={set_new}+")])
+        .args(["-e", "inject=renameat2:error=EIO:when=2+"])
+        .arg(bin_path("zwrite"))
+        .args(["-i", f.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"new").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("was replaced but is no longer immutable: {fix}")),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+    assert!(!lsattr(&f).contains('i'));
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn sigterm_while_the_flag_is_lifted_waits_until_it_is_set_again() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    // SIGTERM arrives as the flag is being lifted.
+    let out = strace_zwrite(
+        &format!("ioctl:signal=SIGTERM:when={}", calls[calls.len() - 2]),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    assert!(!out.status.success(), "SIGTERM was lost");
+    assert_eq!(read(&f), b"new");
+    assert!(lsattr(&f).contains('i'), "left unprotected: {}", lsattr(&f));
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn a_failed_directory_sync_says_the_file_was_replaced() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // The first fsync is the new file's, the second the directory's.
+    let out = strace_zwrite("fsync:error=EIO:when=2", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("was replaced, but the directory could not be synced")
+            && !err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+    assert_eq!(s.names(), ["f"]);
+}
+
 // ---- faults ----
 
 fn strace_zwrite(inject: &str, args: &[&str], input: &[u8]) -> std::process::Output {

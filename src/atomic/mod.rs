@@ -14,9 +14,11 @@
 //!    A lost owner, xattr or mode fails the write here unless `allow_metadata_loss`; the mode
 //!    is never wider than the old one.
 //! 6. Write back the data, link the anonymous file under a temporary name, `fsync` it.
-//! 7. With `lift_flags`, clear the old file's immutable/append-only flags; `rename` over FILE;
-//!    if that fails, put the flags back on the old file; set them on the new one.
-//! 8. `fsync` the directory, so the rename itself is durable.
+//! 7. `rename` over FILE. With `lift_flags` and a protected FILE, the flag dance in
+//!    `protected.rs` instead: signals held, flags lifted, the two files swapped, flags set on
+//!    the new one (or everything undone), the old one removed.
+//! 8. `fsync` the directory, so the rename itself is durable. If that fails FILE already holds
+//!    the new content: the error is [`ErrorKind::NotDurable`], not a plain I/O error.
 //!
 //! # What a crash leaves behind
 //!
@@ -24,12 +26,15 @@
 //! SIGINT/SIGTERM/SIGHUP by binaries that install [`crate::sys::signals`]). Between steps 6
 //! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back, and
 //! FILE is untouched. After step 7 FILE is the new file. At no point is FILE partial.
-//! With `lift_flags`, a crash between clearing and setting the flags can leave FILE (old or new)
-//! without them.
+//! With `lift_flags`, a SIGKILL or power loss between clearing and setting the flags can leave
+//! FILE (old or new) without them; SIGINT, SIGTERM and SIGHUP wait until the flags are back.
+//! Errors after a lift say whether FILE was replaced and whether it is still protected
+//! ([`ErrorKind::NoLongerProtected`]).
 
 mod lock;
 mod meta;
 mod over;
+mod protected;
 mod target;
 mod temp;
 
@@ -190,36 +195,19 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     if locking {
         lock::lock_replacement(temp.file(), &target)?;
     }
-    let lifted = match &old {
+    match &old {
         Some(old) if !protection.is_empty() => {
-            flags::set(&old.file, path, old.flags.unprotected())
-                .at(path, "cannot lift the file's flags")?;
-            Some(old)
+            protected::commit(&mut temp, old, &target, protection)?;
         }
-        _ => None,
-    };
-    if let Err(e) = temp.rename_to(&target.name) {
-        if let Some(old) = lifted
-            && let Err(restore) = flags::set(&old.file, path, old.flags)
-        {
-            return Err(Error::io(
-                path,
-                "rename failed and the flags could not be set again",
-                restore,
-            ));
-        }
-        return Err(Error::io(path, "cannot rename into place", e));
+        _ => temp
+            .rename_to(&target.name)
+            .at(path, "cannot rename into place")?,
     }
-    if lifted.is_some() {
-        let now = flags::get(temp.file()).unwrap_or_default();
-        flags::set(temp.file(), path, now.union(protection))
-            .at(path, "replaced, but cannot set the flags again")?;
-    }
-    if opts.sync {
-        target
-            .dir
-            .sync_all()
-            .at(&target.dir_path, "replaced, but cannot sync the directory")?;
+    // From here on FILE holds the new content: errors must say so.
+    if opts.sync
+        && let Err(source) = target.dir.sync_all()
+    {
+        return Err(Error::new(path, ErrorKind::NotDurable { source }));
     }
     Ok(outcome)
 }

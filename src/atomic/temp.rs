@@ -107,6 +107,27 @@ impl<'d> TempFile<'d> {
         Ok(())
     }
 
+    /// Swap the (prepared) temporary with `name` in one step (Linux `RENAME_EXCHANGE`):
+    /// `name` then holds the new file and the temporary's name the old one, which is removed on
+    /// drop or by [`TempFile::remove`]. Called again, it swaps back. `Ok(false)`, with nothing
+    /// changed, where the platform or file system cannot swap.
+    pub fn exchange_with(&mut self, name: &OsStr) -> io::Result<bool> {
+        let temp = self
+            .name
+            .as_ref()
+            .expect("prepare() names the temporary first");
+        exchange(self.dir, temp, name)
+    }
+
+    /// Remove the temporary's name now rather than on drop.
+    pub fn remove(&mut self) -> io::Result<()> {
+        if let (Some(name), false) = (&self.name, self.persisted) {
+            unlinkat(self.dir, name, AtFlags::empty())?;
+            self.persisted = true;
+        }
+        Ok(())
+    }
+
     /// Rename the (prepared) temporary to `name` in `dir`, another directory on the same file
     /// system, only if `name` is free: `EEXIST` otherwise, and the temporary stays ours. For
     /// temporaries made in a work directory, so that a crash never leaves one among the
@@ -186,6 +207,21 @@ fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result<()> {
     renameat(dir, from, dir, to)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn exchange(dir: &File, a: &OsStr, b: &OsStr) -> io::Result<bool> {
+    match rustix::fs::renameat_with(dir, a, dir, b, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        // No RENAME_EXCHANGE in this kernel or file system.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn exchange(_dir: &File, _a: &OsStr, _b: &OsStr) -> io::Result<bool> {
+    Ok(false)
 }
 
 fn anonymous_path(file: &File) -> PathBuf {

@@ -1,6 +1,7 @@
 //! `zwrite`'s command line.
 
 use crate::atomic::{self, Options, Source};
+use crate::error::ErrorKind;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,17 @@ use std::process::ExitCode;
         generate-config | zwrite -u -c 600 secrets.conf   # untouched if nothing changed\n  \
         echo 'nameserver 10.0.0.1' | zwrite -i /etc/resolv.conf   # even when chattr +i\n  \
         echo 'one more line' | zwrite -a log.txt\n\n\
-        Exit status: 0 written (or unchanged with -u), 1 failed (FILE left as it was), 2 usage error."
+        Exit status:\n  \
+        0  written (or unchanged with -u)\n  \
+        1  failed; FILE was left as it was\n  \
+        2  usage error (nothing was done)\n  \
+        3  -i: the flag could not be set again; the message says whether FILE holds the new or \
+        the old content, and the chattr command that protects it\n  \
+        4  FILE holds the new content, but the directory sync failed: a crash may still bring \
+        the old one back (run sync)\n\n\
+        With -i, SIGINT, SIGTERM and SIGHUP wait until the flag is set again. A SIGKILL or power \
+        loss in that short window leaves FILE (old or new) without the flag; the next zwrite of \
+        FILE removes any temporary it left."
 )]
 pub struct Args {
     /// The file to replace; created if missing (see -e, -c)
@@ -100,6 +111,20 @@ impl Args {
     }
 }
 
+/// FILE was replaced, or left as it was, but lost its immutable or append-only flag (`-i`).
+pub const EXIT_NOT_PROTECTED: u8 = 3;
+/// FILE holds the new content, but the directory sync failed: a crash may still undo it.
+pub const EXIT_NOT_DURABLE: u8 = 4;
+
+/// The exit status for a failed write; see the help text for the list.
+fn exit_status(err: &crate::Error) -> u8 {
+    match err.kind {
+        ErrorKind::NoLongerProtected { .. } => EXIT_NOT_PROTECTED,
+        ErrorKind::NotDurable { .. } => EXIT_NOT_DURABLE,
+        _ => super::EXIT_FAILURE,
+    }
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s, 8) {
         Ok(mode) if mode <= 0o7777 => Ok(mode),
@@ -112,7 +137,10 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 pub fn run(args: &Args) -> ExitCode {
     let outcome = match atomic::replace(&args.file, args.source(), &args.options()) {
         Ok(outcome) => outcome,
-        Err(err) => return super::report("zwrite", &err),
+        Err(err) => {
+            super::report("zwrite", &err);
+            return ExitCode::from(exit_status(&err));
+        }
     };
     let path = outcome.path.display();
     if !args.quiet {
