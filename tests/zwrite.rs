@@ -749,6 +749,138 @@ fn sigkill_at_any_moment_never_leaves_a_partial_file() {
     }
 }
 
+/// Start `zwrite ARGS` under strace with `inject`, feeding it `input`.
+fn spawn_strace_zwrite(inject: &str, args: &[&str], input: &[u8]) -> std::process::Child {
+    let mut child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("inject={inject}"),
+        ])
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child
+}
+
+fn temporaries(s: &Scratch) -> Vec<String> {
+    s.names()
+        .into_iter()
+        .filter(|n| n.contains(".zw-"))
+        .collect()
+}
+
+#[test]
+fn a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // SIGKILL just as the named temporary is about to be renamed over f.
+    let out = spawn_strace_zwrite(
+        "rename,renameat,renameat2:signal=SIGKILL",
+        &[f.to_str().unwrap()],
+        &vec![b'n'; MIB],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(read(&f), b"old");
+    let left = temporaries(&s);
+    assert_eq!(left.len(), 1, "no leftover to clean: {:?}", s.names());
+    assert!(left[0].starts_with(".f.zw-"), "{left:?}");
+
+    zwrite(&[f.to_str().unwrap()], b"new").success();
+    assert_eq!(read(&f), b"new");
+    assert_eq!(s.names(), ["f"], "stale temporary kept");
+}
+
+#[test]
+fn a_live_writers_temporary_is_never_removed() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // Writer A stops as it syncs its temporary: named and full, about to be renamed.
+    let a = spawn_strace_zwrite(
+        "fsync:signal=SIGSTOP:when=1",
+        &[f.to_str().unwrap()],
+        b"from a",
+    );
+    util::wait_for("a's temporary", Duration::from_secs(20), || {
+        temporaries(&s).len() == 1
+    });
+    let temp = temporaries(&s).remove(0);
+    // The name records the writer: `.f.zw-PID-START-RAND`.
+    let pid: i32 = temp[".f.zw-".len()..]
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    // A stopped writer must not outlive a failed test.
+    struct Reap(rustix::process::Pid);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, rustix::process::Signal::KILL);
+        }
+    }
+    let _reap = Reap(pid);
+
+    zwrite(&[f.to_str().unwrap()], b"from b").success();
+    assert_eq!(read(&f), b"from b");
+    assert_eq!(
+        temporaries(&s),
+        [temp.clone()],
+        "a live writer's temporary was removed"
+    );
+
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let out = a.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&f), b"from a");
+    assert_eq!(s.names(), ["f"]);
+}
+
+/// Field 22 of /proc/PID/stat: what a temporary's name records as its writer's start time.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_reused_pid_does_not_keep_a_leftover_alive() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let mut live = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = live.id();
+    let start = start_time(pid);
+    // Same pid, different start: that writer is gone and the pid now belongs to another.
+    let reused = s.write(&format!(".f.zw-{pid}-{}-0badf00d", start + 1), b"stale");
+    // Same pid and start: the writer runs (between creating and locking its temporary).
+    let running = s.write(&format!(".f.zw-{pid}-{start}-0badf00d"), b"live");
+    // Another file's temporary, and a name that records no writer, are not ours to judge.
+    let other = s.write(&format!(".g.zw-{}-0-0badf00d", u32::MAX - 1), b"other");
+    let unknown = s.write(".f.zw-0badf00d", b"unknown");
+
+    zwrite(&[f.to_str().unwrap()], b"new").success();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert!(!reused.exists(), "stale temporary kept");
+    assert!(running.exists() && other.exists() && unknown.exists());
+}
+
 #[test]
 fn sigterm_removes_a_named_temporary() {
     // bindfs (FUSE) has no O_TMPFILE, so zwrite falls back to a named temporary there.

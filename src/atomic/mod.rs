@@ -8,7 +8,9 @@
 //! 2. With `append` or `lift_flags`, take the lock described in `lock.rs`, so that concurrent
 //!    writers never interleave their read-modify-write or their flag dance.
 //! 3. Create the temporary in the same directory (same file system, so `rename` is atomic):
-//!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-XXXXXXXX` elsewhere.
+//!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-PID-START-XXXXXXXX`
+//!    elsewhere. Either way it is `flock`ed, and the name records its writer (`stale.rs`).
+//!    Temporaries of FILE whose writers are gone are removed first.
 //! 4. Write the content (old content first with `append`), streamed in constant memory.
 //! 5. Give it the old file's owner, xattrs, mode and inode flags (immutable/append-only wait).
 //!    A lost owner, xattr or mode fails the write here unless `allow_metadata_loss`; the mode
@@ -24,8 +26,8 @@
 //!
 //! Before step 6 nothing, where `O_TMPFILE` works; a named temporary elsewhere (removed on
 //! SIGINT/SIGTERM/SIGHUP by binaries that install [`crate::sys::signals`]). Between steps 6
-//! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back, and
-//! FILE is untouched. After step 7 FILE is the new file. At no point is FILE partial.
+//! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back,
+//! FILE is untouched, and the next [`replace`] of FILE removes it (never a live writer's). After step 7 FILE is the new file. At no point is FILE partial.
 //! With `lift_flags`, a SIGKILL or power loss between clearing and setting the flags can leave
 //! FILE (old or new) without them; SIGINT, SIGTERM and SIGHUP wait until the flags are back.
 //! Errors after a lift say whether FILE was replaced and whether it is still protected
@@ -35,6 +37,7 @@ mod lock;
 mod meta;
 mod over;
 mod protected;
+mod stale;
 mod target;
 mod temp;
 
@@ -148,6 +151,9 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         }
     }
 
+    // Before our own temporary: on a full disk, a killed writer's leftover copy is the space
+    // we need.
+    stale::remove(&target.dir, temp::stem_of(&target.name));
     let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name)
         .at(path, "cannot create temporary file")?;
     if let Some(old) = &old {

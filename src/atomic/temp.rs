@@ -4,7 +4,8 @@
 //! a SIGKILL leaves nothing behind. Where `O_TMPFILE` is not supported (some FUSE and network
 //! file systems, other kernels) it is created under a recognisable name, `.NAME.zw-XXXXXXXX`,
 //! with `O_EXCL`, removed on drop and, in binaries that call [`crate::sys::signals::install`],
-//! on SIGINT, SIGTERM and SIGHUP.
+//! on SIGINT, SIGTERM and SIGHUP. Either way its name records the writer and it is locked, so
+//! that one a SIGKILL leaves behind can be told from a live one and removed (`stale.rs`).
 
 use crate::sys::{self, signals};
 use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
@@ -46,6 +47,10 @@ impl<'d> TempFile<'d> {
                 (file, Some(name))
             }
         };
+        // Held until we exit: it tells a later writer that this temporary is not stale (see
+        // `stale.rs`). An anonymous file is locked before it ever has a name. Best effort:
+        // without flock the recorded pid still speaks for us.
+        let _ = file.try_lock();
         let mut temp = TempFile {
             file,
             dir,
@@ -176,14 +181,22 @@ impl Drop for TempFile<'_> {
     }
 }
 
-/// `.NAME.zw-XXXXXXXX`, with NAME cut so that the whole stays under NAME_MAX.
+/// `.NAME.zw-PID-START-XXXXXXXX`, with NAME cut so that the whole stays under NAME_MAX; the
+/// middle records the writer (see `stale.rs`).
 pub(super) fn candidate_name(stem: &OsStr) -> OsString {
     let mut name = OsString::from(".");
-    name.push(OsStr::from_bytes(
-        &stem.as_bytes()[..stem.len().min(STEM_MAX)],
+    name.push(stem_of(stem));
+    name.push(format!(
+        ".zw-{}{:08x}",
+        super::stale::writer_tag(),
+        sys::random_u64() as u32
     ));
-    name.push(format!(".zw-{:08x}", sys::random_u64() as u32));
     name
+}
+
+/// The part of a file's name its temporaries keep.
+pub(super) fn stem_of(name: &OsStr) -> &OsStr {
+    OsStr::from_bytes(&name.as_bytes()[..name.len().min(STEM_MAX)])
 }
 
 fn create_named(dir: &File, stem: &OsStr) -> io::Result<(File, OsString)> {
