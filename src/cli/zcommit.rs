@@ -211,7 +211,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
         }
     }
     if args.verbose {
-        eprintln!(
+        crate::errln!(
             "zcommit: {} entries, {} files, {} hashed, {} new blobs ({} bytes, {} reflinked)",
             outcome.entries,
             outcome.files,
@@ -239,13 +239,13 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
     match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
         runtime::Committed::Unchanged => {
             if !args.quiet {
-                eprintln!("zcommit: runtime {name}: no changes, no layer made");
+                crate::errln!("zcommit: runtime {name}: no changes, no layer made");
             }
             Ok(ExitCode::SUCCESS)
         }
         runtime::Committed::Layer(outcome) => {
             if args.verbose {
-                eprintln!(
+                crate::errln!(
                     "zcommit: runtime {name}: {} entries, {} files, {} new blobs ({} bytes, {} reflinked)",
                     outcome.entries,
                     outcome.files,
@@ -343,7 +343,7 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             let outcome = checkout::checkout(store, &manifests, dest, *link_mode, jobs(args))?;
             if !args.quiet {
                 let [hard, reflink, copy] = outcome.tiers;
-                eprintln!(
+                crate::errln!(
                     "zcommit: {}: {} dirs, {} files ({hard} hardlink, {reflink} reflink, \
                      {copy} copy), {} symlinks",
                     dest.display(),

@@ -145,7 +145,7 @@ pub fn run(args: &Args) -> ExitCode {
     let path = outcome.path.display();
     if !args.quiet {
         for what in &outcome.not_kept {
-            eprintln!("zwrite: {path}: warning: could not keep {what}");
+            crate::errln!("zwrite: {path}: warning: could not keep {what}");
         }
     }
     if args.verbose {
@@ -154,7 +154,7 @@ pub fn run(args: &Args) -> ExitCode {
             (true, true) => "created",
             (true, false) => "replaced",
         };
-        eprintln!("zwrite: {path}: {did} ({} bytes)", outcome.bytes);
+        crate::errln!("zwrite: {path}: {did} ({} bytes)", outcome.bytes);
     }
     ExitCode::SUCCESS
 }
