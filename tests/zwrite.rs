@@ -133,6 +133,51 @@ fn extra_arguments_are_a_usage_error() {
     assert!(s.names().is_empty());
 }
 
+/// Run zwrite with a real pseudo-terminal as stdin; the "user" types `typed` and Ctrl-D.
+/// Returns (exit status, what zwrite printed on stderr).
+fn zwrite_on_a_terminal(args: &[&str], typed: &str) -> (i32, String) {
+    let script = r#"
+import os, pty, subprocess, sys
+main, tty = pty.openpty()
+child = subprocess.Popen(sys.argv[2:], stdin=tty, stderr=subprocess.PIPE)
+os.close(tty)
+os.write(main, sys.argv[1].encode() + b"\x04\x04")
+_, err = child.communicate(timeout=20)
+sys.stderr.buffer.write(err)
+sys.exit(child.returncode)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, typed])
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn a_terminal_on_stdin_is_refused_and_the_file_kept() {
+    require!(have("python3"), "python3 for its pty module");
+    let s = Scratch::new();
+    let f = s.write("f", b"precious\n");
+    let (code, err) = zwrite_on_a_terminal(&[f.to_str().unwrap()], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("standard input is a terminal") && err.contains("-f"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"precious\n");
+
+    // -f INPUT does not read the terminal, so it is fine.
+    let input = s.write("input", b"new\n");
+    let (code, err) =
+        zwrite_on_a_terminal(&["-f", input.to_str().unwrap(), f.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(s.names(), ["f", "input"]);
+}
+
 #[test]
 fn a_target_outside_the_current_directory_is_updated() {
     // zeugl resolved its temporary against the current directory, so this silently did nothing.

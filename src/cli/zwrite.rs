@@ -3,6 +3,7 @@
 use crate::atomic::{self, Options, Source};
 use crate::error::ErrorKind;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ use std::process::ExitCode;
         Exit status:\n  \
         0  written (or unchanged with -u)\n  \
         1  failed; FILE was left as it was\n  \
-        2  usage error (nothing was done)\n  \
+        2  usage error, nothing was done (also: standard input is a terminal; use a pipe or -f)\n  \
         3  -i: the flag could not be set again; the message says whether FILE holds the new or \
         the old content, and the chattr command that protects it\n  \
         4  FILE holds the new content, but the directory sync failed: a crash may still bring \
@@ -135,6 +136,16 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 /// Replace the file, then report: warnings for metadata that could not be kept (unless -q),
 /// what was done (with -v), or the one-line error.
 pub fn run(args: &Args) -> ExitCode {
+    // A person at a terminal who presses Ctrl-D (or hits it by mistake) would replace FILE with
+    // whatever was typed, often nothing: refuse, as a usage error.
+    if matches!(args.source(), Source::Stdin) && std::io::stdin().is_terminal() {
+        crate::errln!(
+            "zwrite: {}: standard input is a terminal (pipe the content in, `cmd | zwrite FILE`, \
+             or name a file with -f INPUT)",
+            args.file.display()
+        );
+        return ExitCode::from(super::EXIT_USAGE);
+    }
     let outcome = match atomic::replace(&args.file, args.source(), &args.options()) {
         Ok(outcome) => outcome,
         Err(err) => {
