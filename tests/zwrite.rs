@@ -101,6 +101,22 @@ fn a_missing_input_file_fails_and_leaves_the_file() {
 }
 
 #[test]
+fn a_directory_as_input_is_named_in_the_error() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let a = zwrite(&["-f", dir.to_str().unwrap(), f.to_str().unwrap()], b"").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.starts_with(&format!("zwrite: {}: ", dir.display())) && err.contains("Is a directory"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(s.names(), ["d", "f"]);
+}
+
+#[test]
 fn a_missing_directory_fails_with_a_message() {
     let s = Scratch::new();
     let f = s.path("no/such/dir/f");

@@ -265,7 +265,19 @@ impl<'a> Input<'a> {
         match source {
             Source::Stdin => Ok(Input::Stdin),
             Source::Bytes(b) => Ok(Input::Bytes(b)),
-            Source::File(p) => Ok(Input::File(File::open(p).at(p, "cannot open input")?)),
+            Source::File(p) => {
+                let file = File::open(p).at(p, "cannot open input")?;
+                // A directory opens fine and fails only at the first read, which would then be
+                // blamed on FILE. Pipes and devices (`-f <(cmd)`, `-f /dev/null`) are input too.
+                if file.metadata().at(p, "cannot stat input")?.is_dir() {
+                    return Err(Error::io(
+                        p,
+                        "cannot read input",
+                        io::Error::from_raw_os_error(libc::EISDIR),
+                    ));
+                }
+                Ok(Input::File(file))
+            }
         }
     }
 
