@@ -122,6 +122,19 @@ pub enum ErrorKind {
         #[source]
         source: io::Error,
     },
+    /// zwrite: the file cannot be replaced by a rename at all; `why` says what stands in the way.
+    #[error("cannot be replaced atomically: {why}: {}", strerror(source))]
+    CannotReplace {
+        why: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// zwrite --in-place: the write into the file failed after its first byte changed.
+    #[error("was partly written: {}", strerror(source))]
+    PartlyWritten {
+        #[source]
+        source: io::Error,
+    },
     /// The file holds the new content, but its directory could not be synced: a power cut may
     /// still bring the old one back.
     #[error(
@@ -204,6 +217,13 @@ impl Error {
                 Some("the file was left as it was; --allow-metadata-loss replaces it without them")
             }
             ErrorKind::NoLongerProtected { .. } => None,
+            ErrorKind::CannotReplace { .. } => Some(
+                "the file was left as it was; --in-place writes into it instead, which is not \
+                 atomic: readers may see it half-written",
+            ),
+            ErrorKind::PartlyWritten { .. } => Some(
+                "it now holds part old, part new content; write it again once the cause is fixed",
+            ),
             ErrorKind::NotDurable { .. } => Some(
                 "it holds the new content, which a crash may still undo; run sync to make it durable",
             ),

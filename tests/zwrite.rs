@@ -454,6 +454,7 @@ fn immutable_bit_restored_when_rename_fails() {
 
 /// The positions (1-based, among all of zwrite's ioctl calls) of the FS_IOC_SETFLAGS calls a
 /// `zwrite ARGS PROBE` makes, found by tracing one; fault injection counts calls the same way.
+/// It reads stdin like the runs it stands for: the terminal check on stdin is an ioctl too.
 fn setflags_calls(args: &[&str], probe: &Path) -> Vec<usize> {
     let log = probe.with_extension("strace");
     let out = Command::new("strace")
@@ -490,7 +491,7 @@ fn immutable_fixture(s: &Scratch) -> (std::path::PathBuf, Vec<usize>) {
         probe.display(),
         f.display()
     ));
-    let calls = setflags_calls(&["-f", "/dev/null", "-i"], &probe);
+    let calls = setflags_calls(&["-i"], &probe);
     sh(&format!(
         "chattr -i '{}' && rm '{}'",
         probe.display(),
@@ -612,6 +613,166 @@ fn a_failed_directory_sync_says_the_file_was_replaced() {
     );
     assert_eq!(read(&f), b"new");
     assert_eq!(s.names(), ["f"]);
+}
+
+// ---- files that cannot be replaced ----
+
+struct Unbind(std::path::PathBuf);
+
+impl Drop for Unbind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mounted_file_says_why_and_in_place_writes_through_it() {
+    require!(is_root(), "mount --bind needs root");
+    let s = Scratch::new();
+    let source = s.write("source", b"old\n");
+    let f = s.write("f", b"hidden\n");
+    sh(&format!(
+        "mount --bind '{}' '{}'",
+        source.display(),
+        f.display()
+    ));
+    let _unbind = Unbind(f.clone());
+
+    let a = zwrite(&[f.to_str().unwrap()], b"new\n").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("cannot be replaced atomically: it is a mount point")
+            && err.contains("--in-place"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old\n");
+    assert_eq!(temporaries(&s), Vec::<String>::new());
+
+    zwrite(
+        &["--in-place", f.to_str().unwrap()],
+        b"new, longer than before\n",
+    )
+    .success();
+    assert_eq!(read(&f), b"new, longer than before\n");
+    assert_eq!(read(&source), b"new, longer than before\n");
+    zwrite(&["--in-place", f.to_str().unwrap()], b"short\n").success();
+    assert_eq!(read(&source), b"short\n");
+}
+
+#[test]
+fn a_file_in_a_directory_the_user_cannot_write_says_why() {
+    require!(is_root(), "setpriv to another user needs root");
+    require!(have("setpriv"), "setpriv (util-linux)");
+    let s = Scratch::new();
+    std::fs::set_permissions(s.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = s.write("f", b"old\n");
+    sh(&format!("chown 65534:65534 '{}'", f.display()));
+    let as_nobody = |args: &[&str]| {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin_path("zwrite"))
+            .args(args)
+            .arg(&f)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"new\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = as_nobody(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its directory is not writable") && err.contains("--in-place"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old\n");
+
+    let out = as_nobody(&["--in-place"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 65534);
+}
+
+#[test]
+fn replacing_a_hard_linked_file_warns_that_its_other_names_keep_the_old_content() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    let other = s.path("other");
+    std::fs::hard_link(&f, &other).unwrap();
+    let a = zwrite(&[f.to_str().unwrap()], b"new\n").success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("1 other hard link") && err.contains("old content"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(read(&other), b"old\n");
+
+    // In place, every name sees the new content, and there is nothing to warn about.
+    std::fs::remove_file(&f).unwrap();
+    std::fs::hard_link(&other, &f).unwrap();
+    let a = zwrite(&["--in-place", f.to_str().unwrap()], b"newer\n").success();
+    assert_eq!(stderr_of(&a), "");
+    assert_eq!(read(&other), b"newer\n");
+}
+
+#[test]
+fn in_place_fails_before_touching_the_file_when_the_input_fails() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    zwrite(
+        &[
+            "--in-place",
+            "-f",
+            dir.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .code(1);
+    assert_eq!(read(&f), b"old\n");
+    zwrite(&["--in-place", "-a", f.to_str().unwrap()], b"more\n").success();
+    assert_eq!(read(&f), b"old\nmore\n");
+    zwrite(&["--in-place", "-i", f.to_str().unwrap()], b"x").code(2);
+}
+
+#[test]
+fn in_place_says_when_the_file_was_partly_written() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    // No space: found before the first byte changes.
+    let out = strace_zwrite(
+        "fallocate:error=ENOSPC",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("left as it was"), "{err}");
+    assert_eq!(read(&f), b"old\n");
+    // An I/O error while writing into FILE: its own status, and no claim that FILE is intact.
+    // (From a pipe the input is spooled with write(2); the spool goes into FILE with
+    // copy_file_range(2), which fails.)
+    let out = strace_zwrite(
+        "copy_file_range:error=EIO",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("was partly written") && !err.contains("left as it was"),
+        "{err}"
+    );
 }
 
 // ---- faults ----

@@ -8,6 +8,7 @@ complete -c zwrite -s n -l no-wait -d 'With -a or -i: fail at once if another zw
 complete -c zwrite -s u -l if-changed -d 'Leave FILE (and its mtime) untouched when the new content is identical'
 complete -c zwrite -l no-sync -d 'Skip the fsyncs: still atomic, but not durable across a power cut'
 complete -c zwrite -l allow-metadata-loss -d 'Replace FILE even if its owner, mode, ACL or xattrs cannot be kept (warns about each; the mode is never widened). Without it such a loss fails and FILE is left as it was'
+complete -c zwrite -l in-place -d 'Write into FILE itself instead of replacing it, for a FILE that cannot be replaced (a bind mount, a directory you cannot write). NOT atomic: readers may see it half-written, and a crash or I/O error mid-write leaves old and new mixed (exit 5). Keeps the inode, so hard links see the new content'
 complete -c zwrite -s v -l verbose -d 'Say what was done on standard error'
 complete -c zwrite -s q -l quiet -d 'No warnings (e.g. about an owner --allow-metadata-loss did not keep); errors are still printed'
 complete -c zwrite -s h -l help -d 'Print help (see more with \'--help\')'

@@ -22,6 +22,10 @@
 //! 8. `fsync` the directory, so the rename itself is durable. If that fails FILE already holds
 //!    the new content: the error is [`ErrorKind::NotDurable`], not a plain I/O error.
 //!
+//! Where step 7 is impossible (FILE is a mount point: `EBUSY`) or step 3 is (the directory is
+//! not writable), the error is [`ErrorKind::CannotReplace`]; `in_place` writes into FILE
+//! instead, without atomicity (`in_place.rs`).
+//!
 //! # What a crash leaves behind
 //!
 //! Before step 6 nothing, where `O_TMPFILE` works; a named temporary elsewhere (removed on
@@ -33,6 +37,7 @@
 //! Errors after a lift say whether FILE was replaced and whether it is still protected
 //! ([`ErrorKind::NoLongerProtected`]).
 
+mod in_place;
 mod lock;
 mod meta;
 mod over;
@@ -82,6 +87,9 @@ pub struct Options {
     /// (they are listed in [`Outcome::not_kept`]); the mode is still never widened. `false`:
     /// fail with [`ErrorKind::MetadataNotKept`] before the rename.
     pub allow_metadata_loss: bool,
+    /// Write into FILE itself instead of replacing it: not atomic (see `in_place.rs`), for
+    /// files that cannot be replaced. `lift_flags` does not apply.
+    pub in_place: bool,
 }
 
 impl Default for Options {
@@ -95,6 +103,7 @@ impl Default for Options {
             if_changed: false,
             sync: true,
             allow_metadata_loss: false,
+            in_place: false,
         }
     }
 }
@@ -121,10 +130,15 @@ pub struct Outcome {
     pub bytes: u64,
     /// Old metadata that could not be carried over (e.g. the owner, for an unprivileged user).
     pub not_kept: Vec<String>,
+    /// Other hard links of the old file: they were not replaced and keep the old content.
+    pub other_links: u64,
 }
 
 /// Replace the file at `path` with the content of `source`, atomically and durably.
 pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome> {
+    if opts.in_place {
+        return in_place::write(path, source, opts);
+    }
     // The input first: a missing input file must fail before anything else happens.
     let mut input = Input::open(source)?;
     let target = Target::resolve(path)?;
@@ -154,8 +168,19 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     // Before our own temporary: on a full disk, a killed writer's leftover copy is the space
     // we need.
     stale::remove(&target.dir, temp::stem_of(&target.name));
-    let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name)
-        .at(path, "cannot create temporary file")?;
+    let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name).map_err(|e| {
+        match e.raw_os_error() {
+            // FILE itself may be writable: say why that is not enough.
+            Some(libc::EACCES | libc::EPERM) if old.is_some() => Error::new(
+                path,
+                ErrorKind::CannotReplace {
+                    why: "its directory is not writable, and the new file must be made there",
+                    source: e,
+                },
+            ),
+            _ => Error::io(path, "cannot create temporary file", e),
+        }
+    })?;
     if let Some(old) = &old {
         // Before any data: some flags (nocow) only take effect on an empty file.
         inherit_flags(&temp, old);
@@ -175,6 +200,7 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         created: old.is_none(),
         bytes,
         not_kept: vec![],
+        other_links: 0,
     };
     match &old {
         Some(old)
@@ -207,7 +233,20 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         }
         _ => temp
             .rename_to(&target.name)
-            .at(path, "cannot rename into place")?,
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::new(
+                    path,
+                    ErrorKind::CannotReplace {
+                        why: "it is a mount point (a bind-mounted file)",
+                        source: e,
+                    },
+                ),
+                _ => Error::io(path, "cannot rename into place", e),
+            })?,
+    }
+    if let Some(old) = &old {
+        // Its other names still hold the old inode, with the old content.
+        outcome.other_links = u64::from(old.stat.st_nlink).saturating_sub(1);
     }
     // From here on FILE holds the new content: errors must say so.
     if opts.sync

@@ -31,7 +31,12 @@ use std::process::ExitCode;
         3  -i: the flag could not be set again; the message says whether FILE holds the new or \
         the old content, and the chattr command that protects it\n  \
         4  FILE holds the new content, but the directory sync failed: a crash may still bring \
-        the old one back (run sync)\n\n\
+        the old one back (run sync)\n  \
+        5  --in-place: the write failed midway; FILE holds part old, part new content\n\n\
+        A FILE that cannot be replaced (bind-mounted: rename fails with EBUSY; in a directory \
+        you cannot write) fails with exit 1 and says so; --in-place writes into it instead. \
+        Replacing a FILE with other hard links makes a new inode: the other names keep the old \
+        content, and zwrite warns.\n\n\
         With -i, SIGINT, SIGTERM and SIGHUP wait until the flag is set again. A SIGKILL or power \
         loss in that short window leaves FILE (old or new) without the flag; the next zwrite of \
         FILE removes any temporary it left."
@@ -81,6 +86,13 @@ pub struct Args {
     #[arg(long = "allow-metadata-loss")]
     pub allow_metadata_loss: bool,
 
+    /// Write into FILE itself instead of replacing it, for a FILE that cannot be replaced (a
+    /// bind mount, a directory you cannot write). NOT atomic: readers may see it half-written,
+    /// and a crash or I/O error mid-write leaves old and new mixed (exit 5). Keeps the inode,
+    /// so hard links see the new content
+    #[arg(long = "in-place", conflicts_with = "immutable")]
+    pub in_place: bool,
+
     /// Say what was done on standard error
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -101,6 +113,7 @@ impl Args {
             if_changed: self.if_changed,
             sync: !self.no_sync,
             allow_metadata_loss: self.allow_metadata_loss,
+            in_place: self.in_place,
         }
     }
 
@@ -117,11 +130,15 @@ pub const EXIT_NOT_PROTECTED: u8 = 3;
 /// FILE holds the new content, but the directory sync failed: a crash may still undo it.
 pub const EXIT_NOT_DURABLE: u8 = 4;
 
+/// --in-place: FILE was partly written when the write failed.
+pub const EXIT_PARTLY_WRITTEN: u8 = 5;
+
 /// The exit status for a failed write; see the help text for the list.
 fn exit_status(err: &crate::Error) -> u8 {
     match err.kind {
         ErrorKind::NoLongerProtected { .. } => EXIT_NOT_PROTECTED,
         ErrorKind::NotDurable { .. } => EXIT_NOT_DURABLE,
+        ErrorKind::PartlyWritten { .. } => EXIT_PARTLY_WRITTEN,
         _ => super::EXIT_FAILURE,
     }
 }
@@ -157,6 +174,17 @@ pub fn run(args: &Args) -> ExitCode {
     if !args.quiet {
         for what in &outcome.not_kept {
             crate::errln!("zwrite: {path}: warning: could not keep {what}");
+        }
+        // Editors warn here too: the replacement is a new inode, so the file's other names
+        // still show the old content.
+        match outcome.other_links {
+            0 => {}
+            n => crate::errln!(
+                "zwrite: {path}: warning: {n} other hard link{} to the old file still hold{} the \
+                 old content (--in-place writes through every link)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" }
+            ),
         }
     }
     if args.verbose {
