@@ -1059,7 +1059,7 @@ fn a_live_writers_temporary_is_never_removed() {
     assert_eq!(read(&f), b"from b");
     assert_eq!(
         temporaries(&s),
-        [temp.clone()],
+        std::slice::from_ref(&temp),
         "a live writer's temporary was removed"
     );
 

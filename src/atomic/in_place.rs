@@ -15,8 +15,7 @@
 use super::target::Target;
 use super::{Input, Options, Outcome, Source, TempFile, lock, same_content};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use rustix::fs::{FallocateFlags, Mode, OFlags, fallocate, ftruncate, openat};
-use rustix::io::Errno;
+use rustix::fs::{Mode, OFlags, ftruncate, openat};
 use std::fs::File;
 use std::io::{self, Seek};
 use std::path::Path;
@@ -70,16 +69,7 @@ pub fn write(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome>
     } else {
         0
     };
-    match fallocate(&file, FallocateFlags::KEEP_SIZE, start, bytes) {
-        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {}
-        Err(e) => {
-            return Err(Error::io(
-                path,
-                "cannot reserve space for the new content",
-                e.into(),
-            ));
-        }
-    }
+    reserve(&file, start, bytes).at(path, "cannot reserve space for the new content")?;
     // From the first byte on, FILE is no longer what it was.
     let partly = |source: io::Error| Error::new(path, ErrorKind::PartlyWritten { source });
     copy_at(spool.file(), &file, start).map_err(partly)?;
@@ -89,9 +79,8 @@ pub fn write(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome>
     if opts.sync {
         file.sync_all().map_err(partly)?;
     }
-    if !opts.append {
-        outcome.bytes = bytes;
-    }
+    // As for a replacement: the size of the new content, old part included.
+    outcome.bytes = start + bytes;
     Ok(outcome)
 }
 
@@ -138,4 +127,22 @@ fn copy_at(mut from: &File, mut to: &File, at: u64) -> io::Result<()> {
     from.rewind()?;
     to.seek(io::SeekFrom::Start(at))?;
     io::copy(&mut from, &mut to).map(drop)
+}
+
+/// Allocate `len` bytes at `at` without changing the file's size or content, so that a full disk
+/// fails here rather than halfway through the write. Where the file system cannot, nothing is
+/// reserved.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn reserve(file: &File, at: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+    match fallocate(file, FallocateFlags::KEEP_SIZE, at, len) {
+        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn reserve(_file: &File, _at: u64, _len: u64) -> io::Result<()> {
+    Ok(())
 }

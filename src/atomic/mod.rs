@@ -246,7 +246,10 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     }
     if let Some(old) = &old {
         // Its other names still hold the old inode, with the old content.
-        outcome.other_links = u64::from(old.stat.st_nlink).saturating_sub(1);
+        // `nlink_t` is 64 bits here, 16 on macOS.
+        #[allow(clippy::unnecessary_cast)]
+        let links = old.stat.st_nlink as u64;
+        outcome.other_links = links.saturating_sub(1);
     }
     // From here on FILE holds the new content: errors must say so.
     if opts.sync

@@ -1,4 +1,10 @@
 //! `zwrite`'s command line.
+//!
+//! Exit statuses (the help text, and so the man page, and README.md list the same):
+//! 0 written or unchanged; 1 failed, FILE left as it was; 2 usage error, or stdin is a
+//! terminal; 3 ([`EXIT_NOT_PROTECTED`]) `-i` could not set the flag again; 4
+//! ([`EXIT_NOT_DURABLE`]) replaced but the directory sync failed; 5 ([`EXIT_PARTLY_WRITTEN`])
+//! `--in-place` failed midway.
 
 use crate::atomic::{self, Options, Source};
 use crate::error::ErrorKind;
