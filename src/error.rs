@@ -135,13 +135,15 @@ pub enum ErrorKind {
         #[source]
         source: io::Error,
     },
-    /// The file holds the new content, but its directory could not be synced: a power cut may
-    /// still bring the old one back.
+    /// The file holds the new content, but it or its directory could not be synced: a power cut
+    /// may still bring the old one back.
     #[error(
-        "was replaced, but the directory could not be synced: {}",
+        "holds the new content, but {what} could not be synced: {}",
         strerror(source)
     )]
     NotDurable {
+        /// What could not be synced: "the directory", "the file".
+        what: &'static str,
         #[source]
         source: io::Error,
     },

@@ -607,7 +607,7 @@ fn a_failed_directory_sync_says_the_file_was_replaced() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
-        err.contains("was replaced, but the directory could not be synced")
+        err.contains("holds the new content, but the directory could not be synced")
             && !err.contains("left as it was"),
         "{err}"
     );
@@ -773,6 +773,19 @@ fn in_place_says_when_the_file_was_partly_written() {
         err.contains("was partly written") && !err.contains("left as it was"),
         "{err}"
     );
+    // Written in full, but the sync failed: it says what FILE holds.
+    let out = strace_zwrite(
+        "fsync:error=EIO",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("holds the new content, but the file could not be synced"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new\n");
 }
 
 // ---- faults ----

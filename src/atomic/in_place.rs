@@ -42,9 +42,10 @@ pub fn write(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome>
     let spool_dir = File::open(&spool_dir_path).at(&spool_dir_path, "cannot open directory")?;
     let spool = TempFile::new_in(&spool_dir, &spool_dir_path, "zwrite-in-place".as_ref())
         .at(&spool_dir_path, "cannot create temporary file")?;
-    input
-        .copy_to(spool.file())
-        .at(path, "cannot read the new content")?;
+    input.copy_to(spool.file()).at(
+        &spool_dir_path,
+        "cannot read the new content into a temporary file",
+    )?;
     let bytes = spool.file().metadata().at(path, "cannot stat")?.len();
     let mut outcome = Outcome {
         path: path.clone(),
@@ -76,8 +77,11 @@ pub fn write(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome>
     if !opts.append {
         ftruncate(&file, bytes).map_err(|e| partly(e.into()))?;
     }
-    if opts.sync {
-        file.sync_all().map_err(partly)?;
+    if opts.sync
+        && let Err(source) = file.sync_all()
+    {
+        let what = "the file";
+        return Err(Error::new(path, ErrorKind::NotDurable { what, source }));
     }
     // As for a replacement: the size of the new content, old part included.
     outcome.bytes = start + bytes;

@@ -255,7 +255,13 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     if opts.sync
         && let Err(source) = target.dir.sync_all()
     {
-        return Err(Error::new(path, ErrorKind::NotDurable { source }));
+        return Err(Error::new(
+            path,
+            ErrorKind::NotDurable {
+                what: "the directory",
+                source,
+            },
+        ));
     }
     Ok(outcome)
 }

@@ -38,7 +38,7 @@ macro_rules! errln {
 
 /// `eprint!` that ignores write errors (progress lines).
 #[macro_export]
-macro_rules! err {
+macro_rules! errprint {
     ($($arg:tt)*) => { $crate::cli::write_stderr(format_args!($($arg)*)) };
 }
 
@@ -51,7 +51,7 @@ macro_rules! outln {
 
 /// `print!` that never panics; see [`outln!`].
 #[macro_export]
-macro_rules! out {
+macro_rules! outprint {
     ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!($($arg)*)) };
 }
 

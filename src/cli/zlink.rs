@@ -207,7 +207,7 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
             continue;
         }
         let s: Summary = stats.summary(start.elapsed());
-        crate::err!(
+        crate::errprint!(
             "\r\x1b[Kzlink: {} files ({} hard-linked, {} reflinked, {} copied: {}), {} dirs...",
             s.files(),
             s.hardlinked,
@@ -219,6 +219,6 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         shown = true;
     }
     if shown {
-        crate::err!("\r\x1b[K");
+        crate::errprint!("\r\x1b[K");
     }
 }

@@ -267,7 +267,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                             serde_json::to_string_pretty(&s).expect("status serialises")
                         );
                     } else {
-                        crate::out!("{}", control::render_status(&s));
+                        crate::outprint!("{}", control::render_status(&s));
                     }
                 }
             })

@@ -3,7 +3,7 @@
 //! Exit statuses (the help text, and so the man page, and README.md list the same):
 //! 0 written or unchanged; 1 failed, FILE left as it was; 2 usage error, or stdin is a
 //! terminal; 3 ([`EXIT_NOT_PROTECTED`]) `-i` could not set the flag again; 4
-//! ([`EXIT_NOT_DURABLE`]) replaced but the directory sync failed; 5 ([`EXIT_PARTLY_WRITTEN`])
+//! ([`EXIT_NOT_DURABLE`]) FILE holds the new content but a sync failed; 5 ([`EXIT_PARTLY_WRITTEN`])
 //! `--in-place` failed midway.
 
 use crate::atomic::{self, Options, Source};
@@ -36,7 +36,8 @@ use std::process::ExitCode;
         2  usage error, nothing was done (also: standard input is a terminal; use a pipe or -f)\n  \
         3  -i: the flag could not be set again; the message says whether FILE holds the new or \
         the old content, and the chattr command that protects it\n  \
-        4  FILE holds the new content, but the directory sync failed: a crash may still bring \
+        4  FILE holds the new content, but the directory (--in-place: the file) could not be \
+        synced: a crash may still bring \
         the old one back (run sync)\n  \
         5  --in-place: the write failed midway; FILE holds part old, part new content\n\n\
         A FILE that cannot be replaced (bind-mounted: rename fails with EBUSY; in a directory \
