@@ -168,19 +168,8 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     // Before our own temporary: on a full disk, a killed writer's leftover copy is the space
     // we need.
     stale::remove(&target.dir, temp::stem_of(&target.name));
-    let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name).map_err(|e| {
-        match e.raw_os_error() {
-            // FILE itself may be writable: say why that is not enough.
-            Some(libc::EACCES | libc::EPERM) if old.is_some() => Error::new(
-                path,
-                ErrorKind::CannotReplace {
-                    why: "its directory is not writable, and the new file must be made there",
-                    source: e,
-                },
-            ),
-            _ => Error::io(path, "cannot create temporary file", e),
-        }
-    })?;
+    let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name)
+        .map_err(|e| cannot_create_temporary(path, e, old.is_some()))?;
     if let Some(old) = &old {
         // Before any data: some flags (nocow) only take effect on an empty file.
         inherit_flags(&temp, old);
@@ -233,16 +222,7 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         }
         _ => temp
             .rename_to(&target.name)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::new(
-                    path,
-                    ErrorKind::CannotReplace {
-                        why: "it is a mount point (a bind-mounted file)",
-                        source: e,
-                    },
-                ),
-                _ => Error::io(path, "cannot rename into place", e),
-            })?,
+            .map_err(|e| cannot_rename(path, e))?,
     }
     if let Some(old) = &old {
         // Its other names still hold the old inode, with the old content.
@@ -264,6 +244,35 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         ));
     }
     Ok(outcome)
+}
+
+/// Why the temporary could not be made; for an existing FILE that may itself be writable, say
+/// why that is not enough.
+fn cannot_create_temporary(path: &Path, e: io::Error, exists: bool) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) if exists => Error::new(
+            path,
+            ErrorKind::CannotReplace {
+                why: "its directory is not writable, and the new file must be made there",
+                source: e,
+            },
+        ),
+        _ => Error::io(path, "cannot create temporary file", e),
+    }
+}
+
+/// Why the rename failed; a mount point (a bind-mounted file) can never be renamed over.
+fn cannot_rename(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::new(
+            path,
+            ErrorKind::CannotReplace {
+                why: "it is a mount point (a bind-mounted file)",
+                source: e,
+            },
+        ),
+        _ => Error::io(path, "cannot rename into place", e),
+    }
 }
 
 /// Give the replacement `old`'s owner, xattrs and mode. A loss fails the write unless the

@@ -45,16 +45,16 @@ pub fn commit(
     let _held = signals::hold();
     set(&old.file, path, old.flags.unprotected())
         .map_err(|e| Error::io(path, "cannot lift the file's flags", e))?;
-    let left_as_it_was = |e: io::Error, op: &'static str| match set(&old.file, path, old.flags) {
-        Ok(()) => Error::io(path, op, e),
+    let restored = |error: Error| match set(&old.file, path, old.flags) {
+        Ok(()) => error,
         Err(restore) => lost(path, protection, false, restore),
     };
     let swapped = match temp.exchange_with(&target.name) {
         Ok(swapped) => swapped,
-        Err(e) => return Err(left_as_it_was(e, "cannot rename into place")),
+        Err(e) => return Err(restored(super::cannot_rename(path, e))),
     };
     if !swapped && let Err(e) = temp.rename_to(&target.name) {
-        return Err(left_as_it_was(e, "cannot rename into place"));
+        return Err(restored(super::cannot_rename(path, e)));
     }
     let now = flags::get(temp.file()).unwrap_or_default();
     if let Err(e) = set(temp.file(), path, now.union(protection)) {
@@ -64,10 +64,11 @@ pub fn commit(
         if let Err(back) = temp.exchange_with(&target.name) {
             return Err(lost(path, protection, true, back));
         }
-        return Err(left_as_it_was(
-            e,
+        return Err(restored(Error::io(
+            path,
             "cannot set the flags on the new file, so it was not kept",
-        ));
+            e,
+        )));
     }
     if swapped {
         // The old file, now under the temporary's name. Left behind, it is a stale temporary
