@@ -6,5 +6,5 @@ use zkit::cli::zcommit::{self, Args};
 fn main() -> ExitCode {
     let args = Args::parse();
     atomic::remove_temporaries_on_signals();
-    zcommit::run(&args)
+    zkit::cli::finish("zcommit", zcommit::run(&args))
 }

@@ -6,5 +6,5 @@ use zkit::cli::zlink::{self, Args};
 fn main() -> ExitCode {
     let args = Args::parse();
     atomic::remove_temporaries_on_signals();
-    zlink::run(&args)
+    zkit::cli::finish("zlink", zlink::run(&args))
 }

@@ -3,5 +3,5 @@ use std::process::ExitCode;
 use zkit::cli::zmount::{self, Args};
 
 fn main() -> ExitCode {
-    zmount::run(Args::parse())
+    zkit::cli::finish("zmount", zmount::run(Args::parse()))
 }

@@ -6,5 +6,5 @@ use zkit::cli::zwrite::{self, Args};
 fn main() -> ExitCode {
     let args = Args::parse();
     atomic::remove_temporaries_on_signals();
-    zwrite::run(&args)
+    zkit::cli::finish("zwrite", zwrite::run(&args))
 }

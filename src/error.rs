@@ -100,6 +100,53 @@ pub enum ErrorKind {
     /// The daemon refused a request; its message carries its own hint.
     #[error("{0}")]
     Daemon(String),
+    /// zwrite: the replacement could not be given the old file's owner, mode, ACL or xattrs,
+    /// so nothing was replaced.
+    #[error("cannot keep the file's {what}: {}", strerror(source))]
+    MetadataNotKept {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// zwrite -i: the immutable or append-only flag could not be set again; `replaced` says
+    /// whether the file holds the new content or the old. `fix` is the command that sets it.
+    #[error(
+        "{} but is no longer {flag}: {fix} (setting the flag failed: {})",
+        if *.replaced { "was replaced" } else { "was left as it was" },
+        strerror(source)
+    )]
+    NoLongerProtected {
+        replaced: bool,
+        flag: &'static str,
+        fix: String,
+        #[source]
+        source: io::Error,
+    },
+    /// zwrite: the file cannot be replaced by a rename at all; `why` says what stands in the way.
+    #[error("cannot be replaced atomically: {why}: {}", strerror(source))]
+    CannotReplace {
+        why: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// zwrite --in-place: the write into the file failed after its first byte changed.
+    #[error("was partly written: {}", strerror(source))]
+    PartlyWritten {
+        #[source]
+        source: io::Error,
+    },
+    /// The file holds the new content, but it or its directory could not be synced: a power cut
+    /// may still bring the old one back.
+    #[error(
+        "holds the new content, but {what} could not be synced: {}",
+        strerror(source)
+    )]
+    NotDurable {
+        /// What could not be synced: "the directory", "the file".
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -169,6 +216,20 @@ impl Error {
             }
             ErrorKind::AlreadyRunning => Some("`zmount status` shows it; `zmount stop` ends it"),
             ErrorKind::Daemon(_) => None,
+            ErrorKind::MetadataNotKept { .. } => {
+                Some("the file was left as it was; --allow-metadata-loss replaces it without them")
+            }
+            ErrorKind::NoLongerProtected { .. } => None,
+            ErrorKind::CannotReplace { .. } => Some(
+                "the file was left as it was; --in-place writes into it instead, which is not \
+                 atomic: readers may see it half-written",
+            ),
+            ErrorKind::PartlyWritten { .. } => Some(
+                "it now holds part old, part new content; write it again once the cause is fixed",
+            ),
+            ErrorKind::NotDurable { .. } => Some(
+                "it holds the new content, which a crash may still undo; run sync to make it durable",
+            ),
             ErrorKind::Io { .. } => match self.errno()? {
                 libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
                 libc::EACCES => Some("check the permissions of the file and its directory"),

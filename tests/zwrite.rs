@@ -101,6 +101,22 @@ fn a_missing_input_file_fails_and_leaves_the_file() {
 }
 
 #[test]
+fn a_directory_as_input_is_named_in_the_error() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let a = zwrite(&["-f", dir.to_str().unwrap(), f.to_str().unwrap()], b"").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.starts_with(&format!("zwrite: {}: ", dir.display())) && err.contains("Is a directory"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(s.names(), ["d", "f"]);
+}
+
+#[test]
 fn a_missing_directory_fails_with_a_message() {
     let s = Scratch::new();
     let f = s.path("no/such/dir/f");
@@ -131,6 +147,51 @@ fn extra_arguments_are_a_usage_error() {
     )
     .code(2);
     assert!(s.names().is_empty());
+}
+
+/// Run zwrite with a real pseudo-terminal as stdin; the "user" types `typed` and Ctrl-D.
+/// Returns (exit status, what zwrite printed on stderr).
+fn zwrite_on_a_terminal(args: &[&str], typed: &str) -> (i32, String) {
+    let script = r#"
+import os, pty, subprocess, sys
+main, tty = pty.openpty()
+child = subprocess.Popen(sys.argv[2:], stdin=tty, stderr=subprocess.PIPE)
+os.close(tty)
+os.write(main, sys.argv[1].encode() + b"\x04\x04")
+_, err = child.communicate(timeout=20)
+sys.stderr.buffer.write(err)
+sys.exit(child.returncode)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, typed])
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn a_terminal_on_stdin_is_refused_and_the_file_kept() {
+    require!(have("python3"), "python3 for its pty module");
+    let s = Scratch::new();
+    let f = s.write("f", b"precious\n");
+    let (code, err) = zwrite_on_a_terminal(&[f.to_str().unwrap()], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("standard input is a terminal") && err.contains("-f"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"precious\n");
+
+    // -f INPUT does not read the terminal, so it is fine.
+    let input = s.write("input", b"new\n");
+    let (code, err) =
+        zwrite_on_a_terminal(&["-f", input.to_str().unwrap(), f.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(s.names(), ["f", "input"]);
 }
 
 #[test]
@@ -227,6 +288,104 @@ fn mode_owner_xattr_and_acl_survive_a_replace() {
     assert!(sh(&format!("getfacl -cp '{p}'")).contains("user:12345:r--"));
 }
 
+#[test]
+fn a_mode_that_cannot_be_kept_fails_and_leaves_the_file() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = strace_zwrite("fchmod:error=EPERM", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot keep the file's mode 600") && err.contains("--allow-metadata-loss"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert_eq!(mode(&f), 0o600);
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn allowing_metadata_loss_never_widens_the_mode() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Only the first fchmod (the full mode) fails; narrowing afterwards may succeed.
+    let out = strace_zwrite(
+        "fchmod:error=EPERM:when=1",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("warning: could not keep mode 600"), "{err}");
+    assert_eq!(read(&f), b"new");
+    assert_eq!(mode(&f) & !0o600, 0, "mode widened to {:o}", mode(&f));
+
+    // When the mode can be neither kept nor narrowed, nothing is replaced.
+    let out = strace_zwrite(
+        "fchmod:error=EPERM",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"newer",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(read(&f), b"new");
+    assert_eq!(mode(&f), 0o600);
+}
+
+#[test]
+fn an_owner_that_cannot_be_kept_fails_unless_allowed() {
+    require!(is_root(), "chown to another user needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    sh(&format!("chown 65534:65534 '{}'", f.display()));
+    let out = strace_zwrite("fchown:error=EPERM", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("owner 65534:65534"), "{err}");
+    assert_eq!(read(&f), b"old");
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 65534);
+
+    let out = strace_zwrite(
+        "fchown:error=EPERM",
+        &["--allow-metadata-loss", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: could not keep owner 65534:65534"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+}
+
+#[test]
+fn an_xattr_or_acl_that_cannot_be_kept_fails_and_leaves_the_file() {
+    require!(have("strace"), "strace for fault injection");
+    require!(
+        have("setfacl") && have("setfattr"),
+        "setfacl and setfattr (acl, attr packages)"
+    );
+    let s = Scratch::new();
+    for (name, set) in [
+        ("x", "setfattr -n user.zkit -v kept"),
+        ("acl", "setfacl -m u:12345:r"),
+    ] {
+        let f = s.write(name, b"old");
+        sh(&format!("{set} '{}'", f.display()));
+        let out = strace_zwrite("fsetxattr:error=EOPNOTSUPP", &[f.to_str().unwrap()], b"new");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot keep the file's xattr"), "{err}");
+        assert_eq!(read(&f), b"old");
+    }
+    assert_eq!(s.names(), ["acl", "x"]);
+}
+
 // ---- immutable and append-only files ----
 
 #[test]
@@ -291,6 +450,342 @@ fn immutable_bit_restored_when_rename_fails() {
         lsattr(&f)
     );
     assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+/// The positions (1-based, among all of zwrite's ioctl calls) of the FS_IOC_SETFLAGS calls a
+/// `zwrite ARGS PROBE` makes, found by tracing one; fault injection counts calls the same way.
+/// It reads stdin like the runs it stands for: the terminal check on stdin is an ioctl too.
+fn setflags_calls(args: &[&str], probe: &Path) -> Vec<usize> {
+    let log = probe.with_extension("strace");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=ioctl", "-o"])
+        .arg(&log)
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .arg(probe)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    text.lines()
+        .filter(|l| l.contains("ioctl("))
+        .enumerate()
+        .filter(|(_, l)| l.contains("FS_IOC_SETFLAGS"))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// A file with the immutable bit, and the SETFLAGS calls of `zwrite -i` on one like it:
+/// the first lifts the flag, the last sets it on the new file.
+fn immutable_fixture(s: &Scratch) -> (std::path::PathBuf, Vec<usize>) {
+    let probe = s.write("probe", b"old");
+    let f = s.write("f", b"old");
+    sh(&format!(
+        "chattr +i '{}' '{}'",
+        probe.display(),
+        f.display()
+    ));
+    let calls = setflags_calls(&["-i"], &probe);
+    sh(&format!(
+        "chattr -i '{}' && rm '{}'",
+        probe.display(),
+        probe.display()
+    ));
+    assert!(calls.len() >= 2, "no flag dance traced: {calls:?}");
+    (f, calls)
+}
+
+#[test]
+fn immutable_file_is_kept_when_the_flag_cannot_be_set_on_the_new_file() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    let set_new = calls[calls.len() - 1];
+    // Every retry of the last SETFLAGS fails; putting the flag back on the old file works.
+    let out = strace_zwrite(
+        &format!("ioctl:error=ENOSPC:when={set_new}..{}", set_new + 2),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left") && err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+    assert!(
+        lsattr(&f).contains('i'),
+        "flag not restored: {}",
+        lsattr(&f)
+    );
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn a_flag_that_cannot_be_set_again_has_its_own_status_and_names_the_fix() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    let set_new = calls[calls.len() - 1];
+    let fix = format!("chattr +i {}", f.display());
+
+    // Neither the new file nor, after swapping back, the old one takes the flag.
+    let out = strace_zwrite(
+        &format!("ioctl:error=EIO:when={set_new}+"),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "was left as it was but is no longer immutable: {fix}"
+        )),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old");
+
+    // The new file is in place and cannot go back: say so.
+    sh(&format!("chattr +i '{}'", f.display()));
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .args(["-e", &format!("inject=ioctl:error=EIO:when={set_new}+")])
+        .args(["-e", "inject=renameat2:error=EIO:when=2+"])
+        .arg(bin_path("zwrite"))
+        .args(["-i", f.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"new").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("was replaced but is no longer immutable: {fix}")),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+    assert!(!lsattr(&f).contains('i'));
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn sigterm_while_the_flag_is_lifted_waits_until_it_is_set_again() {
+    require!(is_root(), "chattr needs root");
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let (f, calls) = immutable_fixture(&s);
+    // SIGTERM arrives as the flag is being lifted.
+    let out = strace_zwrite(
+        &format!("ioctl:signal=SIGTERM:when={}", calls[calls.len() - 2]),
+        &["-i", f.to_str().unwrap()],
+        b"new",
+    );
+    assert!(!out.status.success(), "SIGTERM was lost");
+    assert_eq!(read(&f), b"new");
+    assert!(lsattr(&f).contains('i'), "left unprotected: {}", lsattr(&f));
+    assert_eq!(s.names(), ["f"], "temporary left behind");
+}
+
+#[test]
+fn a_failed_directory_sync_says_the_file_was_replaced() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // The first fsync is the new file's, the second the directory's.
+    let out = strace_zwrite("fsync:error=EIO:when=2", &[f.to_str().unwrap()], b"new");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("holds the new content, but the directory could not be synced")
+            && !err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new");
+    assert_eq!(s.names(), ["f"]);
+}
+
+// ---- files that cannot be replaced ----
+
+struct Unbind(std::path::PathBuf);
+
+impl Drop for Unbind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mounted_file_says_why_and_in_place_writes_through_it() {
+    require!(is_root(), "mount --bind needs root");
+    let s = Scratch::new();
+    let source = s.write("source", b"old\n");
+    let f = s.write("f", b"hidden\n");
+    sh(&format!(
+        "mount --bind '{}' '{}'",
+        source.display(),
+        f.display()
+    ));
+    let _unbind = Unbind(f.clone());
+
+    let a = zwrite(&[f.to_str().unwrap()], b"new\n").code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("cannot be replaced atomically: it is a mount point")
+            && err.contains("--in-place"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old\n");
+    assert_eq!(temporaries(&s), Vec::<String>::new());
+
+    zwrite(
+        &["--in-place", f.to_str().unwrap()],
+        b"new, longer than before\n",
+    )
+    .success();
+    assert_eq!(read(&f), b"new, longer than before\n");
+    assert_eq!(read(&source), b"new, longer than before\n");
+    zwrite(&["--in-place", f.to_str().unwrap()], b"short\n").success();
+    assert_eq!(read(&source), b"short\n");
+}
+
+#[test]
+fn a_file_in_a_directory_the_user_cannot_write_says_why() {
+    require!(is_root(), "setpriv to another user needs root");
+    require!(have("setpriv"), "setpriv (util-linux)");
+    let s = Scratch::new();
+    std::fs::set_permissions(s.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = s.write("f", b"old\n");
+    sh(&format!("chown 65534:65534 '{}'", f.display()));
+    let as_nobody = |args: &[&str]| {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin_path("zwrite"))
+            .args(args)
+            .arg(&f)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"new\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = as_nobody(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its directory is not writable") && err.contains("--in-place"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"old\n");
+
+    let out = as_nobody(&["--in-place"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 65534);
+}
+
+#[test]
+fn replacing_a_hard_linked_file_warns_that_its_other_names_keep_the_old_content() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    let other = s.path("other");
+    std::fs::hard_link(&f, &other).unwrap();
+    let a = zwrite(&[f.to_str().unwrap()], b"new\n").success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("1 other hard link") && err.contains("old content"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new\n");
+    assert_eq!(read(&other), b"old\n");
+
+    // In place, every name sees the new content, and there is nothing to warn about.
+    std::fs::remove_file(&f).unwrap();
+    std::fs::hard_link(&other, &f).unwrap();
+    let a = zwrite(&["--in-place", f.to_str().unwrap()], b"newer\n").success();
+    assert_eq!(stderr_of(&a), "");
+    assert_eq!(read(&other), b"newer\n");
+}
+
+#[test]
+fn in_place_fails_before_touching_the_file_when_the_input_fails() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    let dir = s.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    zwrite(
+        &[
+            "--in-place",
+            "-f",
+            dir.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .code(1);
+    assert_eq!(read(&f), b"old\n");
+    zwrite(&["--in-place", "-a", f.to_str().unwrap()], b"more\n").success();
+    assert_eq!(read(&f), b"old\nmore\n");
+    zwrite(&["--in-place", "-i", f.to_str().unwrap()], b"x").code(2);
+}
+
+#[test]
+fn in_place_says_when_the_file_was_partly_written() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old\n");
+    // No space: found before the first byte changes.
+    let out = strace_zwrite(
+        "fallocate:error=ENOSPC",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("left as it was"), "{err}");
+    assert_eq!(read(&f), b"old\n");
+    // An I/O error while writing into FILE: its own status, and no claim that FILE is intact.
+    // (From a pipe the input is spooled with write(2); the spool goes into FILE with
+    // copy_file_range(2), which fails.)
+    let out = strace_zwrite(
+        "copy_file_range:error=EIO",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("was partly written") && !err.contains("left as it was"),
+        "{err}"
+    );
+    // Written in full, but the sync failed: it says what FILE holds.
+    let out = strace_zwrite(
+        "fsync:error=EIO",
+        &["--in-place", f.to_str().unwrap()],
+        b"new\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("holds the new content, but the file could not be synced"),
+        "{err}"
+    );
+    assert_eq!(read(&f), b"new\n");
 }
 
 // ---- faults ----
@@ -487,6 +982,138 @@ fn sigkill_at_any_moment_never_leaves_a_partial_file() {
         );
         std::fs::write(&f, b"old").unwrap();
     }
+}
+
+/// Start `zwrite ARGS` under strace with `inject`, feeding it `input`.
+fn spawn_strace_zwrite(inject: &str, args: &[&str], input: &[u8]) -> std::process::Child {
+    let mut child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("inject={inject}"),
+        ])
+        .arg(bin_path("zwrite"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child
+}
+
+fn temporaries(s: &Scratch) -> Vec<String> {
+    s.names()
+        .into_iter()
+        .filter(|n| n.contains(".zw-"))
+        .collect()
+}
+
+#[test]
+fn a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // SIGKILL just as the named temporary is about to be renamed over f.
+    let out = spawn_strace_zwrite(
+        "rename,renameat,renameat2:signal=SIGKILL",
+        &[f.to_str().unwrap()],
+        &vec![b'n'; MIB],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(read(&f), b"old");
+    let left = temporaries(&s);
+    assert_eq!(left.len(), 1, "no leftover to clean: {:?}", s.names());
+    assert!(left[0].starts_with(".f.zw-"), "{left:?}");
+
+    zwrite(&[f.to_str().unwrap()], b"new").success();
+    assert_eq!(read(&f), b"new");
+    assert_eq!(s.names(), ["f"], "stale temporary kept");
+}
+
+#[test]
+fn a_live_writers_temporary_is_never_removed() {
+    require!(have("strace"), "strace for fault injection");
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    // Writer A stops as it syncs its temporary: named and full, about to be renamed.
+    let a = spawn_strace_zwrite(
+        "fsync:signal=SIGSTOP:when=1",
+        &[f.to_str().unwrap()],
+        b"from a",
+    );
+    util::wait_for("a's temporary", Duration::from_secs(20), || {
+        temporaries(&s).len() == 1
+    });
+    let temp = temporaries(&s).remove(0);
+    // The name records the writer: `.f.zw-PID-START-RAND`.
+    let pid: i32 = temp[".f.zw-".len()..]
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    // A stopped writer must not outlive a failed test.
+    struct Reap(rustix::process::Pid);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, rustix::process::Signal::KILL);
+        }
+    }
+    let _reap = Reap(pid);
+
+    zwrite(&[f.to_str().unwrap()], b"from b").success();
+    assert_eq!(read(&f), b"from b");
+    assert_eq!(
+        temporaries(&s),
+        std::slice::from_ref(&temp),
+        "a live writer's temporary was removed"
+    );
+
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let out = a.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&f), b"from a");
+    assert_eq!(s.names(), ["f"]);
+}
+
+/// Field 22 of /proc/PID/stat: what a temporary's name records as its writer's start time.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_reused_pid_does_not_keep_a_leftover_alive() {
+    let s = Scratch::new();
+    let f = s.write("f", b"old");
+    let mut live = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = live.id();
+    let start = start_time(pid);
+    // Same pid, different start: that writer is gone and the pid now belongs to another.
+    let reused = s.write(&format!(".f.zw-{pid}-{}-0badf00d", start + 1), b"stale");
+    // Same pid and start: the writer runs (between creating and locking its temporary).
+    let running = s.write(&format!(".f.zw-{pid}-{start}-0badf00d"), b"live");
+    // Another file's temporary, and a name that records no writer, are not ours to judge.
+    let other = s.write(&format!(".g.zw-{}-0-0badf00d", u32::MAX - 1), b"other");
+    let unknown = s.write(".f.zw-0badf00d", b"unknown");
+
+    zwrite(&[f.to_str().unwrap()], b"new").success();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert!(!reused.exists(), "stale temporary kept");
+    assert!(running.exists() && other.exists() && unknown.exists());
 }
 
 #[test]

@@ -3,57 +3,91 @@
 //!
 //! The order matters: `fchown` clears setuid/setgid and file capabilities, and setting an ACL
 //! rewrites the group bits, so owner first, then xattrs, then the mode.
+//!
+//! Whatever cannot be carried over is returned, with its errno; [`super::replace`] fails before
+//! the rename unless the caller allowed the loss, and even then [`never_wider`] makes sure the
+//! replacement grants no permission bit the old file did not.
 
 use super::target::Existing;
 use rustix::fs::{Gid, Mode, RawMode, Uid, fchmod, fchown, fstat};
 use std::fs::File;
+use std::io;
 
-/// Apply `old`'s owner, xattrs and mode to `new`. Returns what could not be kept, for a
-/// warning: an unprivileged user cannot give a file away, some file systems take no xattrs.
-pub fn inherit(new: &File, old: &Existing) -> Vec<String> {
-    let mut lost = Vec::new();
-    let (uid, gid) = (old.stat.st_uid, old.stat.st_gid);
-    let ours = fstat(new)
-        .map(|st| (st.st_uid, st.st_gid))
-        .unwrap_or((u32::MAX, u32::MAX));
-    if ours != (uid, gid) {
-        let owner = Some(Uid::from_raw(uid));
-        let group = Some(Gid::from_raw(gid));
-        if fchown(new, owner, group).is_err() {
-            // Not root: we may still keep the group if we are a member of it.
-            if fchown(new, None, group).is_err() {
-                lost.push(format!("owner {uid}:{gid}"));
-            } else if ours.0 != uid {
-                lost.push(format!("owner {uid}"));
-            }
+/// One piece of the old file's metadata that its replacement could not be given.
+#[derive(Debug)]
+pub struct Lost {
+    /// What, in words: `owner 65534:65534`, `mode 600`, `xattr user.x`.
+    pub what: String,
+    pub error: io::Error,
+}
+
+impl Lost {
+    fn new(what: impl Into<String>, error: impl Into<io::Error>) -> Self {
+        Lost {
+            what: what.into(),
+            error: error.into(),
         }
     }
+}
+
+/// Apply `old`'s owner, xattrs and mode to `new`; returns what could not be kept (an
+/// unprivileged user cannot give a file away, some file systems take no xattrs).
+pub fn inherit(new: &File, old: &Existing) -> Vec<Lost> {
+    let mut lost = Vec::new();
+    let (uid, gid) = (old.stat.st_uid, old.stat.st_gid);
+    match fstat(new) {
+        Ok(st) if (st.st_uid, st.st_gid) == (uid, gid) => {}
+        Ok(st) => {
+            let owner = Some(Uid::from_raw(uid));
+            let group = Some(Gid::from_raw(gid));
+            if let Err(e) = fchown(new, owner, group) {
+                // Not root: we may still keep the group if we are a member of it.
+                if fchown(new, None, group).is_err() {
+                    lost.push(Lost::new(format!("owner {uid}:{gid}"), e));
+                } else if st.st_uid != uid {
+                    lost.push(Lost::new(format!("owner {uid}"), e));
+                }
+            }
+        }
+        Err(e) => lost.push(Lost::new(format!("owner {uid}:{gid}"), e)),
+    }
     lost.extend(xattr::copy(new, &old.file));
-    if fchmod(
-        new,
-        Mode::from_raw_mode((old.stat.st_mode & 0o7777) as RawMode),
-    )
-    .is_err()
-    {
-        lost.push(format!("mode {:o}", old.stat.st_mode & 0o7777));
+    let mode = old.stat.st_mode & 0o7777;
+    if let Err(e) = fchmod(new, Mode::from_raw_mode(mode as RawMode)) {
+        lost.push(Lost::new(format!("mode {mode:o}"), e));
     }
     lost
 }
 
+/// Make sure `new` grants nothing `old` does not: a replacement whose mode could not be set
+/// must not come out world-readable where the old file was private. Narrows the mode when it
+/// is wider; fails when it cannot.
+pub fn never_wider(new: &File, old: &Existing) -> Result<(), Lost> {
+    let allowed = old.stat.st_mode & 0o7777;
+    let now = fstat(new).map_err(|e| Lost::new("mode", e))?.st_mode & 0o7777;
+    if now & !allowed == 0 {
+        return Ok(());
+    }
+    let narrowed = now & allowed;
+    fchmod(new, Mode::from_raw_mode(narrowed as RawMode))
+        .map_err(|e| Lost::new(format!("mode {allowed:o} (it would be {now:o})"), e))
+}
+
 #[cfg(zkit_xattr)]
 pub(super) mod xattr {
+    use super::Lost;
     use rustix::fs::{XattrFlags, fgetxattr, flistxattr, fsetxattr};
     use rustix::io::Errno;
     use std::ffi::OsStr;
     use std::fs::File;
     use std::os::unix::ffi::OsStrExt;
 
-    pub fn copy(new: &File, old: &File) -> Vec<String> {
+    pub fn copy(new: &File, old: &File) -> Vec<Lost> {
         let mut lost = Vec::new();
         let names = match list(old) {
             Ok(names) => names,
             Err(Errno::OPNOTSUPP) => return lost,
-            Err(_) => return vec!["extended attributes".into()],
+            Err(e) => return vec![Lost::new("extended attributes", e)],
         };
         for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
             let name = OsStr::from_bytes(name);
@@ -65,8 +99,8 @@ pub(super) mod xattr {
                 }
                 fsetxattr(new, name, &value, XattrFlags::empty())
             });
-            if copied.is_err() {
-                lost.push(format!("xattr {}", name.to_string_lossy()));
+            if let Err(e) = copied {
+                lost.push(Lost::new(format!("xattr {}", name.to_string_lossy()), e));
             }
         }
         lost
@@ -104,7 +138,7 @@ pub(super) mod xattr {
 /// No xattr(2) family here (FreeBSD's extattr(2) is another interface): nothing to copy.
 #[cfg(not(zkit_xattr))]
 pub(super) mod xattr {
-    pub fn copy(_new: &std::fs::File, _old: &std::fs::File) -> Vec<String> {
+    pub fn copy(_new: &std::fs::File, _old: &std::fs::File) -> Vec<super::Lost> {
         Vec::new()
     }
 }

@@ -8,26 +8,41 @@
 //! 2. With `append` or `lift_flags`, take the lock described in `lock.rs`, so that concurrent
 //!    writers never interleave their read-modify-write or their flag dance.
 //! 3. Create the temporary in the same directory (same file system, so `rename` is atomic):
-//!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-XXXXXXXX` elsewhere.
+//!    `O_TMPFILE` on Linux, invisible until step 6; a named `.FILE.zw-PID-START-XXXXXXXX`
+//!    elsewhere. Either way it is `flock`ed, and the name records its writer (`stale.rs`).
+//!    Temporaries of FILE whose writers are gone are removed first.
 //! 4. Write the content (old content first with `append`), streamed in constant memory.
 //! 5. Give it the old file's owner, xattrs, mode and inode flags (immutable/append-only wait).
+//!    A lost owner, xattr or mode fails the write here unless `allow_metadata_loss`; the mode
+//!    is never wider than the old one.
 //! 6. Write back the data, link the anonymous file under a temporary name, `fsync` it.
-//! 7. With `lift_flags`, clear the old file's immutable/append-only flags; `rename` over FILE;
-//!    if that fails, put the flags back on the old file; set them on the new one.
-//! 8. `fsync` the directory, so the rename itself is durable.
+//! 7. `rename` over FILE. With `lift_flags` and a protected FILE, the flag dance in
+//!    `protected.rs` instead: signals held, flags lifted, the two files swapped, flags set on
+//!    the new one (or everything undone), the old one removed.
+//! 8. `fsync` the directory, so the rename itself is durable. If that fails FILE already holds
+//!    the new content: the error is [`ErrorKind::NotDurable`], not a plain I/O error.
+//!
+//! Where step 7 is impossible (FILE is a mount point: `EBUSY`) or step 3 is (the directory is
+//! not writable), the error is [`ErrorKind::CannotReplace`]; `in_place` writes into FILE
+//! instead, without atomicity (`in_place.rs`).
 //!
 //! # What a crash leaves behind
 //!
 //! Before step 6 nothing, where `O_TMPFILE` works; a named temporary elsewhere (removed on
 //! SIGINT/SIGTERM/SIGHUP by binaries that install [`crate::sys::signals`]). Between steps 6
-//! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back, and
-//! FILE is untouched. After step 7 FILE is the new file. At no point is FILE partial.
-//! With `lift_flags`, a crash between clearing and setting the flags can leave FILE (old or new)
-//! without them.
+//! and 7 a `.FILE.zw-*` file can remain after SIGKILL or power loss: it is never read back,
+//! FILE is untouched, and the next [`replace`] of FILE removes it (never a live writer's). After step 7 FILE is the new file. At no point is FILE partial.
+//! With `lift_flags`, a SIGKILL or power loss between clearing and setting the flags can leave
+//! FILE (old or new) without them; SIGINT, SIGTERM and SIGHUP wait until the flags are back.
+//! Errors after a lift say whether FILE was replaced and whether it is still protected
+//! ([`ErrorKind::NoLongerProtected`]).
 
+mod in_place;
 mod lock;
 mod meta;
 mod over;
+mod protected;
+mod stale;
 mod target;
 mod temp;
 
@@ -68,6 +83,13 @@ pub struct Options {
     pub if_changed: bool,
     /// fsync the file and the directory (`false` is fast and not durable).
     pub sync: bool,
+    /// Replace the file even when its owner, mode, ACL or xattrs cannot be carried over
+    /// (they are listed in [`Outcome::not_kept`]); the mode is still never widened. `false`:
+    /// fail with [`ErrorKind::MetadataNotKept`] before the rename.
+    pub allow_metadata_loss: bool,
+    /// Write into FILE itself instead of replacing it: not atomic (see `in_place.rs`), for
+    /// files that cannot be replaced. `lift_flags` does not apply.
+    pub in_place: bool,
 }
 
 impl Default for Options {
@@ -80,6 +102,8 @@ impl Default for Options {
             wait: true,
             if_changed: false,
             sync: true,
+            allow_metadata_loss: false,
+            in_place: false,
         }
     }
 }
@@ -106,10 +130,15 @@ pub struct Outcome {
     pub bytes: u64,
     /// Old metadata that could not be carried over (e.g. the owner, for an unprivileged user).
     pub not_kept: Vec<String>,
+    /// Other hard links of the old file: they were not replaced and keep the old content.
+    pub other_links: u64,
 }
 
 /// Replace the file at `path` with the content of `source`, atomically and durably.
 pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcome> {
+    if opts.in_place {
+        return in_place::write(path, source, opts);
+    }
     // The input first: a missing input file must fail before anything else happens.
     let mut input = Input::open(source)?;
     let target = Target::resolve(path)?;
@@ -136,8 +165,11 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         }
     }
 
+    // Before our own temporary: on a full disk, a killed writer's leftover copy is the space
+    // we need.
+    stale::remove(&target.dir, temp::stem_of(&target.name));
     let mut temp = TempFile::new_in(&target.dir, &target.dir_path, &target.name)
-        .at(path, "cannot create temporary file")?;
+        .map_err(|e| cannot_create_temporary(path, e, old.is_some()))?;
     if let Some(old) = &old {
         // Before any data: some flags (nocow) only take effect on an empty file.
         inherit_flags(&temp, old);
@@ -157,6 +189,7 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
         created: old.is_none(),
         bytes,
         not_kept: vec![],
+        other_links: 0,
     };
     match &old {
         Some(old)
@@ -166,7 +199,7 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
             outcome.changed = false;
             return Ok(outcome);
         }
-        Some(old) => outcome.not_kept = meta::inherit(temp.file(), old),
+        Some(old) => outcome.not_kept = keep_metadata(temp.file(), old, opts, path)?,
         None => {
             if let Some(mode) = opts.new_mode {
                 rustix::fs::fchmod(
@@ -183,38 +216,83 @@ pub fn replace(path: &Path, source: Source<'_>, opts: &Options) -> Result<Outcom
     if locking {
         lock::lock_replacement(temp.file(), &target)?;
     }
-    let lifted = match &old {
+    match &old {
         Some(old) if !protection.is_empty() => {
-            flags::set(&old.file, path, old.flags.unprotected())
-                .at(path, "cannot lift the file's flags")?;
-            Some(old)
+            protected::commit(&mut temp, old, &target, protection)?;
         }
-        _ => None,
-    };
-    if let Err(e) = temp.rename_to(&target.name) {
-        if let Some(old) = lifted
-            && let Err(restore) = flags::set(&old.file, path, old.flags)
-        {
-            return Err(Error::io(
-                path,
-                "rename failed and the flags could not be set again",
-                restore,
-            ));
-        }
-        return Err(Error::io(path, "cannot rename into place", e));
+        _ => temp
+            .rename_to(&target.name)
+            .map_err(|e| cannot_rename(path, e))?,
     }
-    if lifted.is_some() {
-        let now = flags::get(temp.file()).unwrap_or_default();
-        flags::set(temp.file(), path, now.union(protection))
-            .at(path, "replaced, but cannot set the flags again")?;
+    if let Some(old) = &old {
+        // Its other names still hold the old inode, with the old content.
+        // `nlink_t` is 64 bits here, 16 on macOS.
+        #[allow(clippy::unnecessary_cast)]
+        let links = old.stat.st_nlink as u64;
+        outcome.other_links = links.saturating_sub(1);
     }
-    if opts.sync {
-        target
-            .dir
-            .sync_all()
-            .at(&target.dir_path, "replaced, but cannot sync the directory")?;
+    // From here on FILE holds the new content: errors must say so.
+    if opts.sync
+        && let Err(source) = target.dir.sync_all()
+    {
+        return Err(Error::new(
+            path,
+            ErrorKind::NotDurable {
+                what: "the directory",
+                source,
+            },
+        ));
     }
     Ok(outcome)
+}
+
+/// Why the temporary could not be made; for an existing FILE that may itself be writable, say
+/// why that is not enough.
+fn cannot_create_temporary(path: &Path, e: io::Error, exists: bool) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) if exists => Error::new(
+            path,
+            ErrorKind::CannotReplace {
+                why: "its directory is not writable, and the new file must be made there",
+                source: e,
+            },
+        ),
+        _ => Error::io(path, "cannot create temporary file", e),
+    }
+}
+
+/// Why the rename failed; a mount point (a bind-mounted file) can never be renamed over.
+fn cannot_rename(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::new(
+            path,
+            ErrorKind::CannotReplace {
+                why: "it is a mount point (a bind-mounted file)",
+                source: e,
+            },
+        ),
+        _ => Error::io(path, "cannot rename into place", e),
+    }
+}
+
+/// Give the replacement `old`'s owner, xattrs and mode. A loss fails the write unless the
+/// caller allowed it; either way the replacement never grants more than `old` did.
+fn keep_metadata(new: &File, old: &Existing, opts: &Options, path: &Path) -> Result<Vec<String>> {
+    let mut lost = meta::inherit(new, old);
+    let not_kept = |l: meta::Lost| {
+        Error::new(
+            path,
+            ErrorKind::MetadataNotKept {
+                what: l.what,
+                source: l.error,
+            },
+        )
+    };
+    if !opts.allow_metadata_loss && !lost.is_empty() {
+        return Err(not_kept(lost.swap_remove(0)));
+    }
+    meta::never_wider(new, old).map_err(not_kept)?;
+    Ok(lost.into_iter().map(|l| l.what).collect())
 }
 
 /// Give the temporary the old file's inode flags, all but the protecting ones.
@@ -244,7 +322,19 @@ impl<'a> Input<'a> {
         match source {
             Source::Stdin => Ok(Input::Stdin),
             Source::Bytes(b) => Ok(Input::Bytes(b)),
-            Source::File(p) => Ok(Input::File(File::open(p).at(p, "cannot open input")?)),
+            Source::File(p) => {
+                let file = File::open(p).at(p, "cannot open input")?;
+                // A directory opens fine and fails only at the first read, which would then be
+                // blamed on FILE. Pipes and devices (`-f <(cmd)`, `-f /dev/null`) are input too.
+                if file.metadata().at(p, "cannot stat input")?.is_dir() {
+                    return Err(Error::io(
+                        p,
+                        "cannot read input",
+                        io::Error::from_raw_os_error(libc::EISDIR),
+                    ));
+                }
+                Ok(Input::File(file))
+            }
         }
     }
 

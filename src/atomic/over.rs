@@ -7,8 +7,9 @@
 //! entry or the new one, never none. Nothing is synced: callers that promise durability use
 //! [`replace`](super::replace).
 //!
-//! What a crash leaves behind: between the creation and the rename, a `.NAME.zw-XXXXXXXX`
-//! entry (removed on SIGINT/SIGTERM/SIGHUP in binaries that install the signal handlers);
+//! What a crash leaves behind: between the creation and the rename, a `.NAME.zw-PID-START-X`
+//! entry (removed on SIGINT/SIGTERM/SIGHUP in binaries that install the signal handlers; a
+//! regular file left by SIGKILL is removed by the next [`replace`](super::replace) of NAME);
 //! the name itself is never missing.
 
 use super::temp::candidate_name;

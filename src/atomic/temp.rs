@@ -4,7 +4,8 @@
 //! a SIGKILL leaves nothing behind. Where `O_TMPFILE` is not supported (some FUSE and network
 //! file systems, other kernels) it is created under a recognisable name, `.NAME.zw-XXXXXXXX`,
 //! with `O_EXCL`, removed on drop and, in binaries that call [`crate::sys::signals::install`],
-//! on SIGINT, SIGTERM and SIGHUP.
+//! on SIGINT, SIGTERM and SIGHUP. Either way its name records the writer and it is locked, so
+//! that one a SIGKILL leaves behind can be told from a live one and removed (`stale.rs`).
 
 use crate::sys::{self, signals};
 use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
@@ -46,6 +47,10 @@ impl<'d> TempFile<'d> {
                 (file, Some(name))
             }
         };
+        // Held until we exit: it tells a later writer that this temporary is not stale (see
+        // `stale.rs`). An anonymous file is locked before it ever has a name. Best effort:
+        // without flock the recorded pid still speaks for us.
+        let _ = file.try_lock();
         let mut temp = TempFile {
             file,
             dir,
@@ -107,6 +112,27 @@ impl<'d> TempFile<'d> {
         Ok(())
     }
 
+    /// Swap the (prepared) temporary with `name` in one step (Linux `RENAME_EXCHANGE`):
+    /// `name` then holds the new file and the temporary's name the old one, which is removed on
+    /// drop or by [`TempFile::remove`]. Called again, it swaps back. `Ok(false)`, with nothing
+    /// changed, where the platform or file system cannot swap.
+    pub fn exchange_with(&mut self, name: &OsStr) -> io::Result<bool> {
+        let temp = self
+            .name
+            .as_ref()
+            .expect("prepare() names the temporary first");
+        exchange(self.dir, temp, name)
+    }
+
+    /// Remove the temporary's name now rather than on drop.
+    pub fn remove(&mut self) -> io::Result<()> {
+        if let (Some(name), false) = (&self.name, self.persisted) {
+            unlinkat(self.dir, name, AtFlags::empty())?;
+            self.persisted = true;
+        }
+        Ok(())
+    }
+
     /// Rename the (prepared) temporary to `name` in `dir`, another directory on the same file
     /// system, only if `name` is free: `EEXIST` otherwise, and the temporary stays ours. For
     /// temporaries made in a work directory, so that a crash never leaves one among the
@@ -155,14 +181,22 @@ impl Drop for TempFile<'_> {
     }
 }
 
-/// `.NAME.zw-XXXXXXXX`, with NAME cut so that the whole stays under NAME_MAX.
+/// `.NAME.zw-PID-START-XXXXXXXX`, with NAME cut so that the whole stays under NAME_MAX; the
+/// middle records the writer (see `stale.rs`).
 pub(super) fn candidate_name(stem: &OsStr) -> OsString {
     let mut name = OsString::from(".");
-    name.push(OsStr::from_bytes(
-        &stem.as_bytes()[..stem.len().min(STEM_MAX)],
+    name.push(stem_of(stem));
+    name.push(format!(
+        ".zw-{}{:08x}",
+        super::stale::writer_tag(),
+        sys::random_u64() as u32
     ));
-    name.push(format!(".zw-{:08x}", sys::random_u64() as u32));
     name
+}
+
+/// The part of a file's name its temporaries keep.
+pub(super) fn stem_of(name: &OsStr) -> &OsStr {
+    OsStr::from_bytes(&name.as_bytes()[..name.len().min(STEM_MAX)])
 }
 
 fn create_named(dir: &File, stem: &OsStr) -> io::Result<(File, OsString)> {
@@ -186,6 +220,21 @@ fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn rename_no_replace(dir: &File, from: &OsStr, to: &OsStr) -> rustix::io::Result<()> {
     renameat(dir, from, dir, to)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn exchange(dir: &File, a: &OsStr, b: &OsStr) -> io::Result<bool> {
+    match rustix::fs::renameat_with(dir, a, dir, b, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        // No RENAME_EXCHANGE in this kernel or file system.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn exchange(_dir: &File, _a: &OsStr, _b: &OsStr) -> io::Result<bool> {
+    Ok(false)
 }
 
 fn anonymous_path(file: &File) -> PathBuf {

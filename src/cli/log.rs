@@ -15,5 +15,7 @@ pub fn init(level: Option<&str>, env: &str, default: &str) {
         // Colours only for a person watching; a background daemon's stderr becomes its log.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // Its default reports a failed write with eprintln!, which panics when stderr is full.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -291,7 +291,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
     }
     warn_about(dir, &outcome, args.quiet);
     if args.verbose {
-        eprintln!(
+        crate::errln!(
             "zcommit: {}, {}, {} hashed, {} ({}, {} reflinked)",
             count(outcome.entries, "entry"),
             count(outcome.files, "file"),
@@ -353,11 +353,11 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         runtime::Committed::Unchanged { tagged } => {
             if !args.quiet {
                 match (tagged, &args.tag) {
-                    (Some(top), Some(tag)) => eprintln!(
+                    (Some(top), Some(tag)) => crate::errln!(
                         "zcommit: runtime {name}: no changes, no layer made; tag {tag} points \
                          at its top layer {top}"
                     ),
-                    _ => eprintln!("zcommit: runtime {name}: no changes, no layer made"),
+                    _ => crate::errln!("zcommit: runtime {name}: no changes, no layer made"),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -365,7 +365,7 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         runtime::Committed::Layer(outcome) => {
             warn_about(Path::new(&format!("runtime {name}")), &outcome, args.quiet);
             if args.verbose {
-                eprintln!(
+                crate::errln!(
                     "zcommit: runtime {name}: {}, {}, {} ({}, {} reflinked)",
                     count(outcome.entries, "entry"),
                     count(outcome.files, "file"),
@@ -494,7 +494,7 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             let outcome = checkout::checkout(store, &manifests, dest, &opts)?;
             if !args.quiet {
                 let [hard, reflink, copy] = outcome.tiers;
-                eprintln!(
+                crate::errln!(
                     "zcommit: {}: {}, {} ({hard} hardlink, {reflink} reflink, {copy} copy; \
                      {} verified), {}",
                     dest.display(),

@@ -142,10 +142,10 @@ pub fn run(args: &Args) -> ExitCode {
     // After a failure the summary tells how far the run got; with nothing done it is noise.
     let did_something = summary.files() + summary.dirs + summary.symlinks > 0;
     if !args.quiet && (result.is_ok() || did_something) {
-        eprintln!("zlink: {summary}");
+        crate::errln!("zlink: {summary}");
     }
     if args.json {
-        println!("{}", summary.to_json());
+        crate::outln!("{}", summary.to_json());
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,7 +207,7 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
             continue;
         }
         let s: Summary = stats.summary(start.elapsed());
-        eprint!(
+        crate::errprint!(
             "\r\x1b[Kzlink: {} files ({} hard-linked, {} reflinked, {} copied: {}), {} dirs...",
             s.files(),
             s.hardlinked,
@@ -219,6 +219,6 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         shown = true;
     }
     if shown {
-        eprint!("\r\x1b[K");
+        crate::errprint!("\r\x1b[K");
     }
 }

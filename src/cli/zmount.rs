@@ -262,12 +262,12 @@ pub fn run(args: Args) -> std::process::ExitCode {
             control::call(&paths.socket, &control::Request::Status).map(|r| {
                 if let control::Reply::Status(s) = r {
                     if json {
-                        println!(
+                        crate::outln!(
                             "{}",
                             serde_json::to_string_pretty(&s).expect("status serialises")
                         );
                     } else {
-                        print!("{}", control::render_status(&s));
+                        crate::outprint!("{}", control::render_status(&s));
                     }
                 }
             })
@@ -282,7 +282,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             level.as_deref(),
             run::Editing::ReadOnly,
         )
-        .map(|m| println!("{}", m.display())),
+        .map(|m| crate::outln!("{}", m.display())),
         Command::Unregister { pid } => run::unregister(&paths, pid),
     };
     match result {
@@ -293,6 +293,6 @@ pub fn run(args: Args) -> std::process::ExitCode {
 
 #[cfg(not(zkit_fuse))]
 pub fn run(_args: Args) -> std::process::ExitCode {
-    eprintln!("zmount: built without FUSE support (Linux, or macOS with --features macfuse)");
+    crate::errln!("zmount: built without FUSE support (Linux, or macOS with --features macfuse)");
     std::process::ExitCode::from(super::EXIT_FAILURE)
 }

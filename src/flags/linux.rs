@@ -22,6 +22,9 @@ pub const INHERITABLE: Raw = IFlags::NOATIME.bits()
     | FS_NOCOMP_FL;
 
 const FS_NOCOMP_FL: Raw = 0x0000_0400;
+/// The command a user runs to set the flags again: (tool and separator, immutable, append).
+pub const COMMAND: (&str, &str, &str) = ("chattr +", "i", "a");
+pub const COMMAND_JOIN: &str = "";
 
 pub fn get(file: &File) -> io::Result<Raw> {
     Ok(ioctl_getflags(file)?.bits())

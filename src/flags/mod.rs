@@ -57,6 +57,44 @@ impl Flags {
     pub fn union(self, other: Flags) -> Flags {
         Flags(self.0 | other.0)
     }
+
+    /// The protecting flags in words, for messages: `immutable`, `append-only`.
+    pub fn describe(self) -> &'static str {
+        match (self.is_immutable(), self.is_append_only()) {
+            (true, true) => "immutable and append-only",
+            (true, false) => "immutable",
+            (false, true) => "append-only",
+            (false, false) => "protected",
+        }
+    }
+
+    /// The shell command that sets the protecting flags of `self` on `path` again.
+    pub fn set_command(self, path: &Path) -> String {
+        let (tool, immutable, append) = imp::COMMAND;
+        let mut wanted = Vec::new();
+        if self.is_immutable() {
+            wanted.push(immutable);
+        }
+        if self.is_append_only() {
+            wanted.push(append);
+        }
+        format!(
+            "{tool}{} {}",
+            wanted.join(imp::COMMAND_JOIN),
+            shell_quoted(path)
+        )
+    }
+}
+
+/// `path` as one shell word: as it is when that is unambiguous, else in single quotes.
+fn shell_quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The flags of an open file.

@@ -96,3 +96,34 @@ impl Drop for Registration {
         }
     }
 }
+
+/// Hold back SIGINT, SIGTERM and SIGHUP in the calling thread until the guard is dropped; they
+/// stay pending and are delivered (to the handler above, or with their default action) then.
+/// For the few steps that must not be cut in the middle; SIGKILL cannot be held.
+pub fn hold() -> Held {
+    // SAFETY: sigemptyset/sigaddset initialise a set we own; pthread_sigmask reads it and writes
+    // the previous mask into memory we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        let held = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0;
+        Held(held.then_some(old))
+    }
+}
+
+/// Restores the signal mask [`hold`] changed.
+pub struct Held(Option<libc::sigset_t>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            // SAFETY: `old` is the mask pthread_sigmask gave us; restoring it delivers any held
+            // signal.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+        }
+    }
+}

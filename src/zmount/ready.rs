@@ -75,7 +75,7 @@ pub fn notify(log: Option<&Path>) -> Result<()> {
         .append(true)
         .open(target)
         .at(target, "cannot open log")?;
-    println!("ready");
+    crate::outln!("ready");
     rustix::stdio::dup2_stdout(&file).at(target, "cannot redirect output")?;
     rustix::stdio::dup2_stderr(&file).at(target, "cannot redirect output")?;
     Ok(())

@@ -62,7 +62,7 @@ pub fn register(
             let (name, base) = super::edit::prepare(&store, given, layers)?;
             if given.is_none() {
                 // The user needs the name to resume, commit or discard what they change.
-                eprintln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+                crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
             }
             (base, Some(name))
         }
@@ -153,7 +153,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             } else {
                 126
             };
-            eprintln!(
+            crate::errln!(
                 "zmount: {}: cannot run: {}",
                 Path::new(program).display(),
                 e
