@@ -33,7 +33,7 @@ complete -c zmount -n "__fish_zmount_needs_command" -f -a "serve" -d 'Run the da
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
-complete -c zmount -n "__fish_zmount_needs_command" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "stop" -d 'Stop the daemon and unmount its mount point (refused while views are in use)'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -66,7 +66,8 @@ complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print 
 complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help'
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -l force -d 'Stop even while views are in use; their processes get errors from then on'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l store -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
@@ -79,7 +80,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
-complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "stop" -d 'Stop the daemon and unmount its mount point (refused while views are in use)'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

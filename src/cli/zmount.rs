@@ -145,8 +145,21 @@ pub enum Command {
         json: bool,
     },
 
-    /// Stop the daemon and unmount its mount point
-    Stop,
+    /// Stop the daemon and unmount its mount point (refused while views are in use)
+    #[command(
+        long_about = "Stop the daemon and unmount its mount point. While views are registered \
+            (a `zmount run` is still going) stop refuses, names them and exits 1: unmounting \
+            under them would send their writes to the directory beneath the mount point. \
+            With --force the daemon stops anyway and leaves the mount in place without a \
+            server, so every later access by those processes fails (ENOTCONN); the next \
+            `zmount serve` or `zmount run` replaces it, `zmount umount` removes it. A daemon \
+            that is killed leaves the same dead mount behind."
+    )]
+    Stop {
+        /// Stop even while views are in use; their processes get errors from then on
+        #[arg(long)]
+        force: bool,
+    },
 
     /// Plumbing: show LAYERs to an existing process tree (yours) rooted at PID
     #[command(
@@ -272,7 +285,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 }
             })
         }
-        Command::Stop => daemon::stop(&paths),
+        Command::Stop { force } => daemon::stop(&paths, force),
         Command::Register { store, pid, layers } => run::register(
             &paths,
             store.as_deref(),

@@ -42,7 +42,11 @@ pub enum Request {
         pid: u32,
     },
     Status,
-    Stop,
+    /// Refused while views are registered, unless `force`.
+    Stop {
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

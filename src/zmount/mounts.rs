@@ -145,12 +145,13 @@ fn in_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// Clear what a crashed server left at `mountpoint`: a dead FUSE mount is detached. A live
-/// mount of anything is "busy".
-pub fn recover(mountpoint: &Path) -> Result<()> {
+/// What a crashed server left at `mountpoint`: `Ok(true)` for a dead FUSE mount, which is
+/// left in place for the next mount to replace (see `attach`): taking it away first would let
+/// a process still using it by path reach the directory beneath. A live mount of anything
+/// is "busy".
+pub fn recover(mountpoint: &Path) -> Result<bool> {
     if is_dead_fuse(mountpoint) {
-        tracing::warn!(mountpoint = %mountpoint.display(), "detaching a dead FUSE mount left by a crash");
-        return unmount(mountpoint, true);
+        return Ok(true);
     }
     if let Some((fs, _)) = fstype_at(mountpoint) {
         return Err(Error::new(
@@ -158,7 +159,7 @@ pub fn recover(mountpoint: &Path) -> Result<()> {
             ErrorKind::MountpointBusy(format!("{fs} is mounted there")),
         ));
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Create the default mount point if it is missing (user-given ones must exist).

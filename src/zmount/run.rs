@@ -162,7 +162,16 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         }
     };
     reap_orphans();
-    unregister(&opts.paths, me)?;
+    match unregister(&opts.paths, me) {
+        // `stop --force` or a crash ended the daemon under CMD, which got errors from the
+        // mount from then on; its status says how it coped.
+        Err(Error {
+            kind: ErrorKind::DaemonNotRunning | ErrorKind::StaleSocket,
+            ..
+        }) => eprintln!("zmount: the daemon stopped while CMD ran; the view ended early"),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
     Ok(code)
 }
 

@@ -27,7 +27,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let mountpoint = super::absolute(&opts.mountpoint);
     // Fail early, in the caller's terminal, with the message that names the fix.
     mounts::check_fuse(&mountpoint)?;
-    mounts::recover(&mountpoint)?;
+    let dead = mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
     let digests = match &opts.edit {
@@ -73,17 +73,43 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     };
     tracing::info!(mountpoint = %mountpoint.display(), nodes = view.len(), "mounting single view");
     let writable = view.edit().is_some();
-    let session =
-        super::mount_session(Fs::new(Mode::Single(Arc::new(view))), &mountpoint, writable)?;
+    let session = super::mount_session(
+        Fs::new(Mode::Single(Arc::new(view))),
+        &mountpoint,
+        writable,
+        dead,
+    )?;
     ready::notify(None)?;
     // Serve until a signal; an external unmount ends the session, and with it the process.
     let watched = mountpoint.clone();
     std::thread::spawn(move || {
-        crate::sys::wait_termination();
-        let _ = mounts::unmount(&watched, true);
+        let sig = crate::sys::wait_termination();
+        tracing::info!(signal = sig, "stopping on signal");
+        if end_on_signal(&watched) == super::Ending::Abandon {
+            // Not busy-free: leave the mount dead (ENOTCONN) rather than let the processes
+            // in it reach the directory beneath; exiting cuts the connection.
+            std::process::exit(0);
+        }
     });
     let _ = session.join();
     Ok(())
+}
+
+/// A signal asks a single-view server to end. Cached writes are sent first (an editable view
+/// lets the kernel cache them); then an ordinary unmount, which the kernel refuses while any
+/// process has its directory or a file in the mount. Then the mount is left dead instead: a
+/// lazy unmount would detach it and send those processes' later path lookups beneath it.
+fn end_on_signal(mountpoint: &Path) -> super::Ending {
+    if let Ok(root) = std::fs::File::open(mountpoint) {
+        let _ = rustix::fs::syncfs(&root);
+    }
+    match mounts::unmount(mountpoint, false) {
+        Ok(()) => super::Ending::Unmount,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot unmount; leaving the mount without a server");
+            super::Ending::Abandon
+        }
+    }
 }
 
 /// Unmount a zmount mount point (refusing other file systems); `lazy` detaches a busy one.

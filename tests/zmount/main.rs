@@ -5,6 +5,8 @@
 //! that stops the daemon and lazily unmounts on drop, panics included. Every command runs
 //! with a timeout, so a broken mount fails a test instead of hanging CI.
 
+mod lifecycle;
+#[path = "../util/mod.rs"]
 mod util;
 
 use std::collections::BTreeMap;
