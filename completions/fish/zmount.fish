@@ -39,7 +39,7 @@ complete -c zmount -n "__fish_zmount_needs_command" -f -a "unregister" -d 'Plumb
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l mountpoint -d 'Mount point for a daemon started on demand [default: DIR/mnt]' -r -F
-complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out)' -r
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed; removed again if the run changes nothing]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store, which outlives the run; `zcommit --runtime NAME` makes them a layer'
@@ -51,10 +51,11 @@ complete -c zmount -n "__fish_zmount_using_subcommand serve" -l foreground -d 'S
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l read-only -d 'Serve read-only views only: the mount is read-only and `run --edit` is refused'
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
-complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view of runtime NAME (created on the LAYERs if missing, else resumed: then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer' -r
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l foreground -d 'Stay attached until unmounted or signalled'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store (as with `run --edit`); `zcommit --runtime NAME` makes them a layer'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r

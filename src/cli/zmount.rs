@@ -75,6 +75,7 @@ pub enum Command {
         #[arg(long)]
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
+        /// [default: a fresh name, printed; removed again if the run changes nothing]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
         /// Layers, bottom first: tag, digest or digest prefix
@@ -120,10 +121,14 @@ pub enum Command {
         /// Stay attached until unmounted or signalled
         #[arg(long)]
         foreground: bool,
-        /// Writable view of runtime NAME (created on the LAYERs if missing, else resumed:
-        /// then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer
-        #[arg(long, value_name = "NAME")]
-        edit: Option<String>,
+        /// Writable view: changes go to a runtime's scratch dir in the store (as with
+        /// `run --edit`); `zcommit --runtime NAME` makes them a layer
+        #[arg(long)]
+        edit: bool,
+        /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
+        /// [default: a fresh name, printed]
+        #[arg(long, value_name = "NAME", requires = "edit")]
+        name: Option<String>,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
         args: Vec<OsString>,
@@ -250,10 +255,11 @@ pub fn run(args: Args) -> std::process::ExitCode {
             store,
             foreground,
             edit,
+            name,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
-            if layers.is_empty() && edit.is_none() {
+            if layers.is_empty() && name.is_none() {
                 <Args as clap::CommandFactory>::command()
                     .error(
                         clap::error::ErrorKind::TooFewValues,
@@ -267,7 +273,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 mountpoint,
                 foreground,
                 log_level: level,
-                edit,
+                edit: edit.then_some(name),
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
@@ -295,7 +301,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             level.as_deref(),
             run::Editing::ReadOnly,
         )
-        .map(|m| println!("{}", m.display())),
+        .map(|r| println!("{}", r.mountpoint.display())),
         Command::Unregister { pid } => run::unregister(&paths, pid),
     };
     match result {

@@ -16,8 +16,9 @@ pub struct MountOptions {
     pub mountpoint: PathBuf,
     pub foreground: bool,
     pub log_level: Option<String>,
-    /// Editable: the runtime (created on `layers` if missing) whose scratch dir goes on top.
-    pub edit: Option<String>,
+    /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
+    /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
+    pub edit: Option<Option<String>>,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -30,10 +31,16 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let dead = mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
-    let digests = match &opts.edit {
+    let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
-        Some(name) => super::edit::prepare(&store, Some(name), &opts.layers)?.1,
-        None => super::resolve_layers(&store, &opts.layers)?,
+        Some(given) => {
+            let (name, base) = super::edit::prepare(&store, given.as_deref(), &opts.layers)?;
+            if given.is_none() {
+                eprintln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+            }
+            (base, Some(name))
+        }
+        None => (super::resolve_layers(&store, &opts.layers)?, None),
     };
     if !opts.foreground {
         let mut args: Vec<OsString> = Vec::new();
@@ -46,8 +53,8 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             "--store".into(),
             root.into(),
         ]);
-        if let Some(name) = &opts.edit {
-            args.extend(["--edit".into(), name.into()]);
+        if let Some(name) = &runtime {
+            args.extend(["--edit".into(), "--name".into(), name.into()]);
         }
         // Digests, so the server mounts exactly what was resolved here.
         args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
@@ -67,7 +74,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         created: SystemTime::now(),
     };
     let hex: Vec<String> = digests.iter().map(|d| d.to_hex()).collect();
-    let view = match &opts.edit {
+    let view = match &runtime {
         Some(name) => super::edit::view(&root, name, 1, meta)?,
         None => super::build_view(&root, &hex, 1, meta)?,
     };

@@ -233,12 +233,12 @@ fn a_killed_daemon_leaves_errors_until_the_next_run_replaces_its_mount() {
     assert_eq!(beneath(&env.mnt()), Vec::<String>::new());
 }
 
-/// `zmount mount --foreground --edit NAME a MNT`, as a child; returns once mounted.
+/// `zmount mount --foreground --edit --name single a MNT`, as a child; returns once mounted.
 fn single_server(env: &Env, mnt: &Path) -> Child {
     std::fs::create_dir_all(mnt).unwrap();
     let child = env
         .std_zmount()
-        .args(["mount", "--foreground", "--edit", "single", "a"])
+        .args(["mount", "--foreground", "--edit", "--name", "single", "a"])
         .arg(mnt)
         .stderr(Stdio::null())
         .spawn()

@@ -6,6 +6,7 @@
 //! with a timeout, so a broken mount fails a test instead of hanging CI.
 
 mod lifecycle;
+mod runtimes;
 #[path = "../util/mod.rs"]
 mod util;
 
