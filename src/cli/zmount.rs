@@ -185,6 +185,27 @@ pub enum Command {
 }
 
 impl Args {
+    /// Parse the command line; usage errors exit 2. `run` without `--` (clap would take CMD
+    /// for more layers and then miss CMD) gets a line that says to use `--`.
+    pub fn parse_or_exit() -> Args {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        match <Args as clap::Parser>::try_parse_from(&argv) {
+            Ok(args) => args,
+            Err(e)
+                if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                    && e.to_string().contains("<CMD>")
+                    && !argv.iter().any(|a| a == "--") =>
+            {
+                eprintln!(
+                    "zmount: run: the command must come after `--` (zmount run LAYER... -- \
+                     CMD [ARG...]; without `--` every word is taken for a layer)"
+                );
+                std::process::exit(super::EXIT_USAGE.into());
+            }
+            Err(e) => e.exit(),
+        }
+    }
+
     /// Split `mount`'s positional arguments into layers and the mount point.
     pub fn mount_parts(args: &[OsString]) -> (Vec<OsString>, PathBuf) {
         let (mp, layers) = args.split_last().expect("clap requires two");

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod ready;
 pub mod run;
 pub mod single;
+pub mod users;
 
 pub use paths::Paths;
 

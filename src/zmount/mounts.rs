@@ -122,8 +122,17 @@ pub fn check_fuse(mountpoint: &Path) -> Result<()> {
         if !Path::new("/dev/fuse").exists() {
             return Err(Error::new("/dev/fuse", ErrorKind::NoFuse));
         }
-        if !rustix::process::geteuid().is_root() && !in_path("fusermount3") {
-            return Err(Error::new("fusermount3", ErrorKind::NoFusermount));
+        if !rustix::process::geteuid().is_root() {
+            if !in_path("fusermount3") {
+                return Err(Error::new("fusermount3", ErrorKind::NoFusermount));
+            }
+            // fusermount3 opens the device with the user's own rights.
+            use rustix::fs::{Access, access};
+            if access("/dev/fuse", Access::READ_OK | Access::WRITE_OK)
+                == Err(rustix::io::Errno::ACCESS)
+            {
+                return Err(fuse_denied());
+            }
         }
     }
     match std::fs::metadata(mountpoint) {
@@ -138,6 +147,33 @@ pub fn check_fuse(mountpoint: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
         Err(e) => Err(Error::io(mountpoint, "cannot use mount point", e)),
     }
+}
+
+/// `/dev/fuse` is not open to us: say who owns it, for the administrator.
+pub fn fuse_denied() -> Error {
+    use std::os::unix::fs::MetadataExt;
+    let what = match std::fs::metadata("/dev/fuse") {
+        Ok(m) => format!(
+            "mode {:04o}, owner {}, group {}",
+            m.mode() & 0o7777,
+            name_of("/etc/passwd", m.uid()),
+            name_of("/etc/group", m.gid())
+        ),
+        Err(_) => "cannot inspect it".to_string(),
+    };
+    Error::new("/dev/fuse", ErrorKind::FuseDenied(what))
+}
+
+/// The name of an id in a passwd or group file, else the number.
+fn name_of(file: &str, id: u32) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == id.to_string()).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| id.to_string())
 }
 
 fn in_path(tool: &str) -> bool {

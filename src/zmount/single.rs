@@ -135,5 +135,26 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
             }
         }
     }
-    mounts::unmount(&mountpoint, lazy)
+    match mounts::unmount(&mountpoint, lazy) {
+        Err(Error {
+            kind: ErrorKind::MountpointBusy(_),
+            ..
+        }) if !lazy => {
+            // Name who holds it: the path as /proc shows it (resolved without entering the
+            // mount, which may be dead).
+            let shown = match (mountpoint.parent(), mountpoint.file_name()) {
+                (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                    .map(|d| d.join(name))
+                    .unwrap_or_else(|_| mountpoint.clone()),
+                _ => mountpoint.clone(),
+            };
+            let users = super::users::users(&shown);
+            let who = match users.is_empty() {
+                true => "processes you cannot see (other users')".to_string(),
+                false => super::users::describe(&users),
+            };
+            Err(Error::new(&mountpoint, ErrorKind::MountInUse(who)))
+        }
+        other => other,
+    }
 }

@@ -90,9 +90,9 @@ done"#,
         });
     }
 
-    /// From the moment the caller's action returned (`since` attempts had been logged by
-    /// then), the writer must see errors: at most the one attempt in flight succeeds, and
-    /// after the first error every attempt fails (ten more are watched).
+    /// From the moment the caller's action was complete (`since` attempts had been logged by
+    /// then), the writer must see errors: at most the one attempt in flight (done, not yet
+    /// logged) succeeds, and after the first error every attempt fails (ten more are watched).
     fn assert_only_errors_since(&self, since: usize, what: &str) {
         util::wait_for("more attempts", TIMEOUT, || {
             self.outcomes().len() >= since + 12
@@ -127,6 +127,15 @@ impl Drop for Writer {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether a process has exited (a zombie has: its descriptors are closed).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
 }
 
 /// Once nobody uses it any more: take every mount at `mnt` away and list what lies beneath.
@@ -190,8 +199,10 @@ fn stop_force_gives_views_errors_and_nothing_lands_beneath_the_mount() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let marks = (abs.outcomes().len(), cwd.outcomes().len());
+    // Writes go on succeeding while the daemon stops (they reach the runtime); from the
+    // moment `stop` returns, none may.
     env.zmount().args(["stop", "--force"]).assert().success();
+    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     abs.assert_only_errors_since(marks.0, "stop --force (absolute paths)");
     cwd.assert_only_errors_since(marks.1, "stop --force (cwd in the mount)");
     assert!(
@@ -212,8 +223,9 @@ fn a_killed_daemon_leaves_errors_until_the_next_run_replaces_its_mount() {
     abs.wait_for_writes(3);
     cwd.wait_for_writes(3);
     let pid = env.status_json()["pid"].as_u64().unwrap();
-    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     util::sh(&format!("kill -9 {pid}"));
+    util::wait_for("the daemon to die", TIMEOUT, || exited(pid as u32));
+    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     abs.assert_only_errors_since(marks.0, "kill -9 (absolute paths)");
     cwd.assert_only_errors_since(marks.1, "kill -9 (cwd in the mount)");
 
@@ -258,9 +270,9 @@ fn a_signalled_single_mount_in_use_is_left_dead_not_detached() {
     let cwd = Writer::at(&env, "cwd", &mnt, Path_::Cwd);
     abs.wait_for_writes(3);
     cwd.wait_for_writes(3);
-    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     util::sh(&format!("kill -TERM {}", server.id()));
     wait_child(server);
+    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     abs.assert_only_errors_since(marks.0, "SIGTERM (absolute paths)");
     cwd.assert_only_errors_since(marks.1, "SIGTERM (cwd in the mount)");
     drop((abs, cwd));
@@ -300,9 +312,9 @@ fn a_killed_single_mount_is_replaced_by_the_next_mount_without_a_gap() {
     let cwd = Writer::at(&env, "cwd", &mnt, Path_::Cwd);
     abs.wait_for_writes(3);
     cwd.wait_for_writes(3);
-    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     util::sh(&format!("kill -9 {}", server.id()));
     wait_child(server);
+    let marks = (abs.outcomes().len(), cwd.outcomes().len());
     abs.assert_only_errors_since(marks.0, "kill -9 (absolute paths)");
     cwd.assert_only_errors_since(marks.1, "kill -9 (cwd in the mount)");
 
