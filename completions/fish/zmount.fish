@@ -63,8 +63,10 @@ complete -c zmount -n "__fish_zmount_using_subcommand umount" -s l -l lazy -d 'D
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy)'
-complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy; a path that is not UTF-8 is an array of bytes)'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s q -l quiet -d 'Print nothing; the exit status says whether the daemon is up and healthy'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s v -l verbose -d 'Also print the socket and log, and each view\'s start time and layers, one a line'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l force -d 'Stop even while views are in use; their processes get errors from then on'

@@ -143,11 +143,25 @@ pub enum Command {
     },
 
     /// Show the daemon's mount point, views, cache figures and health
+    #[command(
+        long_about = "Show the daemon's version, mount point, health, ancestry-cache figures \
+            and views (root process, owner, age, runtime, layers). Names and paths that are \
+            not plain printable text (a newline, a space, bytes that are not UTF-8) are \
+            printed in double quotes with C escapes, so every line is one fact. Exits 0 when \
+            the daemon answers and its mount point is healthy, 1 otherwise.",
+        after_help = "Examples:\n  zmount status -q && echo up\n  zmount status --json | jq '.views[].root_pid'"
+    )]
     Status {
         /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
-        /// cache_misses, healthy)
+        /// cache_misses, healthy; a path that is not UTF-8 is an array of bytes)
         #[arg(long)]
         json: bool,
+        /// Print nothing; the exit status says whether the daemon is up and healthy
+        #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
+        quiet: bool,
+        /// Also print the socket and log, and each view's start time and layers, one a line
+        #[arg(short, long, conflicts_with = "json")]
+        verbose: bool,
     },
 
     /// Stop the daemon and unmount its mount point (refused while views are in use)
@@ -217,7 +231,7 @@ impl Args {
 /// exit code (`run` exits with CMD's status).
 #[cfg(zkit_fuse)]
 pub fn run(args: Args) -> std::process::ExitCode {
-    use crate::zmount::{Paths, control, daemon, run, single};
+    use crate::zmount::{Paths, daemon, run, single};
     use std::process::ExitCode;
     let paths = Paths::new(args.dir.as_deref());
     let level = args.log_level.clone();
@@ -298,20 +312,11 @@ pub fn run(args: Args) -> std::process::ExitCode {
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
-        Command::Status { json } => {
-            control::call(&paths.socket, &control::Request::Status).map(|r| {
-                if let control::Reply::Status(s) = r {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&s).expect("status serialises")
-                        );
-                    } else {
-                        print!("{}", control::render_status(&s));
-                    }
-                }
-            })
-        }
+        Command::Status {
+            json,
+            quiet,
+            verbose,
+        } => status(&paths, json, quiet, verbose),
         Command::Stop { force } => daemon::stop(&paths, force),
         Command::Register { store, pid, layers } => run::register(
             &paths,
@@ -328,6 +333,56 @@ pub fn run(args: Args) -> std::process::ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => super::report("zmount", &err),
+    }
+}
+
+/// `zmount status`: the report (unless `quiet`), then an error when the mount is unhealthy.
+#[cfg(zkit_fuse)]
+fn status(
+    paths: &crate::zmount::Paths,
+    json: bool,
+    quiet: bool,
+    verbose: bool,
+) -> crate::error::Result<()> {
+    use crate::error::{Error, ErrorKind};
+    use crate::zmount::control::{self, Reply, Request, shown};
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let s = match control::call(&paths.socket, &Request::Status)? {
+        Reply::Status(s) => s,
+        other => {
+            let what = format!("unexpected reply from the daemon: {other:?}");
+            return Err(Error::new(&paths.socket, ErrorKind::Daemon(what)));
+        }
+    };
+    let mut text = String::new();
+    if json {
+        text = serde_json::to_string_pretty(&s).expect("status serialises");
+        text.push('\n');
+    } else if !quiet {
+        text = control::render_status(&s, verbose);
+        if verbose {
+            text += &format!("socket: {}\n", shown(paths.socket.as_os_str().as_bytes()));
+            text += &format!("log: {}\n", shown(paths.log.as_os_str().as_bytes()));
+        }
+    }
+    // A closed pipe (`| head -1`) is not an error.
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(Error::io("stdout", "cannot write", e));
+        }
+        _ => {}
+    }
+    match s.healthy {
+        true => Ok(()),
+        false => Err(Error::new(
+            &s.mountpoint,
+            ErrorKind::Daemon(
+                "the mount point does not answer (`zmount stop --force`, then `zmount serve`)"
+                    .into(),
+            ),
+        )),
     }
 }
 

@@ -368,6 +368,7 @@ impl Daemon {
                     .as_secs(),
                 uid: r.view.meta.uid,
                 nodes: r.view.len(),
+                runtime: r.view.edit().map(|e| e.runtime_name().to_string()),
             })
             .collect();
         Status {

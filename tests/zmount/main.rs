@@ -8,6 +8,7 @@
 mod errors;
 mod lifecycle;
 mod runtimes;
+mod status;
 #[path = "../util/mod.rs"]
 mod util;
 
