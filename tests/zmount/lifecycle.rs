@@ -245,6 +245,23 @@ fn a_killed_daemon_leaves_errors_until_the_next_run_replaces_its_mount() {
     assert_eq!(beneath(&env.mnt()), Vec::<String>::new());
 }
 
+#[test]
+fn sigterm_to_a_daemon_with_views_leaves_them_errors_not_the_directory_beneath() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.layer("a", &[("x", "1")]);
+    let abs = Writer::in_run(&env, "abs", "a", Path_::Absolute);
+    abs.wait_for_writes(3);
+    let pid = env.status_json()["pid"].as_u64().unwrap() as u32;
+    // A signal cannot be refused: it is a forced stop.
+    util::sh(&format!("kill -TERM {pid}"));
+    util::wait_for("the daemon to exit", TIMEOUT, || exited(pid));
+    let mark = abs.outcomes().len();
+    abs.assert_only_errors_since(mark, "SIGTERM to the daemon");
+    drop(abs);
+    assert_eq!(beneath(&env.mnt()), Vec::<String>::new());
+}
+
 /// `zmount mount --foreground --edit --name single a MNT`, as a child; returns once mounted.
 fn single_server(env: &Env, mnt: &Path) -> Child {
     std::fs::create_dir_all(mnt).unwrap();
