@@ -48,6 +48,8 @@ struct Daemon {
     /// Connections being served.
     busy: AtomicUsize,
     uid: u32,
+    /// The listening socket, to wake the accept loop when stopping.
+    listener: UnixListener,
 }
 
 /// Run the daemon in this process until it is told to stop.
@@ -103,6 +105,9 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         gate: Mutex::new(()),
         read_only: opts.read_only,
         busy: AtomicUsize::new(0),
+        listener: listener
+            .try_clone()
+            .at(&paths.socket, "cannot duplicate socket")?,
         uid,
     });
     tracing::info!(
@@ -196,7 +201,10 @@ fn meta(layers: Vec<String>, uid: u32, gid: u32) -> Meta {
 impl Daemon {
     fn stop(&self) {
         self.stopping.store(true, SeqCst);
-        // Wake the accept loop.
+        // Wake the accept loop: shutting the listener down ends a blocked accept on Linux
+        // even when the socket's name is gone (someone removed the directory); a connection
+        // does elsewhere.
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read);
         let _ = UnixStream::connect(&self.socket);
     }
 

@@ -262,6 +262,18 @@ fn sigterm_to_a_daemon_with_views_leaves_them_errors_not_the_directory_beneath()
     assert_eq!(beneath(&env.mnt()), Vec::<String>::new());
 }
 
+#[test]
+fn a_daemon_stops_on_sigterm_even_when_its_socket_was_removed() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    env.zmount().arg("serve").assert().success();
+    let pid = env.status_json()["pid"].as_u64().unwrap() as u32;
+    std::fs::remove_file(env.dir().join("control/socket")).unwrap();
+    util::sh(&format!("kill -TERM {pid}"));
+    util::wait_for("the daemon to exit", TIMEOUT, || exited(pid));
+    assert!(!util::mounted(&env.mnt()), "no views: it unmounted");
+}
+
 /// `zmount mount --foreground --edit --name single a MNT`, as a child; returns once mounted.
 fn single_server(env: &Env, mnt: &Path) -> Child {
     std::fs::create_dir_all(mnt).unwrap();
