@@ -1,7 +1,6 @@
-use clap::Parser;
 use std::process::ExitCode;
 use zkit::cli::zmount::{self, Args};
 
 fn main() -> ExitCode {
-    zkit::cli::finish("zmount", zmount::run(Args::parse()))
+    zkit::cli::finish("zmount", zmount::run(Args::parse_or_exit()))
 }

@@ -91,6 +91,12 @@ pub enum ErrorKind {
     MountpointMissing,
     #[error("mount point is busy: {0}")]
     MountpointBusy(String),
+    /// zmount: `/dev/fuse` is there but not open to this user; says who owns it.
+    #[error("permission denied ({0})")]
+    FuseDenied(String),
+    /// zmount: an unmount the kernel refused; names the processes using the mount.
+    #[error("mount point is in use by {0}")]
+    MountInUse(String),
     #[error("the zmount daemon is not running")]
     DaemonNotRunning,
     #[error("stale control socket: no daemon answers it")]
@@ -208,6 +214,15 @@ impl Error {
             ErrorKind::MountpointBusy(_) => {
                 Some("unmount it first (zmount umount), or choose another mount point")
             }
+            ErrorKind::FuseDenied(_) => Some(
+                "ask an administrator for access: membership in the group of /dev/fuse with \
+                 mode 0660, or a udev rule such as KERNEL==\"fuse\", MODE=\"0666\"; or run \
+                 zmount as root",
+            ),
+            ErrorKind::MountInUse(_) => Some(
+                "end them first, or detach it now with `zmount umount -l` (they keep what \
+                 they have open; paths they look up afterwards miss the mount)",
+            ),
             ErrorKind::DaemonNotRunning => {
                 Some("start it with `zmount serve`; `zmount run` starts it on demand")
             }

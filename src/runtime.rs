@@ -492,6 +492,21 @@ pub fn list(store: &Store) -> Result<Vec<Info>> {
 pub fn discard(store: &Store, name: &str) -> Result<()> {
     let mut rt = Runtime::open(store, name)?;
     rt.lock(false)?;
+    remove_locked(store, rt)
+}
+
+/// [`discard`] a runtime only if its scratch records no change (checked under its lock, so
+/// no mount can change it in between); `Ok(false)` when it was kept.
+pub fn discard_if_unchanged(store: &Store, name: &str) -> Result<bool> {
+    let mut rt = Runtime::open(store, name)?;
+    rt.lock(false)?;
+    if rt.changed()? {
+        return Ok(false);
+    }
+    remove_locked(store, rt).map(|()| true)
+}
+
+fn remove_locked(store: &Store, rt: Runtime) -> Result<()> {
     let all = runtimes(store);
     let hidden = all.join(format!(".trash-{:016x}", crate::sys::random_u64()));
     std::fs::rename(&rt.dir, &hidden).at(&rt.dir, "cannot remove runtime")?;

@@ -66,14 +66,14 @@ impl Env {
         Digest::parse(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
     }
 
-    /// `zmount mount [--edit NAME] LAYERS... MP`, unmounted on drop.
+    /// `zmount mount [--edit --name NAME] LAYERS... MP`, unmounted on drop.
     fn mount(&self, edit: Option<&str>, layers: &[&str], mp: &str) -> PathBuf {
         let mp = self.path(mp);
         std::fs::create_dir_all(&mp).unwrap();
         let mut c = self.cmd("zmount");
         c.arg("mount");
         if let Some(name) = edit {
-            c.args(["--edit", name]);
+            c.args(["--edit", "--name", name]);
         }
         c.args(layers).arg(&mp).assert().success();
         self.mounts.lock().unwrap().push(mp.clone());

@@ -33,13 +33,13 @@ complete -c zmount -n "__fish_zmount_needs_command" -f -a "serve" -d 'Run the da
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
-complete -c zmount -n "__fish_zmount_needs_command" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_needs_command" -f -a "stop" -d 'Stop the daemon and unmount its mount point (refused while views are in use)'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
 complete -c zmount -n "__fish_zmount_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l mountpoint -d 'Mount point for a daemon started on demand [default: DIR/mnt]' -r -F
-complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out)' -r
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed; removed again if the run changes nothing]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store, which outlives the run; `zcommit --runtime NAME` makes them a layer'
@@ -51,10 +51,11 @@ complete -c zmount -n "__fish_zmount_using_subcommand serve" -l foreground -d 'S
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l read-only -d 'Serve read-only views only: the mount is read-only and `run --edit` is refused'
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
-complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view of runtime NAME (created on the LAYERs if missing, else resumed: then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer' -r
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l foreground -d 'Stay attached until unmounted or signalled'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store (as with `run --edit`); `zcommit --runtime NAME` makes them a layer'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
@@ -62,11 +63,14 @@ complete -c zmount -n "__fish_zmount_using_subcommand umount" -s l -l lazy -d 'D
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy)'
-complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy; a path that is not UTF-8 is an array of bytes)'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s q -l quiet -d 'Print nothing; the exit status says whether the daemon is up and healthy'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s v -l verbose -d 'Also print the socket and log, and each view\'s start time and layers, one a line'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -l force -d 'Stop even while views are in use; their processes get errors from then on'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l store -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
@@ -79,7 +83,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "mount" -d 'Mount one stack at MOUNTPOINT, without routing (fastest)'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "umount" -d 'Unmount a mount made by `zmount mount`'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "status" -d 'Show the daemon\'s mount point, views, cache figures and health'
-complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "stop" -d 'Stop the daemon and unmount its mount point'
+complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "stop" -d 'Stop the daemon and unmount its mount point (refused while views are in use)'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "register" -d 'Plumbing: show LAYERs to an existing process tree (yours) rooted at PID'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "unregister" -d 'Plumbing: remove the view registered for PID'
 complete -c zmount -n "__fish_zmount_using_subcommand help; and not __fish_seen_subcommand_from run serve mount umount status stop register unregister help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -75,6 +75,7 @@ pub enum Command {
         #[arg(long)]
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
+        /// [default: a fresh name, printed; removed again if the run changes nothing]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
         /// Layers, bottom first: tag, digest or digest prefix
@@ -120,10 +121,14 @@ pub enum Command {
         /// Stay attached until unmounted or signalled
         #[arg(long)]
         foreground: bool,
-        /// Writable view of runtime NAME (created on the LAYERs if missing, else resumed:
-        /// then LAYERs may be left out); `zcommit --runtime NAME` makes its changes a layer
-        #[arg(long, value_name = "NAME")]
-        edit: Option<String>,
+        /// Writable view: changes go to a runtime's scratch dir in the store (as with
+        /// `run --edit`); `zcommit --runtime NAME` makes them a layer
+        #[arg(long)]
+        edit: bool,
+        /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
+        /// [default: a fresh name, printed]
+        #[arg(long, value_name = "NAME", requires = "edit")]
+        name: Option<String>,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
         args: Vec<OsString>,
@@ -138,15 +143,42 @@ pub enum Command {
     },
 
     /// Show the daemon's mount point, views, cache figures and health
+    #[command(
+        long_about = "Show the daemon's version, mount point, health, ancestry-cache figures \
+            and views (root process, owner, age, runtime, layers). Names and paths that are \
+            not plain printable text (a newline, a space, bytes that are not UTF-8) are \
+            printed in double quotes with C escapes, so every line is one fact. Exits 0 when \
+            the daemon answers and its mount point is healthy, 1 otherwise.",
+        after_help = "Examples:\n  zmount status -q && echo up\n  zmount status --json | jq '.views[].root_pid'"
+    )]
     Status {
         /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
-        /// cache_misses, healthy)
+        /// cache_misses, healthy; a path that is not UTF-8 is an array of bytes)
         #[arg(long)]
         json: bool,
+        /// Print nothing; the exit status says whether the daemon is up and healthy
+        #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
+        quiet: bool,
+        /// Also print the socket and log, and each view's start time and layers, one a line
+        #[arg(short, long, conflicts_with = "json")]
+        verbose: bool,
     },
 
-    /// Stop the daemon and unmount its mount point
-    Stop,
+    /// Stop the daemon and unmount its mount point (refused while views are in use)
+    #[command(
+        long_about = "Stop the daemon and unmount its mount point. While views are registered \
+            (a `zmount run` is still going) stop refuses, names them and exits 1: unmounting \
+            under them would send their writes to the directory beneath the mount point. \
+            With --force the daemon stops anyway and leaves the mount in place without a \
+            server, so every later access by those processes fails (ENOTCONN); the next \
+            `zmount serve` or `zmount run` replaces it, `zmount umount` removes it. A daemon \
+            that is killed leaves the same dead mount behind."
+    )]
+    Stop {
+        /// Stop even while views are in use; their processes get errors from then on
+        #[arg(long)]
+        force: bool,
+    },
 
     /// Plumbing: show LAYERs to an existing process tree (yours) rooted at PID
     #[command(
@@ -167,6 +199,27 @@ pub enum Command {
 }
 
 impl Args {
+    /// Parse the command line; usage errors exit 2. `run` without `--` (clap would take CMD
+    /// for more layers and then miss CMD) gets a line that says to use `--`.
+    pub fn parse_or_exit() -> Args {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        match <Args as clap::Parser>::try_parse_from(&argv) {
+            Ok(args) => args,
+            Err(e)
+                if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                    && e.to_string().contains("<CMD>")
+                    && !argv.iter().any(|a| a == "--") =>
+            {
+                crate::errln!(
+                    "zmount: run: the command must come after `--` (zmount run LAYER... -- \
+                     CMD [ARG...]; without `--` every word is taken for a layer)"
+                );
+                std::process::exit(super::EXIT_USAGE.into());
+            }
+            Err(e) => e.exit(),
+        }
+    }
+
     /// Split `mount`'s positional arguments into layers and the mount point.
     pub fn mount_parts(args: &[OsString]) -> (Vec<OsString>, PathBuf) {
         let (mp, layers) = args.split_last().expect("clap requires two");
@@ -178,7 +231,7 @@ impl Args {
 /// exit code (`run` exits with CMD's status).
 #[cfg(zkit_fuse)]
 pub fn run(args: Args) -> std::process::ExitCode {
-    use crate::zmount::{Paths, control, daemon, run, single};
+    use crate::zmount::{Paths, daemon, run, single};
     use std::process::ExitCode;
     let paths = Paths::new(args.dir.as_deref());
     let level = args.log_level.clone();
@@ -237,10 +290,11 @@ pub fn run(args: Args) -> std::process::ExitCode {
             store,
             foreground,
             edit,
+            name,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
-            if layers.is_empty() && edit.is_none() {
+            if layers.is_empty() && name.is_none() {
                 <Args as clap::CommandFactory>::command()
                     .error(
                         clap::error::ErrorKind::TooFewValues,
@@ -254,25 +308,16 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 mountpoint,
                 foreground,
                 log_level: level,
-                edit,
+                edit: edit.then_some(name),
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
-        Command::Status { json } => {
-            control::call(&paths.socket, &control::Request::Status).map(|r| {
-                if let control::Reply::Status(s) = r {
-                    if json {
-                        crate::outln!(
-                            "{}",
-                            serde_json::to_string_pretty(&s).expect("status serialises")
-                        );
-                    } else {
-                        crate::outprint!("{}", control::render_status(&s));
-                    }
-                }
-            })
-        }
-        Command::Stop => daemon::stop(&paths),
+        Command::Status {
+            json,
+            quiet,
+            verbose,
+        } => status(&paths, json, quiet, verbose),
+        Command::Stop { force } => daemon::stop(&paths, force),
         Command::Register { store, pid, layers } => run::register(
             &paths,
             store.as_deref(),
@@ -282,12 +327,62 @@ pub fn run(args: Args) -> std::process::ExitCode {
             level.as_deref(),
             run::Editing::ReadOnly,
         )
-        .map(|m| crate::outln!("{}", m.display())),
+        .map(|r| crate::outln!("{}", r.mountpoint.display())),
         Command::Unregister { pid } => run::unregister(&paths, pid),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => super::report("zmount", &err),
+    }
+}
+
+/// `zmount status`: the report (unless `quiet`), then an error when the mount is unhealthy.
+#[cfg(zkit_fuse)]
+fn status(
+    paths: &crate::zmount::Paths,
+    json: bool,
+    quiet: bool,
+    verbose: bool,
+) -> crate::error::Result<()> {
+    use crate::error::{Error, ErrorKind};
+    use crate::zmount::control::{self, Reply, Request, shown};
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let s = match control::call(&paths.socket, &Request::Status)? {
+        Reply::Status(s) => s,
+        other => {
+            let what = format!("unexpected reply from the daemon: {other:?}");
+            return Err(Error::new(&paths.socket, ErrorKind::Daemon(what)));
+        }
+    };
+    let mut text = String::new();
+    if json {
+        text = serde_json::to_string_pretty(&s).expect("status serialises");
+        text.push('\n');
+    } else if !quiet {
+        text = control::render_status(&s, verbose);
+        if verbose {
+            text += &format!("socket: {}\n", shown(paths.socket.as_os_str().as_bytes()));
+            text += &format!("log: {}\n", shown(paths.log.as_os_str().as_bytes()));
+        }
+    }
+    // A closed pipe (`| head -1`) is not an error.
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(Error::io("stdout", "cannot write", e));
+        }
+        _ => {}
+    }
+    match s.healthy {
+        true => Ok(()),
+        false => Err(Error::new(
+            &s.mountpoint,
+            ErrorKind::Daemon(
+                "the mount point does not answer (`zmount stop --force`, then `zmount serve`)"
+                    .into(),
+            ),
+        )),
     }
 }
 

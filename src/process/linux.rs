@@ -26,12 +26,13 @@ pub(crate) fn parse_stat(pid: u32, bytes: &[u8]) -> Option<Stat> {
     let rest = std::str::from_utf8(&bytes[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     // After the name: state (3), ppid (4), ... starttime (22).
-    let _state = fields.next()?;
+    let state = fields.next()?;
     let ppid = fields.next()?.parse().ok()?;
     let start = fields.nth(17)?.parse().ok()?;
     Some(Stat {
         id: ProcId { pid, start },
         ppid,
+        zombie: matches!(state, "Z" | "X"),
     })
 }
 

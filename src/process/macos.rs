@@ -11,6 +11,9 @@ pub fn stat(pid: u32) -> io::Result<Stat> {
             start: info.start_usec,
         },
         ppid: info.ppid,
+        // libproc's pbi_status would say; a zombie's start time still matches, which only
+        // makes a liveness check wait for the reap.
+        zombie: false,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct Stat {
     pub id: ProcId,
     /// 0 for the first process of a PID namespace (and the kernel's own threads).
     pub ppid: u32,
+    /// Exited, waiting to be reaped: its descriptors are closed and it runs nothing.
+    pub zombie: bool,
 }
 
 /// Longest chain we follow: deeper than any real process tree, and a guard against a parent
@@ -67,7 +69,8 @@ pub fn ancestry(pid: u32) -> io::Result<Vec<ProcId>> {
     Ok(chain)
 }
 
-/// Is this exact process (PID and start time) still alive?
+/// Is this exact process (PID and start time) still alive? A zombie is not: it has exited,
+/// and whoever should reap it (an init that never does, in some containers) may take long.
 pub fn alive(id: ProcId) -> bool {
-    stat(id.pid).is_ok_and(|s| s.id.start == id.start)
+    stat(id.pid).is_ok_and(|s| s.id.start == id.start && !s.zombie)
 }

@@ -42,7 +42,11 @@ pub enum Request {
         pid: u32,
     },
     Status,
-    Stop,
+    /// Refused while views are registered, unless `force`.
+    Stop {
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct ViewStatus {
     pub age_secs: u64,
     pub uid: u32,
     pub nodes: usize,
+    /// The runtime an editable view writes to.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// Paths travel as a string when they are UTF-8 and as an array of bytes otherwise, so any
@@ -236,8 +243,52 @@ impl From<Error> for Reply {
     }
 }
 
-/// `zmount status` for people.
-pub fn render_status(s: &Status) -> String {
+/// A name or path as one token of a line: as it is when it is plain printable text, else in
+/// double quotes with C escapes (`\n`, `\t`, `\"`, `\\`, `\xNN` for other control characters
+/// and for bytes that are not UTF-8). A newline or space in a name can then neither break a
+/// line nor fake one for a line-based reader; the JSON output carries the exact bytes.
+pub fn shown(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let plain = |c: char| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\';
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.is_empty()
+        && text.chars().all(plain)
+    {
+        return text.to_string();
+    }
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        let _ = write!(out, "\\x{b:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn shown_path(p: &Path) -> String {
+    shown(p.as_os_str().as_bytes())
+}
+
+/// `zmount status` for people (`verbose`: each view's start time, runtime and layers, one
+/// per line). Every name goes through [`shown`].
+pub fn render_status(s: &Status, verbose: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -245,7 +296,7 @@ pub fn render_status(s: &Status) -> String {
         "zmount {} (pid {}), up {}s",
         s.version, s.pid, s.uptime_secs
     );
-    let _ = writeln!(out, "mount point: {}", s.mountpoint.display());
+    let _ = writeln!(out, "mount point: {}", shown_path(&s.mountpoint));
     let _ = writeln!(
         out,
         "health: {}",
@@ -269,16 +320,47 @@ pub fn render_status(s: &Status) -> String {
     );
     let _ = writeln!(out, "views: {}", s.views.len());
     for v in &s.views {
+        let layers: Vec<String> = v.layers.iter().map(|l| shown(l.as_bytes())).collect();
+        let edit = match &v.runtime {
+            Some(r) => format!(", editing runtime {}", shown(r.as_bytes())),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  view {}: pid {} (uid {}), {}s old, {} nodes: {}",
+            "  view {}: pid {} (uid {}), {}s old, {} nodes{edit}: {}",
             v.id,
             v.root_pid,
             v.uid,
             v.age_secs,
             v.nodes,
-            v.layers.join(" ")
+            layers.join(" ")
         );
+        if verbose {
+            let _ = writeln!(
+                out,
+                "    root process start: {} (clock ticks since boot)",
+                v.root_start
+            );
+            for (i, l) in layers.iter().enumerate() {
+                let _ = writeln!(out, "    layer {}: {l}", i + 1);
+            }
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn plain_names_stay_and_others_are_quoted_with_escapes() {
+        assert_eq!(shown(b"app/1.0"), "app/1.0");
+        assert_eq!(shown("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(shown(b"a b"), "\"a b\"");
+        assert_eq!(shown(b"a\nb\tc"), "\"a\\nb\\tc\"");
+        assert_eq!(shown(b"q\"\\"), "\"q\\\"\\\\\"");
+        assert_eq!(shown(b"\x1b[31m\xff"), "\"\\x1b[31m\\xff\"");
+        assert_eq!(shown(b""), "\"\"");
+    }
 }

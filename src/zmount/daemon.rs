@@ -2,9 +2,13 @@
 //!
 //! Start-up, in order: take `control/lock` (one daemon per directory; the lock dies with the
 //! process, so a crash never blocks the next start), clear what a crashed daemon left (a dead
-//! FUSE mount is detached, a socket nobody answers is removed), mount, listen, report ready.
-//! Shutdown (`zmount stop`, SIGTERM, SIGINT, SIGHUP): stop accepting, detach the mount,
-//! remove the socket.
+//! FUSE mount is replaced, a socket nobody answers is removed), mount, listen, report ready.
+//! Shutdown (`zmount stop`, SIGTERM, SIGINT, SIGHUP): stop accepting, then leave the mount
+//! (see [`super::Ending`]), remove the socket. `stop` is refused while views are registered,
+//! unless forced; with views left (forced, or a signal) the mount is left in place without a
+//! server, so their processes get ENOTCONN instead of reaching the directory beneath. A
+//! crashed daemon leaves the same dead mount, which the next daemon replaces (see
+//! [`super::attach`]).
 
 use super::control::{self, Peer, Reply, Request, Status, ViewStatus};
 use super::{Paths, mounts, ready};
@@ -16,8 +20,8 @@ use crate::view::{Meta, View};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Control connections served at once.
@@ -37,10 +41,15 @@ struct Daemon {
     started: Instant,
     next_view: AtomicU32,
     stopping: AtomicBool,
+    /// Held while a registration is checked against `stopping` and added, and while `stop`
+    /// checks for views and sets `stopping`: no view can slip in behind a stop's check.
+    gate: Mutex<()>,
     read_only: bool,
     /// Connections being served.
     busy: AtomicUsize,
     uid: u32,
+    /// The listening socket, to wake the accept loop when stopping.
+    listener: UnixListener,
 }
 
 /// Run the daemon in this process until it is told to stop.
@@ -61,7 +70,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         }
     };
     mounts::check_fuse(&mountpoint)?;
-    mounts::recover(&mountpoint)?;
+    let dead = mounts::recover(&mountpoint)?;
     // A long-lived daemon must not keep the directory it was started from busy.
     let _ = std::env::set_current_dir("/");
     if std::fs::symlink_metadata(&paths.socket).is_ok() {
@@ -81,7 +90,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     });
     // Writable unless --read-only: editable views may register; read-only ones answer EROFS
     // themselves.
-    let session = super::mount_session(fs, &mountpoint, !opts.read_only)?;
+    let session = super::mount_session(fs, &mountpoint, !opts.read_only, dead)?;
 
     let listener = UnixListener::bind(&paths.socket).at(&paths.socket, "cannot create socket")?;
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
@@ -93,8 +102,12 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         started: Instant::now(),
         next_view: AtomicU32::new(1),
         stopping: AtomicBool::new(false),
+        gate: Mutex::new(()),
         read_only: opts.read_only,
         busy: AtomicUsize::new(0),
+        listener: listener
+            .try_clone()
+            .at(&paths.socket, "cannot duplicate socket")?,
         uid,
     });
     tracing::info!(
@@ -160,7 +173,16 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     while daemon.busy.load(SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    super::finish_session(session, &daemon.mountpoint);
+    // Views still registered (a forced stop, a signal) mean processes that may still use the
+    // mount by path: the mount must not go, or their writes would land beneath it.
+    daemon.router.sweep();
+    let views = daemon.router.registrations().len();
+    let ending = match views {
+        0 => super::Ending::Unmount,
+        _ => super::Ending::Abandon,
+    };
+    tracing::info!(views, ?ending, "leaving the mount");
+    super::finish_session(session, &daemon.mountpoint, ending);
     // Last: a client waiting in `zmount stop` takes the socket's removal as "all gone".
     let _ = std::fs::remove_file(&paths.socket);
     tracing::info!("zmount daemon stopped");
@@ -179,7 +201,10 @@ fn meta(layers: Vec<String>, uid: u32, gid: u32) -> Meta {
 impl Daemon {
     fn stop(&self) {
         self.stopping.store(true, SeqCst);
-        // Wake the accept loop.
+        // Wake the accept loop: shutting the listener down ends a blocked accept on Linux
+        // even when the socket's name is gone (someone removed the directory); a connection
+        // does elsewhere.
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read);
         let _ = UnixStream::connect(&self.socket);
     }
 
@@ -208,14 +233,29 @@ impl Daemon {
             },
             Request::Unregister { pid } => self.unregister(peer, pid),
             Request::Status => Reply::Status(self.status()),
-            Request::Stop => {
+            Request::Stop { force } => {
                 if peer.uid != 0 && peer.uid != self.uid {
                     return control::error_reply(
                         "stop",
                         "only the daemon's user or root may stop it",
                     );
                 }
-                tracing::info!(peer.uid, peer.pid, "stop requested");
+                self.router.sweep();
+                let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+                let views = self.router.registrations();
+                if !views.is_empty() && !force {
+                    return control::error_reply(
+                        &self.mountpoint.to_string_lossy(),
+                        &in_use_message(&views),
+                    );
+                }
+                tracing::info!(
+                    peer.uid,
+                    peer.pid,
+                    force,
+                    views = views.len(),
+                    "stop requested"
+                );
                 self.stopping.store(true, SeqCst);
                 Reply::Stopped
             }
@@ -288,6 +328,12 @@ impl Daemon {
             peer.uid,
             "registered"
         );
+        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stopping.load(SeqCst) {
+            return Err(refuse(
+                "the daemon is stopping (run again once it is gone: a new one starts)".into(),
+            ));
+        }
         self.router.register(
             ProcId {
                 pid,
@@ -330,6 +376,7 @@ impl Daemon {
                     .as_secs(),
                 uid: r.view.meta.uid,
                 nodes: r.view.len(),
+                runtime: r.view.edit().map(|e| e.runtime_name().to_string()),
             })
             .collect();
         Status {
@@ -343,6 +390,30 @@ impl Daemon {
             healthy: std::fs::metadata(&self.mountpoint).is_ok(),
         }
     }
+}
+
+/// Why `stop` refuses: the views in use, each with its root process and layers.
+fn in_use_message(views: &[crate::router::Registration]) -> String {
+    let list: Vec<String> = views
+        .iter()
+        .map(|r| {
+            format!(
+                "view {} of pid {}: {}",
+                r.view.id,
+                r.root.pid,
+                r.view.meta.layers.join(" ")
+            )
+        })
+        .collect();
+    format!(
+        "{} in use ({}) (let them finish, or `zmount stop --force`: their processes then get \
+         errors on every access)",
+        match views.len() {
+            1 => "1 view is".to_string(),
+            n => format!("{n} views are"),
+        },
+        list.join("; ")
+    )
 }
 
 /// Make sure a daemon answers at `paths`, starting one if none does; returns its mount
@@ -411,11 +482,17 @@ fn ping(paths: &Paths) -> Result<PathBuf> {
     }
 }
 
-/// Ask the daemon to stop and wait until its mount and socket are gone.
-pub fn stop(paths: &Paths) -> Result<()> {
-    control::call(&paths.socket, &Request::Stop)?;
+/// Ask the daemon to stop and wait until it is gone: its socket removed and its process
+/// exited (only then has the kernel cut the connection of a mount it left to views).
+/// Refused while views are registered, unless `force`.
+pub fn stop(paths: &Paths, force: bool) -> Result<()> {
+    let pid = match control::call(&paths.socket, &Request::Ping)? {
+        Reply::Pong { pid, .. } => process::stat(pid).ok().map(|s| s.id),
+        _ => None,
+    };
+    control::call(&paths.socket, &Request::Stop { force })?;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::fs::symlink_metadata(&paths.socket).is_ok() {
+    while std::fs::symlink_metadata(&paths.socket).is_ok() || pid.is_some_and(process::alive) {
         if Instant::now() > deadline {
             return Err(Error::new(
                 &paths.socket,

@@ -11,6 +11,7 @@ use crate::store::Store;
 use crate::view::{Digest, Meta, View};
 use std::ffi::OsString;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The runtime a command edits: `name`'s, resumed (its base must be `layers` or `layers`
 /// empty), else a new one on `layers` (named `name`, or a fresh name). Returns its name and
@@ -62,4 +63,21 @@ pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<View> {
     let (uid, gid) = (meta.uid, meta.gid);
     let view = super::build_view(root, &hex, id, meta)?;
     Ok(view.with_edit(Edit::new(rt, uid, gid)?))
+}
+
+/// The end of a run that made its runtime under a fresh name: nothing changed means nothing
+/// to resume or commit, so the runtime goes (`zcommit runtimes` would only list litter).
+/// `Ok(true)` when it was removed. The daemon lets go of the runtime when the view is
+/// unregistered, a moment after; a runtime still busy after a few seconds is kept.
+pub fn remove_if_unchanged(store: &Store, name: &str) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match runtime::discard_if_unchanged(store, name) {
+            Err(Error {
+                kind: ErrorKind::RuntimeBusy,
+                ..
+            }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => return other,
+        }
+    }
 }

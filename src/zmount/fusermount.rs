@@ -36,6 +36,9 @@ pub fn mount(mountpoint: &Path, options: &str) -> Result<OwnedFd> {
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         let msg = msg.trim().trim_start_matches("fusermount3: ");
+        if msg.contains("/dev/fuse: Permission denied") {
+            return Err(super::mounts::fuse_denied());
+        }
         return Err(Error::new(
             mountpoint,
             ErrorKind::Invalid(format!("fusermount3 failed: {msg}")),

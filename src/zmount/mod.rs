@@ -1,6 +1,7 @@
 //! `zmount`: the daemon, `run`, single-view mounts, and the glue between the store, views and
 //! the FUSE layer. See `zmount --help` for the user's side.
 
+mod attach;
 pub mod control;
 pub mod daemon;
 pub mod edit;
@@ -11,10 +12,11 @@ pub mod paths;
 pub mod ready;
 pub mod run;
 pub mod single;
+pub mod users;
 
 pub use paths::Paths;
 
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::Fs;
 use crate::store::Store;
 use crate::view::{Builder, Digest, Meta, View};
@@ -56,21 +58,27 @@ pub fn build_view(root: &Path, digests: &[String], id: u32, meta: Meta) -> Resul
 /// Mount `fs` at `mountpoint` (read-only unless `writable`: an editable view, or a routed
 /// mount that may serve one), served by several threads. Root's mounts let every user in
 /// (a routed mount shows each tree its own view); setuid bits from a layer are never honoured.
-fn mount_session(fs: Fs, mountpoint: &Path, writable: bool) -> Result<fuser::BackgroundSession> {
-    use fuser::{MountOption as O, SessionACL};
+/// `replace_dead`: a dead FUSE mount is there (see [`mounts::recover`]) and is replaced
+/// without a gap (see [`attach`]).
+///
+/// The session never unmounts by itself: see [`Ending`] for what happens at the end.
+fn mount_session(
+    fs: Fs,
+    mountpoint: &Path,
+    writable: bool,
+    replace_dead: bool,
+) -> Result<fuser::BackgroundSession> {
+    use fuser::SessionACL;
     let root = rustix::process::geteuid().is_root();
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
+    let opts = attach::Options {
+        writable,
+        allow_other: root,
+    };
+    let fd = attach::attach(mountpoint, &opts, replace_dead)?;
     let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        O::FSName("zmount".into()),
-        O::Subtype("zmount".into()),
-        if writable { O::RW } else { O::RO },
-        O::NoDev,
-        O::NoSuid,
-        O::DefaultPermissions,
-    ];
     config.acl = if root {
         SessionACL::All
     } else {
@@ -78,46 +86,42 @@ fn mount_session(fs: Fs, mountpoint: &Path, writable: bool) -> Result<fuser::Bac
     };
     config.n_threads = Some(threads);
     config.clone_fd = cfg!(target_os = "linux");
-    #[cfg(target_os = "linux")]
-    if !root {
-        let options = format!(
-            "{},nodev,nosuid,default_permissions,fsname=zmount,subtype=zmount",
-            if writable { "rw" } else { "ro" }
+    fuser::Session::from_fd(fs, fd, config.acl, config)
+        .and_then(fuser::Session::spawn)
+        .map_err(|e| {
+            // Mounted but no server: take the mount away again rather than leave it dead.
+            let _ = mounts::unmount(mountpoint, true);
+            Error::io(mountpoint, "cannot start the FUSE session", e)
+        })
+}
+
+/// How a server leaves its mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Nobody is using the mount: take it away, the directory beneath shows again.
+    Unmount,
+    /// Processes may still be using it (by path, not only by open files): leave it in place
+    /// and let the connection die with this process, so that every later access fails with
+    /// ENOTCONN instead of silently reaching the directory beneath. The next server at this
+    /// mount point replaces it; `zmount umount` takes it away.
+    Abandon,
+}
+
+/// Detach the mount (for [`Ending::Unmount`]) and let the session end; never wait long for
+/// it (a process still inside the mount keeps the session alive until it leaves, and that
+/// is the kernel's job). With [`Ending::Abandon`] nothing is unmounted: the caller exits and
+/// the kernel aborts the connection when the last descriptor of `/dev/fuse` closes.
+fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path, ending: Ending) {
+    if ending == Ending::Abandon {
+        tracing::warn!(
+            mountpoint = %mountpoint.display(),
+            "leaving the mount in place without a server: processes still using it get ENOTCONN"
         );
-        let fd = fusermount::mount(mountpoint, &options)?;
-        return fuser::Session::from_fd(fs, fd, config.acl, config)
-            .and_then(fuser::Session::spawn)
-            .at(mountpoint, "cannot start the FUSE session");
+        // The session's threads hold the descriptors, which go with the process. Dropping
+        // the handle unmounts nothing: zmount, not fuser, made the mount.
+        drop(session);
+        return;
     }
-    let session =
-        fuser::Session::new(fs, mountpoint, &config).map_err(|e| mount_error(mountpoint, e))?;
-    session
-        .spawn()
-        .at(mountpoint, "cannot start the FUSE session")
-}
-
-fn mount_error(mountpoint: &Path, e: std::io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) if !Path::new("/dev/fuse").exists() => {
-            Error::new("/dev/fuse", ErrorKind::NoFuse)
-        }
-        Some(libc::ENOENT) if !mountpoint.exists() => {
-            Error::new(mountpoint, ErrorKind::MountpointMissing)
-        }
-        Some(libc::EBUSY) => Error::new(
-            mountpoint,
-            ErrorKind::MountpointBusy("already in use".into()),
-        ),
-        _ if e.kind() == std::io::ErrorKind::NotFound => {
-            Error::new("fusermount3", ErrorKind::NoFusermount)
-        }
-        _ => Error::io(mountpoint, "cannot mount", e),
-    }
-}
-
-/// Detach the mount and let the session end; never wait long for it (a process still
-/// inside the mount keeps the session alive until it leaves, and that is the kernel's job).
-fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path) {
     if let Err(e) = mounts::unmount(mountpoint, true) {
         tracing::warn!(error = %e, "cannot detach the mount");
     }

@@ -124,8 +124,17 @@ pub fn check_fuse(mountpoint: &Path) -> Result<()> {
         if !Path::new("/dev/fuse").exists() {
             return Err(Error::new("/dev/fuse", ErrorKind::NoFuse));
         }
-        if !rustix::process::geteuid().is_root() && !in_path("fusermount3") {
-            return Err(Error::new("fusermount3", ErrorKind::NoFusermount));
+        if !rustix::process::geteuid().is_root() {
+            if !in_path("fusermount3") {
+                return Err(Error::new("fusermount3", ErrorKind::NoFusermount));
+            }
+            // fusermount3 opens the device with the user's own rights.
+            use rustix::fs::{Access, access};
+            if access("/dev/fuse", Access::READ_OK | Access::WRITE_OK)
+                == Err(rustix::io::Errno::ACCESS)
+            {
+                return Err(fuse_denied());
+            }
         }
     }
     match std::fs::metadata(mountpoint) {
@@ -142,17 +151,45 @@ pub fn check_fuse(mountpoint: &Path) -> Result<()> {
     }
 }
 
+/// `/dev/fuse` is not open to us: say who owns it, for the administrator.
+pub fn fuse_denied() -> Error {
+    use std::os::unix::fs::MetadataExt;
+    let what = match std::fs::metadata("/dev/fuse") {
+        Ok(m) => format!(
+            "mode {:04o}, owner {}, group {}",
+            m.mode() & 0o7777,
+            name_of("/etc/passwd", m.uid()),
+            name_of("/etc/group", m.gid())
+        ),
+        Err(_) => "cannot inspect it".to_string(),
+    };
+    Error::new("/dev/fuse", ErrorKind::FuseDenied(what))
+}
+
+/// The name of an id in a passwd or group file, else the number.
+fn name_of(file: &str, id: u32) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == id.to_string()).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
 fn in_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// Clear what a crashed server left at `mountpoint`: a dead FUSE mount is detached. A live
-/// mount of anything is "busy".
-pub fn recover(mountpoint: &Path) -> Result<()> {
+/// What a crashed server left at `mountpoint`: `Ok(true)` for a dead FUSE mount, which is
+/// left in place for the next mount to replace (see `attach`): taking it away first would let
+/// a process still using it by path reach the directory beneath. A live mount of anything
+/// is "busy".
+pub fn recover(mountpoint: &Path) -> Result<bool> {
     if is_dead_fuse(mountpoint) {
-        tracing::warn!(mountpoint = %mountpoint.display(), "detaching a dead FUSE mount left by a crash");
-        return unmount(mountpoint, true);
+        return Ok(true);
     }
     if let Some((fs, _)) = fstype_at(mountpoint) {
         return Err(Error::new(
@@ -160,7 +197,7 @@ pub fn recover(mountpoint: &Path) -> Result<()> {
             ErrorKind::MountpointBusy(format!("{fs} is mounted there")),
         ));
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Create the default mount point if it is missing (user-given ones must exist).

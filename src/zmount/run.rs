@@ -17,6 +17,7 @@
 use super::control::{self, Reply, Request};
 use super::{Paths, daemon};
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime;
 use crate::store::{self, Store};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -43,8 +44,15 @@ pub enum Editing<'a> {
     Runtime(Option<&'a str>),
 }
 
+/// A registered view: where it is, and the runtime it edits.
+pub struct Registered {
+    pub mountpoint: PathBuf,
+    pub store: Store,
+    pub runtime: Option<String>,
+}
+
 /// Register a view of `layers` for process `pid` with the daemon at `paths` (starting it if
-/// needed). Returns the mount point.
+/// needed).
 pub fn register(
     paths: &Paths,
     store: Option<&Path>,
@@ -53,21 +61,16 @@ pub fn register(
     pid: u32,
     log_level: Option<&str>,
     editing: Editing<'_>,
-) -> Result<PathBuf> {
+) -> Result<Registered> {
     let root = super::absolute(&store::root_from(store)?);
     let store = Store::open(&root)?;
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
         Editing::Runtime(given) => {
             let (name, base) = super::edit::prepare(&store, given, layers)?;
-            if given.is_none() {
-                // The user needs the name to resume, commit or discard what they change.
-                crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
-            }
             (base, Some(name))
         }
     };
-    daemon::ensure_running(paths, mountpoint, log_level)?;
     let start = crate::process::stat(pid).ok().map(|s| s.id.start);
     let req = Request::Register {
         pid,
@@ -78,12 +81,29 @@ pub fn register(
             .iter()
             .map(|l| l.to_string_lossy().into_owned())
             .collect(),
-        edit,
+        edit: edit.clone(),
     };
-    match control::call(&paths.socket, &req)? {
-        Reply::Registered { mountpoint, .. } => Ok(mountpoint),
-        other => Err(unexpected(&paths.socket, other)),
+    let reply = daemon::ensure_running(paths, mountpoint, log_level)
+        .and_then(|_| control::call(&paths.socket, &req));
+    let registered = match reply {
+        Ok(Reply::Registered { mountpoint, .. }) => mountpoint,
+        other => {
+            // A runtime made for this run and never shown to anyone is litter.
+            if let (Editing::Runtime(None), Some(name)) = (editing, &edit) {
+                let _ = runtime::discard(&store, name);
+            }
+            return Err(other.map_or_else(|e| e, |r| unexpected(&paths.socket, r)));
+        }
+    };
+    if let (Editing::Runtime(None), Some(name)) = (editing, &edit) {
+        // The user needs the name to resume, commit or discard what they change.
+        crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
     }
+    Ok(Registered {
+        mountpoint: registered,
+        store,
+        runtime: edit,
+    })
 }
 
 pub fn unregister(paths: &Paths, pid: u32) -> Result<()> {
@@ -106,7 +126,11 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     let me = std::process::id();
     // Registering first may start the daemon; only then become a subreaper, so that the
     // daemon is never reparented to us.
-    let mountpoint = register(
+    let Registered {
+        mountpoint,
+        store,
+        runtime,
+    } = register(
         &opts.paths,
         opts.store.as_deref(),
         opts.mountpoint.as_deref(),
@@ -147,7 +171,9 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
         }
         Err(e) => {
-            let _ = unregister(&opts.paths, me);
+            if unregister(&opts.paths, me).is_ok() {
+                remove_fresh_runtime(opts, &store, runtime.as_deref());
+            }
             let code = if e.kind() == std::io::ErrorKind::NotFound {
                 127
             } else {
@@ -162,8 +188,34 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         }
     };
     reap_orphans();
-    unregister(&opts.paths, me)?;
+    match unregister(&opts.paths, me) {
+        // `stop --force` or a crash ended the daemon under CMD, which got errors from the
+        // mount from then on; its status says how it coped.
+        Err(Error {
+            kind: ErrorKind::DaemonNotRunning | ErrorKind::StaleSocket,
+            ..
+        }) => crate::errln!("zmount: the daemon stopped while CMD ran; the view ended early"),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    remove_fresh_runtime(opts, &store, runtime.as_deref());
     Ok(code)
+}
+
+/// Remove the runtime of a run that named it itself (no `--name`) if it ends unchanged; a
+/// named one is the user's to keep.
+fn remove_fresh_runtime(opts: &RunOptions, store: &Store, runtime: Option<&str>) {
+    let Some(name) = runtime.filter(|_| opts.name.is_none()) else {
+        return;
+    };
+    match super::edit::remove_if_unchanged(store, name) {
+        Ok(true) => crate::errln!("zmount: runtime {name} has no changes; removed it"),
+        Ok(false) => {}
+        Err(e) => crate::errln!(
+            "zmount: {name}: cannot remove the unchanged runtime: {}",
+            e.kind
+        ),
+    }
 }
 
 /// Wait for every remaining descendant: as a subreaper we inherit the orphans of the tree.

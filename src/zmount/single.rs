@@ -16,8 +16,9 @@ pub struct MountOptions {
     pub mountpoint: PathBuf,
     pub foreground: bool,
     pub log_level: Option<String>,
-    /// Editable: the runtime (created on `layers` if missing) whose scratch dir goes on top.
-    pub edit: Option<String>,
+    /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
+    /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
+    pub edit: Option<Option<String>>,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -27,13 +28,19 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let mountpoint = super::absolute(&opts.mountpoint);
     // Fail early, in the caller's terminal, with the message that names the fix.
     mounts::check_fuse(&mountpoint)?;
-    mounts::recover(&mountpoint)?;
+    let dead = mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
-    let digests = match &opts.edit {
+    let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
-        Some(name) => super::edit::prepare(&store, Some(name), &opts.layers)?.1,
-        None => super::resolve_layers(&store, &opts.layers)?,
+        Some(given) => {
+            let (name, base) = super::edit::prepare(&store, given.as_deref(), &opts.layers)?;
+            if given.is_none() {
+                crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+            }
+            (base, Some(name))
+        }
+        None => (super::resolve_layers(&store, &opts.layers)?, None),
     };
     if !opts.foreground {
         let mut args: Vec<OsString> = Vec::new();
@@ -46,8 +53,8 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             "--store".into(),
             root.into(),
         ]);
-        if let Some(name) = &opts.edit {
-            args.extend(["--edit".into(), name.into()]);
+        if let Some(name) = &runtime {
+            args.extend(["--edit".into(), "--name".into(), name.into()]);
         }
         // Digests, so the server mounts exactly what was resolved here.
         args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
@@ -67,23 +74,49 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         created: SystemTime::now(),
     };
     let hex: Vec<String> = digests.iter().map(|d| d.to_hex()).collect();
-    let view = match &opts.edit {
+    let view = match &runtime {
         Some(name) => super::edit::view(&root, name, 1, meta)?,
         None => super::build_view(&root, &hex, 1, meta)?,
     };
     tracing::info!(mountpoint = %mountpoint.display(), nodes = view.len(), "mounting single view");
     let writable = view.edit().is_some();
-    let session =
-        super::mount_session(Fs::new(Mode::Single(Arc::new(view))), &mountpoint, writable)?;
+    let session = super::mount_session(
+        Fs::new(Mode::Single(Arc::new(view))),
+        &mountpoint,
+        writable,
+        dead,
+    )?;
     ready::notify(None)?;
     // Serve until a signal; an external unmount ends the session, and with it the process.
     let watched = mountpoint.clone();
     std::thread::spawn(move || {
-        crate::sys::wait_termination();
-        let _ = mounts::unmount(&watched, true);
+        let sig = crate::sys::wait_termination();
+        tracing::info!(signal = sig, "stopping on signal");
+        if end_on_signal(&watched) == super::Ending::Abandon {
+            // Not busy-free: leave the mount dead (ENOTCONN) rather than let the processes
+            // in it reach the directory beneath; exiting cuts the connection.
+            std::process::exit(0);
+        }
     });
     let _ = session.join();
     Ok(())
+}
+
+/// A signal asks a single-view server to end. Cached writes are sent first (an editable view
+/// lets the kernel cache them); then an ordinary unmount, which the kernel refuses while any
+/// process has its directory or a file in the mount. Then the mount is left dead instead: a
+/// lazy unmount would detach it and send those processes' later path lookups beneath it.
+fn end_on_signal(mountpoint: &Path) -> super::Ending {
+    if let Ok(root) = std::fs::File::open(mountpoint) {
+        let _ = rustix::fs::syncfs(&root);
+    }
+    match mounts::unmount(mountpoint, false) {
+        Ok(()) => super::Ending::Unmount,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot unmount; leaving the mount without a server");
+            super::Ending::Abandon
+        }
+    }
 }
 
 /// Unmount a zmount mount point (refusing other file systems); `lazy` detaches a busy one.
@@ -102,5 +135,26 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
             }
         }
     }
-    mounts::unmount(&mountpoint, lazy)
+    match mounts::unmount(&mountpoint, lazy) {
+        Err(Error {
+            kind: ErrorKind::MountpointBusy(_),
+            ..
+        }) if !lazy => {
+            // Name who holds it: the path as /proc shows it (resolved without entering the
+            // mount, which may be dead).
+            let shown = match (mountpoint.parent(), mountpoint.file_name()) {
+                (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                    .map(|d| d.join(name))
+                    .unwrap_or_else(|_| mountpoint.clone()),
+                _ => mountpoint.clone(),
+            };
+            let users = super::users::users(&shown);
+            let who = match users.is_empty() {
+                true => "processes you cannot see (other users')".to_string(),
+                false => super::users::describe(&users),
+            };
+            Err(Error::new(&mountpoint, ErrorKind::MountInUse(who)))
+        }
+        other => other,
+    }
 }

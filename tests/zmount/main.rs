@@ -5,6 +5,11 @@
 //! that stops the daemon and lazily unmounts on drop, panics included. Every command runs
 //! with a timeout, so a broken mount fails a test instead of hanging CI.
 
+mod errors;
+mod lifecycle;
+mod runtimes;
+mod status;
+#[path = "../util/mod.rs"]
 mod util;
 
 use std::collections::BTreeMap;
@@ -103,8 +108,23 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.std_zmount().arg("stop").stderr(Stdio::null()).status();
-        for m in [self.mnt(), self.scratch.path("single")] {
+        // Forced: a test that failed half-way may leave views, and a plain stop refuses then.
+        let _ = self
+            .std_zmount()
+            .args(["stop", "--force"])
+            .stderr(Stdio::null())
+            .status();
+        // Every mount under the test's directory (a forced stop leaves its mount dead),
+        // deepest first.
+        let root = std::fs::canonicalize(self.scratch.root()).unwrap();
+        let mut mounts: Vec<PathBuf> = std::fs::read("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+            .filter_map(|l| l.split(|&b| b == b' ').nth(4).map(unescape_mount_path))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for m in mounts {
             let _ = Command::new("umount")
                 .arg("-l")
                 .arg(&m)
@@ -112,6 +132,29 @@ impl Drop for Env {
                 .status();
         }
     }
+}
+
+/// A mountinfo path field: space, tab, newline and backslash are `\ooo`.
+fn unescape_mount_path(field: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
+        match (field[i], octal) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn blob_node(store: &Store, content: &[u8], mode: u32) -> Node {
