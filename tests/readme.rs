@@ -42,7 +42,7 @@ fn example_blocks(readme: &str) -> Vec<(usize, String)> {
 const PRELUDE: &str = r#"
 set -eu -o pipefail
 # A failing example must not leave a daemon or a mount behind.
-trap 'rc=$?; set +e; zmount stop >/dev/null 2>&1; umount -l /mnt/app /mnt/dev 2>/dev/null; exit $rc' EXIT
+trap 'rc=$?; set +e; zmount stop >/dev/null 2>&1; umount -l /mnt/app /mnt/dev /etc/hosts 2>/dev/null; exit $rc' EXIT
 mount -t tmpfs tmpfs "$S/over"
 for d in etc srv mnt; do
     mkdir -p "$S/over/$d.up" "$S/over/$d.work"
@@ -52,6 +52,8 @@ cd "$S/work"
 # What a reader's machine already holds when the examples start.
 printf 'port = 80\n' > /etc/app.conf
 printf 'nameserver 10.0.0.53\n' > /etc/resolv.conf && chattr +i /etc/resolv.conf
+# A container's /etc/hosts is a file bind-mounted over the image's.
+printf '127.0.0.1 localhost\n' > "$S/over/hosts" && mount --bind "$S/over/hosts" /etc/hosts
 printf 'port = 9090\n' > new.conf
 printf 'alice\nbob\nalice\n' > users.txt
 printf 'first line\n' > log.txt
@@ -73,6 +75,7 @@ set -x
 const EPILOGUE: &str = r#"
 : the examples did what their comments say
 grep -qx 'port = 9090' /etc/app.conf
+grep -qx '10.0.0.2 db' /etc/hosts && grep -qx '10.0.0.2 db' "$S/over/hosts"
 lsattr -d /etc/resolv.conf | grep -q -- '-i-' && grep -q 10.0.0.1 /etc/resolv.conf
 test "$(stat -c %a users.conf)" = 600 && test "$(cat users.conf)" = "$(printf 'alice\nbob')"
 test "$(cat log.txt)" = "$(printf 'first line\none more line')"
