@@ -108,7 +108,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
 /// lazy unmount would detach it and send those processes' later path lookups beneath it.
 fn end_on_signal(mountpoint: &Path) -> super::Ending {
     if let Ok(root) = std::fs::File::open(mountpoint) {
-        let _ = rustix::fs::syncfs(&root);
+        let _ = crate::sys::sync_file_system(&root);
     }
     match mounts::unmount(mountpoint, false) {
         Ok(()) => super::Ending::Unmount,

@@ -6,6 +6,9 @@
 //! very process doing the scan. Processes of other users are invisible without privilege
 //! and are simply not listed.
 
+// /proc is read on Linux only; elsewhere no process is ever named.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
