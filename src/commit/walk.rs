@@ -12,7 +12,6 @@ use rustix::fs::{AtFlags, FileType};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One directory as found.
@@ -123,11 +122,11 @@ fn read_dir(
     let path = root.join(&rel);
     // The root may be reached through a symlink; anything below is opened without following.
     let fd = at::open_dir(root_dir, &rel).at(&path, "cannot read directory")?;
-    let meta = fd.metadata().at(&path, "cannot stat directory")?;
+    let st = rustix::fs::fstat(&fd).at(&path, "cannot stat directory")?;
     let mut dir = Dir {
         rel,
-        mode: meta.mode() & 0o7777,
-        mtime: Time::of(&meta),
+        mode: crate::link::mode_of(&st) & 0o7777,
+        mtime: Time::of_stat(&st),
         opaque: false,
         entries: Vec::new(),
     };

@@ -74,15 +74,6 @@ impl Time {
     /// without `SOURCE_DATE_EPOCH` (Nix's choice too: not 0, which some tools read as unset).
     pub const FIXED: Time = Time { secs: 1, nanos: 0 };
 
-    /// A file's modification time as `lstat` gave it.
-    pub fn of(meta: &std::fs::Metadata) -> Time {
-        use std::os::unix::fs::MetadataExt;
-        Time {
-            secs: meta.mtime(),
-            nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
-        }
-    }
-
     /// A modification time as `fstatat` gave it.
     #[allow(clippy::unnecessary_cast)] // stat field widths differ across platforms
     pub fn of_stat(st: &rustix::fs::Stat) -> Time {
@@ -154,19 +145,6 @@ pub struct Device {
 }
 
 impl Device {
-    /// The device a `stat` found, if it is one.
-    #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
-    pub fn of(meta: &std::fs::Metadata) -> Option<Device> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let kind = meta.file_type();
-        (kind.is_block_device() || kind.is_char_device()).then(|| Device {
-            block: kind.is_block_device(),
-            major: rustix::fs::major(meta.rdev() as _),
-            minor: rustix::fs::minor(meta.rdev() as _),
-        })
-    }
-
-    #[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS
     /// The device a `stat` of a character or block device found.
     #[allow(clippy::unnecessary_cast)] // dev_t's width differs across platforms
     pub fn of_stat(st: &rustix::fs::Stat) -> Device {
