@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod log;
+pub mod oci;
 pub mod quote;
 pub mod zcommit;
 pub mod zlink;

@@ -157,11 +157,17 @@ pub enum Command {
         /// Tag, full digest or unique digest prefix
         layer: OsString,
     },
-    /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
-    /// and the others are still listed
+    /// List tags and the layers they point at (a stack tag's layers joined by commas, bottom
+    /// first, as `diff` takes them); a damaged tag is named on stderr (exit 1) and the others
+    /// are still listed
     Tags,
-    /// Point tag NAME at LAYER, atomically
-    Tag { name: String, layer: OsString },
+    /// Point tag NAME at LAYER, atomically; several LAYERs (or stack tags) make NAME a stack
+    /// tag, which `zmount run NAME` and `zcommit checkout DEST NAME` show whole
+    Tag {
+        name: String,
+        #[arg(required = true, value_name = "LAYER")]
+        layers: Vec<OsString>,
+    },
     /// Remove tags, each atomically (the layers stay until `zcommit gc`). A NAME with `*` or
     /// `?` is a pattern, matched one `/`-separated part at a time (`app/*`, quoted from the
     /// shell); exit 1 if a NAME names no tag
@@ -188,6 +194,19 @@ pub enum Command {
     Runtimes,
     /// Remove an editable runtime and its uncommitted changes (refused while in use)
     Discard { name: String },
+    /// Write a stack as an OCI image layout: one image layer per zkit layer, deterministic
+    /// tar bytes; prints the manifest's digest
+    Export(crate::cli::oci::ExportArgs),
+    /// Import an OCI image layout or a docker archive as a stack, one layer per image layer;
+    /// every blob is checked against its digest and a hostile archive changes nothing;
+    /// prints the layers' digests, bottom first
+    Import(crate::cli::oci::ImportArgs),
+    /// Push a stack to an OCI registry as an image; blobs the registry has are not sent;
+    /// prints the manifest's digest
+    Push(crate::cli::oci::PushArgs),
+    /// Pull an image from an OCI registry as a stack; layers the store has are not
+    /// transferred; prints the layers' digests, bottom first
+    Pull(crate::cli::oci::PullArgs),
     /// Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque
     /// dirs hide lower paths) into DEST, which must not exist or be empty
     Checkout {
@@ -394,7 +413,7 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 &tags
                     .sound
                     .iter()
-                    .map(|(name, d)| format!("{d}  {name}").into_bytes())
+                    .map(|(name, stack)| format!("{}  {name}", stack_string(stack)).into_bytes())
                     .collect::<Vec<_>>(),
             )?;
             for bad in &tags.bad {
@@ -405,9 +424,8 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
                 false => ExitCode::from(cli::EXIT_FAILURE),
             })
         }
-        Command::Tag { name, layer } => {
-            let digest = store.resolve(layer)?;
-            store.set_tag(name, &digest)?;
+        Command::Tag { name, layers } => {
+            store.set_stack_tag(name, &store.resolve_stacks(layers)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Layers => print_lines(
@@ -476,15 +494,20 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             runtime::discard(store, name)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(a) => crate::cli::oci::export(store, a, args.quiet),
+        Command::Import(a) => crate::cli::oci::import(store, a, args.quiet),
+        Command::Push(a) => crate::cli::oci::push(store, a, args.quiet),
+        Command::Pull(a) => crate::cli::oci::pull(store, a, args.quiet),
         Command::Checkout {
             link_mode,
             verify,
             dest,
             layers,
         } => {
-            let manifests = layers
-                .iter()
-                .map(|l| store.open_layer(l))
+            let manifests = store
+                .resolve_stacks(layers)?
+                .into_iter()
+                .map(|d| Ok((d, store.load_layer(&d)?)))
                 .collect::<Result<Vec<_>>>()?;
             let opts = checkout::Options {
                 mode: *link_mode,
@@ -544,6 +567,12 @@ pub fn listing(m: &Manifest, name: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Vec<u8>> {
             line
         })
         .collect()
+}
+
+/// A stack's digests, bottom first, joined by commas (the form `diff` takes).
+fn stack_string(stack: &[crate::digest::Digest]) -> String {
+    let hex: Vec<String> = stack.iter().map(|d| d.to_hex()).collect();
+    hex.join(",")
 }
 
 /// `1 dir`, `2 dirs`; `1 entry`, `0 entries`.
