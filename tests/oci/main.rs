@@ -24,6 +24,12 @@ pub struct Env {
     pub scratch: Scratch,
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
