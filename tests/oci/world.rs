@@ -195,3 +195,51 @@ fn a_stack_tag_names_the_whole_stack_for_checkout_and_tags_lists_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stack of 2 layers"));
 }
+
+#[test]
+fn a_pull_whose_transfer_breaks_stores_no_layer_and_moves_no_tag() {
+    require_tools!();
+    let env = Env::new();
+    let reg = Registry::start(&env);
+    three_layers(&env);
+    let target = format!("{}/zkit/broken:1", reg.addr);
+    env.ok(&["push", "l1", "l2", "l3", &target]);
+    // The registry now serves the top layer's blob cut short, as a dropped connection would.
+    let top = std::fs::read_to_string(
+        env.path("store/oci").join(
+            env.ok(&["tags"])
+                .lines()
+                .find(|l| l.ends_with("  l3"))
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let gzip = top.lines().find(|l| l.starts_with("gzip ")).unwrap();
+    let hex = &gzip.split(' ').nth(1).unwrap()[7..];
+    let data = env
+        .path("registry-data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+
+    let other = Env::new();
+    let out = other
+        .zcommit()
+        .args(["pull", &target, "--tag", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(
+        other.ok(&["layers"]),
+        "",
+        "no layer, not even the complete lower ones"
+    );
+    assert_eq!(other.ok(&["tags"]), "");
+    other.ok(&["verify"]);
+}
