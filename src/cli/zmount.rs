@@ -78,7 +78,8 @@ pub enum Command {
         /// [default: a fresh name, printed; removed again if the run changes nothing]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
-        /// Layers, bottom first: tag, digest or digest prefix
+        /// Layers, bottom first: tag, digest or digest prefix, or an image REGISTRY/REPO:TAG
+        /// (pulled into tag oci/REGISTRY/REPO+TAG when the store lacks it)
         #[arg(required_unless_present = "name", value_name = "LAYER")]
         layers: Vec<OsString>,
         /// The command and its arguments, after `--`
