@@ -47,6 +47,7 @@ pub fn resolve_layers(store: &Store, names: &[OsString]) -> Result<Vec<Digest>> 
     for name in names {
         match store.resolve_stack(name) {
             Ok(stack) => out.extend(stack),
+            #[cfg(feature = "registry")]
             Err(e) if matches!(e.kind, ErrorKind::UnknownLayer) => {
                 match crate::oci::registry::stack_of_reference(store, name)? {
                     Some(stack) => out.extend(stack),
