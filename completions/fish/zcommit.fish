@@ -46,17 +46,19 @@ complete -c zcommit -n "__fish_zcommit_needs_command" -a "untag" -d 'Remove tags
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "layers" -d 'List every layer\'s digest'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "diff" -d 'What changed between two stacks A and B (each LAYER or LAYER,LAYER,... bottom first), or what `zcommit --runtime NAME` would record: a line per path, `A` added, `D` deleted, `T` kind changed, `M` content, mode, link target or device changed (with -v also `m`: only the time). Manifests are compared, never file contents'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
-complete -c zcommit -n "__fish_zcommit_needs_command" -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers'
+complete -c zcommit -n "__fish_zcommit_needs_command" -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers (their digests\' first 12 characters; whole with -v)'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "discard" -d 'Remove an editable runtime and its uncommitted changes (refused while in use)'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
 complete -c zcommit -n "__fish_zcommit_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s z -l null -d 'End each entry with a NUL instead of a newline, and print names as their bytes, unquoted (for xargs -0, read -d \'\')'
+complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -l json -d 'Print one JSON value on standard output instead of lines'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -l json -d 'Print one JSON value on standard output instead of lines'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tags" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand tag" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -69,23 +71,27 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand untag" -s q -l quiet -d 
 complete -c zcommit -n "__fish_zcommit_using_subcommand untag" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -l json -d 'Print one JSON value on standard output instead of lines'
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand layers" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -l runtime -d 'Compare the editable runtime NAME with its base: what `zcommit --runtime NAME` would record (a scratch file counts as changed unless its size and time are the lower one\'s)' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -s v -l verbose -d 'Also list paths whose only change is their modification time (`m`)'
-complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -l json -d 'A JSON array of {"status", "path"} on standard output'
+complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -l json -d 'A JSON array of {"status", "path"} on standard output (a path that is not UTF-8 is an array of bytes)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -s z -l null -d 'End each record with a NUL instead of a newline, and print paths as their bytes'
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l repair -d 'Remove damaged blobs and layers (content that does not hash to its name), so that no reader is ever given them; committing or importing the same content again restores them. Exit status is still 1 when anything was damaged'
+complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -l json -d 'Print one JSON value on standard output instead of lines'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s v -l verbose -d 'Print the base layers\' full digests'
+complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -l json -d 'Print one JSON value on standard output instead of lines'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s q -l quiet -d 'No progress bar and no warnings; errors are still printed'
 complete -c zcommit -n "__fish_zcommit_using_subcommand runtimes" -s h -l help -d 'Print help'
 complete -c zcommit -n "__fish_zcommit_using_subcommand discard" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
@@ -109,7 +115,7 @@ complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_see
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "layers" -d 'List every layer\'s digest'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "diff" -d 'What changed between two stacks A and B (each LAYER or LAYER,LAYER,... bottom first), or what `zcommit --runtime NAME` would record: a line per path, `A` added, `D` deleted, `T` kind changed, `M` content, mode, link target or device changed (with -v also `m`: only the time). Manifests are compared, never file contents'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "verify" -d 'Rehash every blob, check every layer and tag; exit 1 naming each damaged object'
-complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers'
+complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "runtimes" -d 'List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers (their digests\' first 12 characters; whole with -v)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "discard" -d 'Remove an editable runtime and its uncommitted changes (refused while in use)'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "checkout" -d 'Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque dirs hide lower paths) into DEST, which must not exist or be empty'
 complete -c zcommit -n "__fish_zcommit_using_subcommand help; and not __fish_seen_subcommand_from ls tags tag untag layers diff verify runtimes discard checkout help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -69,7 +69,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand status" -s v -l verbose -d
 complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand stop" -l force -d 'Stop even while views are in use; their processes get errors from then on'
+complete -c zmount -n "__fish_zmount_using_subcommand stop" -s f -l force -d 'Stop even while views are in use; their processes get errors from then on'
 complete -c zmount -n "__fish_zmount_using_subcommand stop" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l store -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand register" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F

@@ -1,7 +1,9 @@
-complete -c zwrite -s f -l from -d 'Read the new content from INPUT instead of standard input' -r -F
+complete -c zwrite -l from -d 'Read the new content from INPUT instead of standard input' -r -F
+complete -c zwrite -s f -d 'The old short form of --from: still accepted, with a warning (-f means --force in the other tools)' -r -F
 complete -c zwrite -s c -l create-mode -d 'Mode (octal) of FILE if it has to be created [default: 0666 less the umask]' -r
 complete -c zwrite -s a -l append -d 'Append: keep the old content and add the input after it, still atomically'
-complete -c zwrite -s t -l truncate -d 'Replace the whole content (the default; accepted for zeugl compatibility)'
+complete -c zwrite -l truncate -d 'Replace the whole content (the default; accepted for zeugl compatibility)'
+complete -c zwrite -s t -d 'The old short form of --truncate: still accepted, with a warning (-t means --tag in zcommit)'
 complete -c zwrite -s e -l existing -d 'Fail if FILE does not exist instead of creating it'
 complete -c zwrite -s i -l immutable -d 'Lift FILE\'s immutable or append-only flag for the replacement and set it again after'
 complete -c zwrite -s n -l no-wait -d 'With -a or -i: fail at once if another zwrite holds FILE\'s lock instead of waiting'

@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(short, long)]
     pub verbose: bool,
 
-    /// A JSON array of {"status", "path"} on standard output
+    /// A JSON array of {"status", "path"} on standard output (a path that is not UTF-8 is an
+    /// array of bytes)
     #[arg(long, conflicts_with = "null")]
     pub json: bool,
 
@@ -102,7 +103,10 @@ fn write(changes: &[(Change, PathBuf)], args: &Args, out: &mut impl Write) -> st
         let list: Vec<serde_json::Value> = changes
             .iter()
             .map(|(c, p)| {
-                serde_json::json!({"status": c.letter().to_string(), "path": p.to_string_lossy()})
+                serde_json::json!({
+                    "status": c.letter().to_string(),
+                    "path": crate::cli::json::path(p.as_os_str().as_bytes()),
+                })
             })
             .collect();
         serde_json::to_writer(&mut *out, &list)?;

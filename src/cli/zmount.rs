@@ -176,7 +176,7 @@ pub enum Command {
     )]
     Stop {
         /// Stop even while views are in use; their processes get errors from then on
-        #[arg(long)]
+        #[arg(short, long)]
         force: bool,
     },
 
