@@ -2,6 +2,7 @@
 //! (see [`crate::diff`]), as lines, NUL-terminated records or JSON.
 
 use crate::checkout;
+use crate::cli::complete;
 use crate::cli::quote::shell_escape;
 use crate::commit::walk;
 use crate::diff::{self, Change, Item};
@@ -9,6 +10,7 @@ use crate::error::{IoContext, Result};
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use clap_complete::engine::ArgValueCompleter;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -18,16 +20,18 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The stack before: a layer, or layers bottom first joined by commas (base/1,app/1)
-    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime",
+          add = ArgValueCompleter::new(complete::stack))]
     pub a: Option<OsString>,
 
     /// The stack after, named the same way
-    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime",
+          add = ArgValueCompleter::new(complete::stack))]
     pub b: Option<OsString>,
 
     /// Compare the editable runtime NAME with its base: what `zcommit --runtime NAME` would
     /// record (a scratch file counts as changed unless its size and time are the lower one's)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::runtime))]
     pub runtime: Option<String>,
 
     /// Also list paths whose only change is their modification time (`m`)

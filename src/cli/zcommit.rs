@@ -3,10 +3,12 @@
 
 use crate::checkout;
 use crate::cli;
+use crate::cli::complete;
 use crate::cli::lists::{self, count, print_lines};
 use crate::commit::{self, Options};
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::Mode;
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::runtime;
 use crate::store::{self, Store};
@@ -68,7 +70,7 @@ pub struct Args {
     /// (or is removed with --discard). A runtime without changes makes no layer: zcommit
     /// says so and exits 0 with nothing on standard output; --tag then points the tag at the
     /// top layer of the runtime's stack (what it shows), and fails if the stack is empty
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::runtime))]
     pub runtime: Option<String>,
 
     /// With --runtime: remove the runtime after committing it
@@ -158,6 +160,7 @@ pub enum Command {
         #[command(flatten)]
         format: lists::Format,
         /// Tag, full digest or unique digest prefix
+        #[arg(add = ArgValueCompleter::new(complete::layer))]
         layer: OsString,
     },
     /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
@@ -167,12 +170,17 @@ pub enum Command {
         format: lists::Format,
     },
     /// Point tag NAME at LAYER, atomically
-    Tag { name: String, layer: OsString },
+    Tag {
+        #[arg(add = ArgValueCompleter::new(complete::tag))]
+        name: String,
+        #[arg(add = ArgValueCompleter::new(complete::layer))]
+        layer: OsString,
+    },
     /// Remove tags, each atomically (the layers stay until `zcommit gc`). A NAME with `*` or
     /// `?` is a pattern, matched one `/`-separated part at a time (`app/*`, quoted from the
     /// shell); exit 1 if a NAME names no tag
     Untag {
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(complete::tag))]
         names: Vec<String>,
     },
     /// List every layer's digest
@@ -205,7 +213,10 @@ pub enum Command {
         format: lists::Format,
     },
     /// Remove an editable runtime and its uncommitted changes (refused while in use)
-    Discard { name: String },
+    Discard {
+        #[arg(add = ArgValueCompleter::new(complete::runtime))]
+        name: String,
+    },
     /// Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque
     /// dirs hide lower paths) into DEST, which must not exist or be empty
     Checkout {
@@ -219,7 +230,7 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
         dest: PathBuf,
-        #[arg(required = true)]
+        #[arg(required = true, add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
     },
 }

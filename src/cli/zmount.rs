@@ -1,6 +1,8 @@
 //! `zmount`'s command line.
 
+use crate::cli::complete;
 use clap::{Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -76,10 +78,12 @@ pub enum Command {
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
         /// [default: a fresh name, printed; removed again if the run changes nothing]
-        #[arg(long, value_name = "NAME", requires = "edit")]
+        #[arg(long, value_name = "NAME", requires = "edit",
+              add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
         /// Layers, bottom first: tag, digest or digest prefix
-        #[arg(required_unless_present = "name", value_name = "LAYER")]
+        #[arg(required_unless_present = "name", value_name = "LAYER",
+              add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -127,10 +131,12 @@ pub enum Command {
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
         /// [default: a fresh name, printed]
-        #[arg(long, value_name = "NAME", requires = "edit")]
+        #[arg(long, value_name = "NAME", requires = "edit",
+              add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
         /// Layers, bottom first, then the mount point
-        #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
+        #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT",
+              add = ArgValueCompleter::new(complete::layer_or_dir))]
         args: Vec<OsString>,
     },
 
@@ -190,7 +196,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
         pid: u32,
-        #[arg(required = true, value_name = "LAYER")]
+        #[arg(required = true, value_name = "LAYER", add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
     },
 
