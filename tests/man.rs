@@ -204,7 +204,12 @@ fn completions_offer_the_store_s_tags_and_runtimes() {
     let zcommit = env!("CARGO_BIN_EXE_zcommit");
     for tag in ["app/1.0", "app/2", "base/1"] {
         let ok = std::process::Command::new(zcommit)
-            .args(["--store".as_ref(), store.as_os_str(), "-t".as_ref(), tag.as_ref()])
+            .args([
+                "--store".as_ref(),
+                store.as_os_str(),
+                "-t".as_ref(),
+                tag.as_ref(),
+            ])
             .arg(&src)
             .output()
             .unwrap();
@@ -227,7 +232,10 @@ fn completions_offer_the_store_s_tags_and_runtimes() {
             .map(str::to_string)
             .collect()
     };
-    assert_eq!(complete(zcommit, &["zcommit", "ls", "ap"]), ["app/1.0", "app/2"]);
+    assert_eq!(
+        complete(zcommit, &["zcommit", "ls", "ap"]),
+        ["app/1.0", "app/2"]
+    );
     assert_eq!(
         complete(zcommit, &["zcommit", "diff", "app/2", "base/1,app/1"]),
         ["base/1,app/1.0"]

@@ -130,10 +130,14 @@ pub enum Command {
         #[arg(long)]
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
-        /// [default: a fresh name, printed]
+        /// [default: a fresh name, printed; removed again at unmount if nothing changed]
         #[arg(long, value_name = "NAME", requires = "edit",
               add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
+        /// Plumbing (the background server of `mount --edit` without --name): remove the
+        /// runtime at unmount if nothing changed
+        #[arg(long, hide = true, requires = "name")]
+        fresh_runtime: bool,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT",
               add = ArgValueCompleter::new(complete::layer_or_dir))]
@@ -297,6 +301,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             foreground,
             edit,
             name,
+            fresh_runtime,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
@@ -315,6 +320,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 foreground,
                 log_level: level,
                 edit: edit.then_some(name),
+                fresh: fresh_runtime,
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
