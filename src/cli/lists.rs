@@ -238,11 +238,7 @@ pub fn listing(m: &Manifest, name: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Vec<u8>> {
 
 /// `1 dir`, `2 dirs`; `1 entry`, `0 entries`.
 pub fn count(n: usize, what: &str) -> String {
-    match (n, what.strip_suffix('y')) {
-        (1, _) => format!("1 {what}"),
-        (n, Some(stem)) => format!("{n} {stem}ies"),
-        (n, None) => format!("{n} {what}s"),
-    }
+    crate::link::Count(n as u64, what).to_string()
 }
 
 /// `rwsr-xr-t` from permission bits, as ls prints them.

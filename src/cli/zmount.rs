@@ -157,7 +157,8 @@ pub enum Command {
         long_about = "Show the daemon's version, mount point, health, ancestry-cache figures \
             and views (root process, owner, age, runtime, layers). Names and paths that are \
             not plain printable text (a newline, a space, bytes that are not UTF-8) are \
-            printed in double quotes with C escapes, so every line is one fact. Exits 0 when \
+            quoted as ls quotes them on a terminal ('m nt', 'a'$'\\n''b'), so every line is \
+            one fact. Exits 0 when \
             the daemon answers and its mount point is healthy, 1 otherwise.",
         after_help = "Examples:\n  zmount status -q && echo up\n  zmount status --json | jq '.views[].root_pid'"
     )]
