@@ -96,8 +96,11 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
 
 /// The tree the layers `names` (bottom first) show.
 fn stack(store: &Store, names: impl Iterator<Item = OsString>) -> Result<Item> {
-    let layers: Vec<Manifest> = names
-        .map(|n| store.open_layer(&n).map(|(_, m)| m))
+    let names: Vec<OsString> = names.collect();
+    let layers: Vec<Manifest> = store
+        .resolve_stacks(&names)?
+        .iter()
+        .map(|d| store.load_layer(d))
         .collect::<Result<_>>()?;
     Ok(Item::of_node(&checkout::merge(&layers)))
 }

@@ -40,8 +40,10 @@ pub fn tags(store: &Store, format: Format) -> Result<ExitCode> {
     let tags = store.tags()?;
     if format.json {
         print_json(&json!({
-            "tags": tags.sound.iter().map(|(name, d)| json!({"name": name, "layer": d.to_hex()}))
-                .collect::<Vec<_>>(),
+            "tags": tags.sound.iter().map(|(name, stack)| json!({
+                "name": name,
+                "layers": stack.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "damaged": tags.bad.iter().map(json::error).collect::<Vec<_>>(),
         }))?;
     } else {
@@ -49,7 +51,7 @@ pub fn tags(store: &Store, format: Format) -> Result<ExitCode> {
             &tags
                 .sound
                 .iter()
-                .map(|(name, d)| format!("{d}  {name}").into_bytes())
+                .map(|(name, stack)| format!("{}  {name}", stack_string(stack)).into_bytes())
                 .collect::<Vec<_>>(),
         )?;
     }
@@ -156,6 +158,12 @@ pub fn verify(report: &Report, quiet: bool, format: Format) -> Result<ExitCode> 
         print_lines(&[summary.into_bytes()])?;
     }
     Ok(code)
+}
+
+/// A stack's digests, bottom first, joined by commas (the form `diff` takes).
+fn stack_string(stack: &[crate::digest::Digest]) -> String {
+    let hex: Vec<String> = stack.iter().map(|d| d.to_hex()).collect();
+    hex.join(",")
 }
 
 fn failed_if(failed: bool) -> ExitCode {

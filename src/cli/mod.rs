@@ -6,6 +6,7 @@ pub mod diff;
 pub mod json;
 pub mod lists;
 pub mod log;
+pub mod oci;
 pub mod quote;
 pub mod zcommit;
 pub mod zlink;

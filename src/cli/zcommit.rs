@@ -163,18 +163,20 @@ pub enum Command {
         #[arg(add = ArgValueCompleter::new(complete::layer))]
         layer: OsString,
     },
-    /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
-    /// and the others are still listed
+    /// List tags and the layers they point at (a stack tag's layers joined by commas, bottom
+    /// first, as `diff` takes them); a damaged tag is named on stderr (exit 1) and the others
+    /// are still listed
     Tags {
         #[command(flatten)]
         format: lists::Format,
     },
-    /// Point tag NAME at LAYER, atomically
+    /// Point tag NAME at LAYER, atomically; several LAYERs (or stack tags) make NAME a stack
+    /// tag, which `zmount run NAME` and `zcommit checkout DEST NAME` show whole
     Tag {
         #[arg(add = ArgValueCompleter::new(complete::tag))]
         name: String,
-        #[arg(add = ArgValueCompleter::new(complete::layer))]
-        layer: OsString,
+        #[arg(required = true, value_name = "LAYER", add = ArgValueCompleter::new(complete::layer))]
+        layers: Vec<OsString>,
     },
     /// Remove tags, each atomically (the layers stay until `zcommit gc`). A NAME with `*` or
     /// `?` is a pattern, matched one `/`-separated part at a time (`app/*`, quoted from the
@@ -217,6 +219,19 @@ pub enum Command {
         #[arg(add = ArgValueCompleter::new(complete::runtime))]
         name: String,
     },
+    /// Write a stack as an OCI image layout: one image layer per zkit layer, deterministic
+    /// tar bytes; prints the manifest's digest
+    Export(crate::cli::oci::ExportArgs),
+    /// Import an OCI image layout or a docker archive as a stack, one layer per image layer;
+    /// every blob is checked against its digest and a hostile archive changes nothing;
+    /// prints the layers' digests, bottom first
+    Import(crate::cli::oci::ImportArgs),
+    /// Push a stack to an OCI registry as an image; blobs the registry has are not sent;
+    /// prints the manifest's digest
+    Push(crate::cli::oci::PushArgs),
+    /// Pull an image from an OCI registry as a stack; layers the store has are not
+    /// transferred; prints the layers' digests, bottom first
+    Pull(crate::cli::oci::PullArgs),
     /// Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque
     /// dirs hide lower paths) into DEST, which must not exist or be empty
     Checkout {
@@ -416,9 +431,8 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             format,
         } => lists::ls(store, layer, *null, *format),
         Command::Tags { format } => lists::tags(store, *format),
-        Command::Tag { name, layer } => {
-            let digest = store.resolve(layer)?;
-            store.set_tag(name, &digest)?;
+        Command::Tag { name, layers } => {
+            store.set_stack_tag(name, &store.resolve_stacks(layers)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Layers { format } => lists::layers(store, *format),
@@ -433,15 +447,20 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
             runtime::discard(store, name)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(a) => crate::cli::oci::export(store, a, args.quiet),
+        Command::Import(a) => crate::cli::oci::import(store, a, args.quiet),
+        Command::Push(a) => crate::cli::oci::push(store, a, args.quiet),
+        Command::Pull(a) => crate::cli::oci::pull(store, a, args.quiet),
         Command::Checkout {
             link_mode,
             verify,
             dest,
             layers,
         } => {
-            let manifests = layers
-                .iter()
-                .map(|l| store.open_layer(l))
+            let manifests = store
+                .resolve_stacks(layers)?
+                .into_iter()
+                .map(|d| Ok((d, store.load_layer(&d)?)))
                 .collect::<Result<Vec<_>>>()?;
             let opts = checkout::Options {
                 mode: *link_mode,

@@ -131,7 +131,7 @@ fn listings_have_json_for_scripts_with_every_name_exact() {
     };
     let tags = json(&["tags", "--json"]);
     assert_eq!(tags["tags"][0]["name"], "app/1");
-    assert_eq!(tags["tags"][0]["layer"], layer.as_str());
+    assert_eq!(tags["tags"][0]["layers"], serde_json::json!([layer]));
     assert_eq!(tags["damaged"], serde_json::json!([]));
     assert_eq!(json(&["layers", "--json"]), serde_json::json!([layer]));
     let entries = json(&["ls", "--json", "app/1"]);
