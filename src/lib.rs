@@ -15,6 +15,7 @@
 //! do lives here.
 
 pub mod atomic;
+pub mod backend;
 pub mod checkout;
 pub mod cli;
 pub mod commit;
@@ -27,6 +28,7 @@ pub mod flags;
 pub mod fuse;
 pub mod link;
 pub mod manifest;
+pub mod overlay;
 mod pool;
 pub mod process;
 pub mod progress;

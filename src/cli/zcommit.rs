@@ -275,6 +275,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
             args.reproducible,
             std::env::var_os("SOURCE_DATE_EPOCH").as_deref(),
         )?,
+        overlay: None,
     };
     if let Some(tag) = &args.tag
         && !store::valid_tag(tag)
@@ -420,23 +421,34 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
         Command::Untag { names } => untag(store, names),
         Command::Diff(diff) => crate::cli::diff::run(store, diff, jobs(args)),
         Command::Verify { repair } => {
-            let report = store.verify(jobs(args), *repair)?;
+            let mut report = store.verify(jobs(args), *repair)?;
+            // Meta trees (the kernel backend's): checked against their layers, removed
+            // when damaged (the next mount builds them again).
+            let meta = crate::overlay::meta::verify(store, *repair)?;
+            report.problems.extend(meta.problems);
+            report.removed.extend(meta.removed);
             for problem in &report.problems {
                 cli::report("zcommit", problem);
             }
             for path in &report.removed {
                 let mut line = b"zcommit: ".to_vec();
                 line.extend_from_slice(path.as_os_str().as_bytes());
-                line.extend_from_slice(
-                    b": removed (commit or import its content again to restore it)\n",
-                );
+                line.extend_from_slice(match path.starts_with(crate::overlay::meta::dir(store)) {
+                    true => b": removed (the next kernel mount of its layer builds it again)\n",
+                    false => b": removed (commit or import its content again to restore it)\n",
+                });
                 let _ = std::io::stderr().write_all(&line);
             }
             let summary = format!(
-                "{}, {}, {}: {}{}",
+                "{}, {}, {}",
                 count(report.blobs, "blob"),
                 count(report.layers, "layer"),
                 count(report.tags, "tag"),
+            ) + &match meta.checked {
+                0 => String::new(),
+                n => format!(", {}", count(n, "meta tree")),
+            } + &format!(
+                ": {}{}",
                 match report.problems.len() {
                     0 => "all good".to_string(),
                     n => format!("{n} damaged"),

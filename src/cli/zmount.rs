@@ -78,6 +78,8 @@ pub enum Command {
         /// [default: a fresh name, printed; removed again if the run changes nothing]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Layers, bottom first: tag, digest or digest prefix
         #[arg(required_unless_present = "name", value_name = "LAYER")]
         layers: Vec<OsString>,
@@ -129,6 +131,8 @@ pub enum Command {
         /// [default: a fresh name, printed]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
         args: Vec<OsString>,
@@ -198,6 +202,26 @@ pub enum Command {
     Unregister { pid: u32 },
 }
 
+/// Which backend shows a view, and how durable its changes are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// kernel: overlayfs over the store in a mount namespace of the run's own (Linux, root;
+    /// no daemon). fuse: the PID-routed FUSE daemon. auto: kernel where this process may mount
+    /// overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that
+    /// wrote it [env: ZMOUNT_BACKEND]
+    #[cfg(zkit_fuse)]
+    #[arg(long, value_enum, default_value_t, value_name = "B", env = "ZMOUNT_BACKEND", hide_env = true)]
+    pub backend: crate::zmount::backend::Wanted,
+    /// With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE
+    /// copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a
+    /// volatile run left at a crash is refused until discarded
+    #[arg(long, requires = "edit")]
+    pub volatile: bool,
+    /// Say which backend was chosen and why
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
 impl Args {
     /// Parse the command line; usage errors exit 2. `run` without `--` (clap would take CMD
     /// for more layers and then miss CMD) gets a line that says to use `--`.
@@ -251,10 +275,13 @@ pub fn run(args: Args) -> std::process::ExitCode {
             mountpoint,
             edit,
             name,
+            backend,
             layers,
             command,
         } => {
             let opts = run::RunOptions {
+                backend: backend.backend,
+                volatile: backend.volatile,
                 paths,
                 store,
                 mountpoint,
@@ -264,7 +291,10 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 edit,
                 name,
             };
-            match run::run(&opts) {
+            if backend.verbose {
+                say_backend(opts.backend);
+            }
+            match crate::zmount::backend::run(&opts) {
                 Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => Err(e),
             }
@@ -291,9 +321,13 @@ pub fn run(args: Args) -> std::process::ExitCode {
             foreground,
             edit,
             name,
+            backend,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
+            if backend.verbose {
+                say_backend(backend.backend);
+            }
             if layers.is_empty() && name.is_none() {
                 <Args as clap::CommandFactory>::command()
                     .error(
@@ -302,7 +336,10 @@ pub fn run(args: Args) -> std::process::ExitCode {
                     )
                     .exit();
             }
-            single::mount(&single::MountOptions {
+            crate::zmount::backend::mount(&single::MountOptions {
+                paths,
+                backend: backend.backend,
+                volatile: backend.volatile,
                 store,
                 layers,
                 mountpoint,
@@ -311,7 +348,10 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 edit: edit.then_some(name),
             })
         }
-        Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
+        Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy).map(|()| {
+            #[cfg(target_os = "linux")]
+            crate::zmount::kernel_mount::wait_released(&paths, &mountpoint);
+        }),
         Command::Status {
             json,
             quiet,
@@ -333,6 +373,15 @@ pub fn run(args: Args) -> std::process::ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => super::report("zmount", &err),
+    }
+}
+
+/// `--verbose`: which backend `auto` (or the flag) picks here, and why.
+#[cfg(zkit_fuse)]
+fn say_backend(wanted: crate::zmount::backend::Wanted) {
+    match crate::zmount::backend::choose(wanted, None) {
+        Ok(c) => crate::errln!("zmount: backend {}: {}", c.backend.name(), c.reason),
+        Err(e) => crate::errln!("zmount: {}", e.kind),
     }
 }
 

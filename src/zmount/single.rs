@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct MountOptions {
+    /// zmount's directory (kernel mounts are recorded there for `status`).
+    pub paths: super::Paths,
     pub store: Option<PathBuf>,
     pub layers: Vec<OsString>,
     pub mountpoint: PathBuf,
@@ -19,6 +21,10 @@ pub struct MountOptions {
     /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
     /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
     pub edit: Option<Option<String>>,
+    /// Which backend shows the view (see [`super::backend`]).
+    pub backend: super::backend::Wanted,
+    /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
+    pub volatile: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -34,7 +40,13 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
-            let (name, base) = super::edit::prepare(&store, given.as_deref(), &opts.layers)?;
+            let (name, base) = super::edit::prepare(
+                &store,
+                given.as_deref(),
+                &opts.layers,
+                crate::backend::Backend::Fuse,
+                opts.volatile,
+            )?;
             if given.is_none() {
                 crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
             }
@@ -55,6 +67,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         ]);
         if let Some(name) = &runtime {
             args.extend(["--edit".into(), "--name".into(), name.into()]);
+            if opts.volatile {
+                args.push("--volatile".into());
+            }
         }
         // Digests, so the server mounts exactly what was resolved here.
         args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
@@ -99,6 +114,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         }
     });
     let _ = session.join();
+    if let Some(name) = &runtime {
+        super::run::end_volatile(&store, name)?;
+    }
     Ok(())
 }
 
@@ -124,7 +142,8 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
     let mountpoint = super::absolute(mountpoint);
     if cfg!(target_os = "linux") && !mounts::is_dead_fuse(&mountpoint) {
         match mounts::fstype_at(&mountpoint) {
-            Some((t, source)) if t.starts_with("fuse") && source == "zmount" => {}
+            Some((t, source))
+                if (t.starts_with("fuse") || t == "overlay") && source == "zmount" => {}
             Some((t, _)) => {
                 let what = format!("{t} is mounted there, not zmount; use umount(8)");
                 return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));
