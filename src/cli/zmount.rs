@@ -210,7 +210,14 @@ pub struct BackendArgs {
     /// overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that
     /// wrote it [env: ZMOUNT_BACKEND]
     #[cfg(zkit_fuse)]
-    #[arg(long, value_enum, default_value_t, value_name = "B", env = "ZMOUNT_BACKEND", hide_env = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        value_name = "B",
+        env = "ZMOUNT_BACKEND",
+        hide_env = true
+    )]
     pub backend: crate::zmount::backend::Wanted,
     /// With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE
     /// copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a
@@ -397,24 +404,41 @@ fn status(
     use crate::zmount::control::{self, Reply, Request, shown};
     use std::io::Write as _;
     use std::os::unix::ffi::OsStrExt;
-    let s = match control::call(&paths.socket, &Request::Status)? {
-        Reply::Status(s) => s,
-        other => {
+    let kernel = crate::zmount::backend::kernel_views(paths);
+    let s = match control::call(&paths.socket, &Request::Status) {
+        Ok(Reply::Status(s)) => Some(s),
+        Ok(other) => {
             let what = format!("unexpected reply from the daemon: {other:?}");
             return Err(Error::new(&paths.socket, ErrorKind::Daemon(what)));
         }
+        // Kernel views need no daemon: report them without one.
+        Err(Error {
+            kind: ErrorKind::DaemonNotRunning | ErrorKind::StaleSocket,
+            ..
+        }) if !kernel.is_empty() => None,
+        Err(e) => return Err(e),
     };
     let mut text = String::new();
     if json {
-        text = serde_json::to_string_pretty(&s).expect("status serialises");
+        let mut value = match &s {
+            Some(s) => serde_json::to_value(s).expect("status serialises"),
+            None => serde_json::json!({ "daemon": null }),
+        };
+        crate::zmount::backend::add_json(&mut value, &kernel);
+        text = serde_json::to_string_pretty(&value).expect("status serialises");
         text.push('\n');
     } else if !quiet {
-        text = control::render_status(&s, verbose);
-        if verbose {
+        text = match &s {
+            Some(s) => control::render_status(s, verbose),
+            None => "daemon: not running\n".into(),
+        };
+        text += &crate::zmount::backend::render(&kernel, verbose);
+        if verbose && s.is_some() {
             text += &format!("socket: {}\n", shown(paths.socket.as_os_str().as_bytes()));
             text += &format!("log: {}\n", shown(paths.log.as_os_str().as_bytes()));
         }
     }
+    let healthy = s.as_ref().is_none_or(|s| s.healthy);
     // A closed pipe (`| head -1`) is not an error.
     let mut out = std::io::stdout().lock();
     match std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| out.flush()) {
@@ -423,9 +447,9 @@ fn status(
         }
         _ => {}
     }
-    match s.healthy {
-        true => Ok(()),
-        false => Err(Error::new(
+    match (healthy, &s) {
+        (true, _) | (_, None) => Ok(()),
+        (false, Some(s)) => Err(Error::new(
             &s.mountpoint,
             ErrorKind::Daemon(
                 "the mount point does not answer (`zmount stop --force`, then `zmount serve`)"

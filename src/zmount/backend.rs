@@ -105,7 +105,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         opts.name.as_deref().filter(|_| opts.edit),
     )?;
     let choice = choose(opts.backend, resumed)?;
-    tracing::info!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
+    tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
     match choice.backend {
         Backend::Fuse => super::run::run(opts),
         #[cfg(target_os = "linux")]
@@ -120,12 +120,90 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let name = opts.edit.as_ref().and_then(|n| n.as_deref());
     let resumed = runtime_backend(opts.store.as_deref(), name)?;
     let choice = choose(opts.backend, resumed)?;
-    tracing::info!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
+    tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
     match choice.backend {
         Backend::Fuse => super::single::mount(opts),
         #[cfg(target_os = "linux")]
         Backend::Kernel => super::kernel_mount::mount(opts, &choice),
         #[cfg(not(target_os = "linux"))]
         Backend::Kernel => unreachable!("choose() never picks kernel off Linux"),
+    }
+}
+
+/// A kernel view, as `zmount status` lists it.
+#[cfg(target_os = "linux")]
+pub type KernelView = super::kernel::Record;
+#[cfg(not(target_os = "linux"))]
+pub type KernelView = ();
+
+/// The live kernel views recorded under zmount's directory.
+pub fn kernel_views(paths: &super::Paths) -> Vec<KernelView> {
+    #[cfg(target_os = "linux")]
+    return super::kernel::records(paths);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = paths;
+        Vec::new()
+    }
+}
+
+/// `status`'s lines for the backend `auto` picks here (and why) and the kernel views.
+pub fn render(views: &[KernelView], verbose: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = match choose(Wanted::Auto, None) {
+        Ok(c) => writeln!(out, "backend (auto): {}: {}", c.backend.name(), c.reason),
+        Err(e) => writeln!(out, "backend (auto): {}", e.kind),
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use super::control::shown;
+        use std::os::unix::ffi::OsStrExt;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let _ = writeln!(out, "kernel views: {}", views.len());
+        for v in views {
+            let layers: Vec<String> = v.layers.iter().map(|l| shown(l.as_bytes())).collect();
+            let edit = match &v.runtime {
+                Some(r) => format!(", editing runtime {}", shown(r.as_bytes())),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  kernel {} {}: pid {} (uid {}), {}s old{edit}{}: {}",
+                v.kind,
+                shown(v.mountpoint.as_os_str().as_bytes()),
+                v.root.pid,
+                v.uid,
+                now.saturating_sub(v.created_secs),
+                if v.volatile { ", volatile" } else { "" },
+                layers.join(" ")
+            );
+            if verbose {
+                let _ = writeln!(out, "    backend: {}", v.reason);
+                for (i, l) in layers.iter().enumerate() {
+                    let _ = writeln!(out, "    layer {}: {l}", i + 1);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (views, verbose);
+    out
+}
+
+/// Add `backend` and `kernel_views` to `status --json`.
+pub fn add_json(value: &mut serde_json::Value, views: &[KernelView]) {
+    let backend = match choose(Wanted::Auto, None) {
+        Ok(c) => serde_json::json!({ "auto": c.backend.name(), "reason": c.reason }),
+        Err(e) => serde_json::json!({ "auto": null, "reason": e.kind.to_string() }),
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.insert("backend".into(), backend);
+        map.insert(
+            "kernel_views".into(),
+            serde_json::to_value(views).unwrap_or_default(),
+        );
     }
 }

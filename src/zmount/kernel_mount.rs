@@ -88,9 +88,11 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     let ours = std::fs::metadata(&mountpoint)
         .at(&mountpoint, "cannot stat")?
         .dev();
+    // Resolved here from digests or a runtime's base: name them by short digest.
+    let shown: Vec<OsString> = base.iter().map(|d| d.to_hex()[..12].into()).collect();
     let record = record_for(
         &mountpoint,
-        &opts.layers,
+        &shown,
         rt.as_ref().map(|r| r.name()),
         "mount",
         opts.volatile,
