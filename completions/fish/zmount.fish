@@ -40,9 +40,14 @@ complete -c zmount -n "__fish_zmount_needs_command" -f -a "help" -d 'Print this 
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l mountpoint -d 'Mount point for a daemon started on demand [default: DIR/mnt]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed; removed again if the run changes nothing]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l backend -d 'kernel: overlayfs over the store in a mount namespace of the run\'s own (Linux, root; no daemon). fuse: the PID-routed FUSE daemon. auto: kernel where this process may mount overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that wrote it [env: ZMOUNT_BACKEND]' -r -f -a "auto\t'kernel where this process may mount overlayfs with data-only lower layers, else fuse'
+kernel\t'kernel overlayfs in a private mount namespace (Linux, root)'
+fuse\t'the FUSE daemon (any user; macOS)'"
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store, which outlives the run; `zcommit --runtime NAME` makes them a layer'
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l volatile -d 'With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a volatile run left at a crash is refused until discarded'
+complete -c zmount -n "__fish_zmount_using_subcommand run" -s v -l verbose -d 'Say which backend was chosen and why'
 complete -c zmount -n "__fish_zmount_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l mountpoint -d 'Mount point [default: DIR/mnt, created if missing]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
@@ -52,10 +57,15 @@ complete -c zmount -n "__fish_zmount_using_subcommand serve" -l read-only -d 'Se
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l store -d 'Store directory [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit, ~/.local/share/zkit]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l name -d 'With --edit: the runtime to create, or to resume (then LAYERs may be left out) [default: a fresh name, printed]' -r
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l backend -d 'kernel: overlayfs over the store in a mount namespace of the run\'s own (Linux, root; no daemon). fuse: the PID-routed FUSE daemon. auto: kernel where this process may mount overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that wrote it [env: ZMOUNT_BACKEND]' -r -f -a "auto\t'kernel where this process may mount overlayfs with data-only lower layers, else fuse'
+kernel\t'kernel overlayfs in a private mount namespace (Linux, root)'
+fuse\t'the FUSE daemon (any user; macOS)'"
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l foreground -d 'Stay attached until unmounted or signalled'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store (as with `run --edit`); `zcommit --runtime NAME` makes them a layer'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l volatile -d 'With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a volatile run left at a crash is refused until discarded'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -s v -l verbose -d 'Say which backend was chosen and why'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r

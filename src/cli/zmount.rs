@@ -58,7 +58,9 @@ pub enum Command {
             (bottom first) at the daemon's mount point, which CMD finds in $ZKIT_MOUNT. \
             Starts the daemon if it is not running. zmount becomes a child subreaper, so \
             descendants that daemonise stay in the view until they exit; zmount waits for \
-            them, unregisters the view and exits with CMD's status.",
+            them, unregisters the view and exits with CMD's status. With the kernel backend \
+            (--backend kernel, or auto as root on Linux 6.8+) CMD runs in a mount namespace of \
+            its own with kernel overlayfs at the mount point instead, and no daemon.",
         after_help = "Examples:\n  \
             zmount run app/1.0 -- sh -c 'ls \"$ZKIT_MOUNT\"'\n  \
             zmount run --store ./store base/1 tools/2 -- bash"
