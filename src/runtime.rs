@@ -178,6 +178,11 @@ impl Runtime {
         &self.base
     }
 
+    /// The runtime's directory (`ROOT/runtimes/NAME`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn scratch_path(&self) -> PathBuf {
         self.dir.join(&self.scratch_dir)
     }
@@ -405,7 +410,10 @@ pub fn commit(
         cache: false,
         ..opts.clone()
     };
-    let outcome = commit::commit(store, &rt.scratch_path(), &opts)?;
+    let outcome = match crate::backend::of_runtime(&rt.dir)? {
+        crate::backend::Backend::Fuse => commit::commit(store, &rt.scratch_path(), &opts)?,
+        crate::backend::Backend::Kernel => commit::overlay::commit(store, &rt, &opts)?,
+    };
     if let Some(tag) = tag {
         store.set_tag(tag, &outcome.digest)?;
     }

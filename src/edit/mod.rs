@@ -151,7 +151,9 @@ impl Edit {
     /// Take `runtime` (locked for the view's life) and open its scratch dir.
     pub fn new(mut runtime: Runtime, uid: u32, gid: u32) -> crate::Result<Edit> {
         runtime.lock(false)?;
-        let scratch = runtime.scratch()?;
+        let mut scratch = runtime.scratch()?;
+        // A --volatile run marked the runtime: copy-ups need not be durable.
+        scratch.set_sync(!runtime.dir().join("volatile").exists());
         raise_fd_limit();
         Ok(Edit {
             scratch,

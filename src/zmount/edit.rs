@@ -4,6 +4,7 @@
 //! with the user's own rights and tells the server its name; the server opens it, takes its
 //! lock for as long as it serves the view, and puts its scratch dir over the base layers.
 
+use crate::backend::Backend;
 use crate::edit::Edit;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{self, Runtime};
@@ -13,10 +14,25 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The runtime a command edits: `name`'s, resumed (its base must be `layers` or `layers`
-/// empty), else a new one on `layers` (named `name`, or a fresh name). Returns its name and
-/// its base.
+/// The runtime a command edits with `backend`: `name`'s, resumed (its base must be `layers`
+/// or `layers` empty; it must be `backend`'s, see [`crate::backend::claim`]), else a new one
+/// on `layers` (named `name`, or a fresh name). Marks it for a `volatile` run (see
+/// [`crate::backend::begin_volatile`]). Returns its name and its base.
 pub fn prepare(
+    store: &Store,
+    name: Option<&str>,
+    layers: &[OsString],
+    backend: Backend,
+    volatile: bool,
+) -> Result<(String, Vec<Digest>)> {
+    let (name, base) = find_or_create(store, name, layers)?;
+    let rt = Runtime::open(store, &name)?;
+    crate::backend::claim(rt.dir(), &name, backend, rt.changed()?)?;
+    crate::backend::begin_volatile(rt.dir(), &name, &rt.scratch_path(), volatile)?;
+    Ok((name, base))
+}
+
+fn find_or_create(
     store: &Store,
     name: Option<&str>,
     layers: &[OsString],

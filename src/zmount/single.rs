@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct MountOptions {
+    /// zmount's directory (kernel mounts are recorded there for `status`).
+    pub paths: super::Paths,
     pub store: Option<PathBuf>,
     pub layers: Vec<OsString>,
     pub mountpoint: PathBuf,
@@ -23,6 +25,10 @@ pub struct MountOptions {
     /// without `--name`, it is removed at unmount when nothing changed (the background
     /// server is told so by the client that named it).
     pub fresh: bool,
+    /// Which backend shows the view (see [`super::backend`]).
+    pub backend: super::backend::Wanted,
+    /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
+    pub volatile: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -39,7 +45,13 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
-            let (name, base) = super::edit::prepare(&store, given.as_deref(), &opts.layers)?;
+            let (name, base) = super::edit::prepare(
+                &store,
+                given.as_deref(),
+                &opts.layers,
+                crate::backend::Backend::Fuse,
+                opts.volatile,
+            )?;
             if given.is_none() {
                 crate::errln!(
                     "zmount: changes go to runtime {name} (zcommit --runtime {name}; removed \
@@ -66,6 +78,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             args.extend(["--edit".into(), "--name".into(), name.into()]);
             if fresh {
                 args.push("--fresh-runtime".into());
+            }
+            if opts.volatile {
+                args.push("--volatile".into());
             }
         }
         // Digests, so the server mounts exactly what was resolved here.
@@ -112,11 +127,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     });
     let _ = session.join();
     // The session (and with it the view's hold on the runtime) is gone.
-    if let (Some(name), true) = (&runtime, fresh) {
-        match super::edit::remove_if_unchanged(&store, name) {
-            Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+    if let Some(name) = &runtime {
+        super::run::end_volatile(&store, name)?;
+        if fresh {
+            match super::edit::remove_if_unchanged(&store, name) {
+                Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+            }
         }
     }
     Ok(())
@@ -144,7 +162,8 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
     let mountpoint = super::absolute(mountpoint);
     if cfg!(target_os = "linux") && !mounts::is_dead_fuse(&mountpoint) {
         match mounts::fstype_at(&mountpoint) {
-            Some((t, source)) if t.starts_with("fuse") && source == "zmount" => {}
+            Some((t, source))
+                if (t.starts_with("fuse") || t == "overlay") && source == "zmount" => {}
             Some((t, _)) => {
                 let what = format!("{t} is mounted there, not zmount; use umount(8)");
                 return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));
