@@ -78,6 +78,11 @@ pub enum Command {
         /// [default: a fresh name, printed; removed again if the run changes nothing]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
+        /// With --name: if the runtime exists on other layers, move its changes (scratch and
+        /// the layers committed from it) onto LAYERs instead of refusing; its own copies of
+        /// files win over the new layers' (refused while a mount uses it)
+        #[arg(long, requires_all = ["name", "layers"])]
+        rebase: bool,
         /// Layers, bottom first: tag, digest or digest prefix
         #[arg(required_unless_present = "name", value_name = "LAYER")]
         layers: Vec<OsString>,
@@ -129,6 +134,10 @@ pub enum Command {
         /// [default: a fresh name, printed]
         #[arg(long, value_name = "NAME", requires = "edit")]
         name: Option<String>,
+        /// With --name: if the runtime exists on other layers, move its changes onto LAYERs
+        /// (as with `run --rebase`)
+        #[arg(long, requires = "name")]
+        rebase: bool,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
         args: Vec<OsString>,
@@ -251,6 +260,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             mountpoint,
             edit,
             name,
+            rebase,
             layers,
             command,
         } => {
@@ -263,6 +273,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 log_level: level,
                 edit,
                 name,
+                rebase,
             };
             match run::run(&opts) {
                 Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
@@ -291,14 +302,15 @@ pub fn run(args: Args) -> std::process::ExitCode {
             foreground,
             edit,
             name,
+            rebase,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
-            if layers.is_empty() && name.is_none() {
+            if layers.is_empty() && (name.is_none() || rebase) {
                 <Args as clap::CommandFactory>::command()
                     .error(
                         clap::error::ErrorKind::TooFewValues,
-                        "give LAYER... MOUNTPOINT",
+                        "give LAYER... MOUNTPOINT (--rebase needs the layers to move onto)",
                     )
                     .exit();
             }
@@ -309,6 +321,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 foreground,
                 log_level: level,
                 edit: edit.then_some(name),
+                rebase,
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),

@@ -14,20 +14,29 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The runtime a command edits: `name`'s, resumed (its base must be `layers` or `layers`
-/// empty), else a new one on `layers` (named `name`, or a fresh name). Returns its name and
-/// its base.
+/// empty), else a new one on `layers` (named `name`, or a fresh name). With `rebase`, an
+/// existing runtime on other layers is rebased onto `layers` instead (see
+/// [`Runtime::rebase_onto`]). Returns its name and its base.
 pub fn prepare(
     store: &Store,
     name: Option<&str>,
     layers: &[OsString],
+    rebase: bool,
 ) -> Result<(String, Vec<Digest>)> {
     let wanted = super::resolve_layers(store, layers)?;
     if let Some(name) = name {
         match Runtime::open(store, name) {
             Ok(rt) => {
-                if !layers.is_empty() && rt.base() != wanted.as_slice() {
+                // Its upstream, or all of its base (what `mount` passes on to its server).
+                let same = layers.is_empty()
+                    || rt.upstream() == wanted.as_slice()
+                    || rt.base() == wanted.as_slice();
+                if same {
+                    return Ok((name.to_owned(), rt.base().to_vec()));
+                }
+                if !rebase {
                     let base: Vec<String> = rt
-                        .base()
+                        .upstream()
                         .iter()
                         .map(|d| d.to_hex()[..12].to_string())
                         .collect();
@@ -35,11 +44,13 @@ pub fn prepare(
                         name,
                         ErrorKind::Invalid(format!(
                             "runtime exists on another stack ({}); give no LAYER to resume it, \
-                             or another --name",
+                             --rebase to move its changes onto these LAYERs, or another --name",
                             base.join(" ")
                         )),
                     ));
                 }
+                runtime::rebase(store, name, &wanted)?;
+                let rt = Runtime::open(store, name)?;
                 return Ok((name.to_owned(), rt.base().to_vec()));
             }
             Err(Error {

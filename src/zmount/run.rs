@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub edit: bool,
     /// The runtime to create or resume (with `edit`); a fresh name otherwise.
     pub name: Option<String>,
+    /// With `name`: rebase an existing runtime onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// What a registration shows: layers, or a runtime's base and scratch dir.
@@ -42,6 +44,8 @@ pub enum Editing<'a> {
     ReadOnly,
     /// Create or resume this runtime (a fresh one for `None`).
     Runtime(Option<&'a str>),
+    /// Resume this runtime rebased onto the layers (or create it on them).
+    Rebase(&'a str),
 }
 
 /// A registered view: where it is, and the runtime it edits.
@@ -67,7 +71,11 @@ pub fn register(
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
         Editing::Runtime(given) => {
-            let (name, base) = super::edit::prepare(&store, given, layers)?;
+            let (name, base) = super::edit::prepare(&store, given, layers, false)?;
+            (base, Some(name))
+        }
+        Editing::Rebase(name) => {
+            let (name, base) = super::edit::prepare(&store, Some(name), layers, true)?;
             (base, Some(name))
         }
     };
@@ -138,7 +146,10 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         me,
         opts.log_level.as_deref(),
         match opts.edit {
-            true => Editing::Runtime(opts.name.as_deref()),
+            true => match (&opts.name, opts.rebase) {
+                (Some(name), true) => Editing::Rebase(name),
+                (name, _) => Editing::Runtime(name.as_deref()),
+            },
             false => Editing::ReadOnly,
         },
     )?;

@@ -19,6 +19,8 @@ pub struct MountOptions {
     /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
     /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
     pub edit: Option<Option<String>>,
+    /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -34,7 +36,8 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
-            let (name, base) = super::edit::prepare(&store, given.as_deref(), &opts.layers)?;
+            let (name, base) =
+                super::edit::prepare(&store, given.as_deref(), &opts.layers, opts.rebase)?;
             if given.is_none() {
                 crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
             }
