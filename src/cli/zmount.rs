@@ -162,7 +162,9 @@ pub enum Command {
     )]
     Status {
         /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
-        /// cache_misses, healthy; a path that is not UTF-8 is an array of bytes)
+        /// cache_misses, healthy; each view's nodes are its layers' merged nodes and, for an
+        /// editable view, kept_nodes the node records the daemon keeps while the kernel
+        /// holds them; a path that is not UTF-8 is an array of bytes)
         #[arg(long)]
         json: bool,
         /// Print nothing; the exit status says whether the daemon is up and healthy

@@ -73,7 +73,8 @@ pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<View> {
     let hex: Vec<String> = rt.base().iter().map(|d| d.to_hex()).collect();
     let (uid, gid) = (meta.uid, meta.gid);
     let view = super::build_view(root, &hex, id, meta)?;
-    Ok(view.with_edit(Edit::new(rt, uid, gid)?))
+    let lower_nodes = view.len();
+    Ok(view.with_edit(Edit::new(rt, uid, gid, lower_nodes)?))
 }
 
 /// The end of a run that made its runtime under a fresh name: nothing changed means nothing

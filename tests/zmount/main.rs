@@ -7,6 +7,7 @@
 
 mod errors;
 mod lifecycle;
+mod memory;
 mod runtimes;
 mod status;
 #[path = "../util/mod.rs"]
