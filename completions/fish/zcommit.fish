@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_zcommit_global_optspecs
-    string join \n runtime= discard store= t/tag= j/jobs= link-mode= whiteouts no-cache reproducible v/verbose q/quiet h/help V/version
+    string join \n runtime= discard rebase= store= t/tag= j/jobs= link-mode= whiteouts no-cache reproducible v/verbose q/quiet h/help V/version
 end
 
 function __fish_zcommit_needs_command
@@ -25,6 +25,7 @@ function __fish_zcommit_using_subcommand
 end
 
 complete -c zcommit -n "__fish_zcommit_needs_command" -l runtime -d 'Commit the changes of the editable runtime NAME (`zmount run --edit --name NAME`) as a layer over its base: new and changed files, deletions as whiteouts, replaced dirs opaque. The runtime then continues on its base plus the new layer with no changes (or is removed with --discard). A runtime without changes makes no layer: zcommit says so and exits 0 with nothing on standard output; --tag then points the tag at the top layer of the runtime\'s stack (what it shows), and fails if the stack is empty' -r
+complete -c zcommit -n "__fish_zcommit_needs_command" -l rebase -d 'With --runtime: first rebase the runtime onto these LAYERs (bottom first), as `zmount run --edit --rebase` does: its changes and the layers committed from it move over LAYERs in place of the layers it was made or last rebased on; then commit. The runtime continues on LAYERs, its own layers and the new one' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -l store -d 'The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]' -r -F
 complete -c zcommit -n "__fish_zcommit_needs_command" -s t -l tag -d 'Point tag NAME (like app/1.0) at the new layer, atomically' -r
 complete -c zcommit -n "__fish_zcommit_needs_command" -s j -l jobs -d 'Threads for walking, hashing and linking [default: 4 per CPU: most of a commit is waiting for the file system]' -r

@@ -43,6 +43,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand run" -l name -d 'With --ed
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand run" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store, which outlives the run; `zcommit --runtime NAME` makes them a layer'
+complete -c zmount -n "__fish_zmount_using_subcommand run" -l rebase -d 'With --name: if the runtime exists on other layers, move its changes (scratch and the layers committed from it) onto LAYERs instead of refusing; its own copies of files win over the new layers\' (refused while a mount uses it)'
 complete -c zmount -n "__fish_zmount_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l mountpoint -d 'Mount point [default: DIR/mnt, created if missing]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand serve" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
@@ -56,6 +57,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand mount" -l dir -d 'Director
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l foreground -d 'Stay attached until unmounted or signalled'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -l edit -d 'Writable view: changes go to a runtime\'s scratch dir in the store (as with `run --edit`); `zcommit --runtime NAME` makes them a layer'
+complete -c zmount -n "__fish_zmount_using_subcommand mount" -l rebase -d 'With --name: if the runtime exists on other layers, move its changes onto LAYERs (as with `run --rebase`)'
 complete -c zmount -n "__fish_zmount_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
@@ -63,7 +65,7 @@ complete -c zmount -n "__fish_zmount_using_subcommand umount" -s l -l lazy -d 'D
 complete -c zmount -n "__fish_zmount_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l dir -d 'Directory for the socket, log and default mount point [env: ZMOUNT_DIR]' -r -F
 complete -c zmount -n "__fish_zmount_using_subcommand status" -l log-level -d 'Log level or filter (error, warn, info, debug, trace) [env: ZMOUNT_LOG]' -r
-complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy; a path that is not UTF-8 is an array of bytes)'
+complete -c zmount -n "__fish_zmount_using_subcommand status" -l json -d 'Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits, cache_misses, healthy; each view\'s nodes are its layers\' merged nodes and, for an editable view, kept_nodes the node records the daemon keeps while the kernel holds them; a path that is not UTF-8 is an array of bytes)'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -s q -l quiet -d 'Print nothing; the exit status says whether the daemon is up and healthy'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -s v -l verbose -d 'Also print the socket and log, and each view\'s start time and layers, one a line'
 complete -c zmount -n "__fish_zmount_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
