@@ -332,3 +332,44 @@ fn a_rebase_that_dies_midway_leaves_the_old_base_or_the_new_one() {
         "some rebase got through: {outcomes:?}"
     );
 }
+
+#[test]
+fn zcommit_rebase_moves_the_runtime_then_commits_its_changes_over_the_new_base() {
+    let t = Scratch::new();
+    let s = Store::open(&t.path("store")).unwrap();
+    let (one, two) = (layer(&s, 1), layer(&s, 2));
+    let scratch = Runtime::create(&s, "dev", &[one]).unwrap().scratch_path();
+    std::fs::write(scratch.join("made"), "x").unwrap();
+    let zcommit = |args: &[&str]| {
+        let out = util::bin("zcommit")
+            .arg("--store")
+            .arg(t.path("store"))
+            .args(args)
+            .output()
+            .unwrap();
+        util::stdout_of(out, &format!("zcommit {}", args.join(" ")))
+    };
+    let made = zcommit(&["--runtime", "dev", "--rebase", &two.to_hex(), "--tag", "t"]);
+    let made = Digest::parse(made.trim()).unwrap();
+    let rt = Runtime::open(&s, "dev").unwrap();
+    assert_eq!(rt.base(), [two, made]);
+    assert_eq!(rt.upstream(), [two]);
+    assert!(!rt.changed().unwrap());
+    assert_eq!(s.resolve("t".as_ref()).unwrap(), made);
+    assert!(zcommit(&["ls", "t"]).contains("made"));
+
+    // Usage: --rebase needs a runtime, and does not go with --discard.
+    for bad in [
+        vec!["--rebase", "t", "dir"],
+        vec!["--runtime", "dev", "--discard", "--rebase", "t"],
+    ] {
+        let out = util::bin("zcommit")
+            .arg("--store")
+            .arg(t.path("store"))
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    assert_eq!(Runtime::open(&s, "dev").unwrap().base(), [two, made]);
+}
