@@ -77,6 +77,14 @@ pub struct Args {
     #[arg(long, requires = "runtime")]
     pub discard: bool,
 
+    /// With --runtime: first rebase the runtime onto these LAYERs (bottom first), as
+    /// `zmount run --edit --rebase` does: its changes and the layers committed from it move
+    /// over LAYERs in place of the layers it was made or last rebased on; then commit. The
+    /// runtime continues on LAYERs, its own layers and the new one
+    #[arg(long, value_name = "LAYER", num_args = 1.., requires = "runtime",
+          conflicts_with = "discard")]
+    pub rebase: Vec<OsString>,
+
     /// The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]
     #[arg(long, value_name = "DIR", global = true)]
     pub store: Option<PathBuf>,
@@ -275,6 +283,14 @@ pub fn run(args: &Args) -> ExitCode {
             )
             .exit();
     }
+    if !args.rebase.is_empty() && args.runtime.is_none() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--rebase moves a runtime onto other layers: it needs --runtime NAME",
+            )
+            .exit();
+    }
     let outcome = store::root_from(args.store.as_deref()).and_then(|root| {
         let store = Store::open(&root)?;
         if let Some(mode) = store.exposed()
@@ -394,7 +410,13 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         true => runtime::After::Discard,
         false => runtime::After::Continue,
     };
-    match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
+    let onto = args
+        .rebase
+        .iter()
+        .map(|l| store.resolve(l))
+        .collect::<Result<Vec<_>>>()?;
+    let onto = (!args.rebase.is_empty()).then_some(onto.as_slice());
+    match runtime::commit(store, name, &opts, args.tag.as_deref(), after, onto)? {
         runtime::Committed::Unchanged { tagged } => {
             if !args.quiet {
                 match (tagged, &args.tag) {

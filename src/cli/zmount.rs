@@ -85,6 +85,11 @@ pub enum Command {
         name: Option<String>,
         #[command(flatten)]
         backend: BackendArgs,
+        /// With --name: if the runtime exists on other layers, move its changes (scratch and
+        /// the layers committed from it) onto LAYERs instead of refusing; its own copies of
+        /// files win over the new layers' (refused while a mount uses it)
+        #[arg(long, requires_all = ["name", "layers"])]
+        rebase: bool,
         /// Layers, bottom first: tag, digest or digest prefix
         #[arg(required_unless_present = "name", value_name = "LAYER",
               add = ArgValueCompleter::new(complete::layer))]
@@ -144,6 +149,10 @@ pub enum Command {
         fresh_runtime: bool,
         #[command(flatten)]
         backend: BackendArgs,
+        /// With --name: if the runtime exists on other layers, move its changes onto LAYERs
+        /// (as with `run --rebase`)
+        #[arg(long, requires = "name")]
+        rebase: bool,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT",
               add = ArgValueCompleter::new(complete::layer_or_dir))]
@@ -170,7 +179,9 @@ pub enum Command {
     )]
     Status {
         /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
-        /// cache_misses, healthy; a path that is not UTF-8 is an array of bytes)
+        /// cache_misses, healthy; each view's nodes are its layers' merged nodes and, for an
+        /// editable view, kept_nodes the node records the daemon keeps while the kernel
+        /// holds them; a path that is not UTF-8 is an array of bytes)
         #[arg(long)]
         json: bool,
         /// Print nothing; the exit status says whether the daemon is up and healthy
@@ -296,6 +307,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             edit,
             name,
             backend,
+            rebase,
             layers,
             command,
         } => {
@@ -310,6 +322,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 log_level: level,
                 edit,
                 name,
+                rebase,
             };
             if backend.verbose {
                 say_backend(opts.backend);
@@ -343,17 +356,18 @@ pub fn run(args: Args) -> std::process::ExitCode {
             name,
             fresh_runtime,
             backend,
+            rebase,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
             if backend.verbose {
                 say_backend(backend.backend);
             }
-            if layers.is_empty() && name.is_none() {
+            if layers.is_empty() && (name.is_none() || rebase) {
                 <Args as clap::CommandFactory>::command()
                     .error(
                         clap::error::ErrorKind::TooFewValues,
-                        "give LAYER... MOUNTPOINT",
+                        "give LAYER... MOUNTPOINT (--rebase needs the layers to move onto)",
                     )
                     .exit();
             }
@@ -368,6 +382,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 log_level: level,
                 edit: edit.then_some(name),
                 fresh: fresh_runtime,
+                rebase,
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy).map(|()| {

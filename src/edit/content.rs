@@ -166,11 +166,6 @@ impl Edit {
         .map_err(errno)
     }
 
-    /// The kernel evicted inode `n`: it has no open file of it any more.
-    pub fn forget(&self, n: u32) {
-        self.files.forget(n);
-    }
-
     /// Before the name of node `attr.node` goes: a descriptor that keeps its data reachable
     /// for whoever has it open, should this be its last name.
     pub(super) fn last_open(&self, view: &View, attr: &Attr) -> Option<Open> {

@@ -23,7 +23,7 @@ pub fn ino_of(view: &View, n: u32) -> u64 {
     }
 }
 
-fn split(ino: u64) -> (u32, u32) {
+pub(super) fn split(ino: u64) -> (u32, u32) {
     ((ino >> 32) as u32, ino as u32)
 }
 

@@ -93,7 +93,11 @@ pub struct ViewStatus {
     pub layers: Vec<String>,
     pub age_secs: u64,
     pub uid: u32,
+    /// Nodes of the merged layers (fixed for the view's life).
     pub nodes: usize,
+    /// An editable view's node records: what the kernel holds now (see [`crate::edit`]).
+    #[serde(default)]
+    pub kept_nodes: Option<usize>,
     /// The runtime an editable view writes to.
     #[serde(default)]
     pub runtime: Option<String>,
@@ -289,9 +293,12 @@ pub fn render_status(s: &Status, verbose: bool) -> String {
     let _ = writeln!(out, "views: {}", s.views.len());
     for v in &s.views {
         let layers: Vec<String> = v.layers.iter().map(|l| shown(l.as_bytes())).collect();
-        let edit = match &v.runtime {
-            Some(r) => format!(", editing runtime {}", shown(r.as_bytes())),
-            None => String::new(),
+        let edit = match (&v.runtime, v.kept_nodes) {
+            (Some(r), Some(kept)) => {
+                format!(", {kept} kept, editing runtime {}", shown(r.as_bytes()))
+            }
+            (Some(r), None) => format!(", editing runtime {}", shown(r.as_bytes())),
+            _ => String::new(),
         };
         let _ = writeln!(
             out,

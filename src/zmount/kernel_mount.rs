@@ -50,6 +50,7 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
                     &opts.layers,
                     crate::backend::Backend::Kernel,
                     opts.volatile,
+                    opts.rebase,
                 )?;
                 if given.is_none() {
                     crate::errln!(
@@ -75,7 +76,8 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     crate::sys::block_termination().at(&mountpoint, "cannot set up signal handling")?;
     let (rt, base) = match &opts.edit {
         Some(given) => {
-            let (rt, base) = take_runtime(&store, given.as_deref(), &opts.layers, opts.volatile)?;
+            let (rt, base) =
+                take_runtime(&store, given.as_deref(), &opts.layers, opts.volatile, false)?;
             (Some(rt), base)
         }
         None => (None, super::resolve_layers(&store, &opts.layers)?),

@@ -29,6 +29,8 @@ pub struct MountOptions {
     pub backend: super::backend::Wanted,
     /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
     pub volatile: bool,
+    /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -51,6 +53,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
                 &opts.layers,
                 crate::backend::Backend::Fuse,
                 opts.volatile,
+                opts.rebase,
             )?;
             if given.is_none() {
                 crate::errln!(

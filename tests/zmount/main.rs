@@ -8,6 +8,7 @@
 mod damage;
 mod errors;
 mod lifecycle;
+mod memory;
 mod runtimes;
 mod status;
 #[path = "../util/mod.rs"]
