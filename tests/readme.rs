@@ -67,6 +67,10 @@ echo 'v1' > build/app && echo 'libc' > base/libc.so
 echo gone > build/old.log && touch scratch/.wh.old.log
 # `make` in a runtime builds into the view; `make test` needs both layers of the stack.
 printf 'all:\n\techo built > "$$ZKIT_MOUNT/built"\ntest:\n\ttest -f "$$ZKIT_MOUNT/app" -a -f "$$ZKIT_MOUNT/libc.so"\n' > Makefile
+# A project checked out a while ago: two sources, two objects, one program.
+mkdir -p proj && printf 'a\n' > proj/a.c && printf 'b\n' > proj/b.c
+printf 'out/app: out/a.o out/b.o\n\tcat $^ > $@\nout/%%.o: %%.c\n\tmkdir -p out && cp $< $@\n' > proj/Makefile
+touch -d 2024-01-01 proj/*
 truncate -s 512M "$S/xfs.img" && mkfs.xfs -q "$S/xfs.img"
 mkdir -p /mnt/xfs && mount -o loop "$S/xfs.img" /mnt/xfs && cp -r src /mnt/xfs/src
 # A registry the reader runs at 127.0.0.1:5000 (Debian's docker-registry).
@@ -92,7 +96,10 @@ test "$(zcommit tags | grep '  app/saved$' | cut -d' ' -f1)" = "$(zcommit tags |
 test -f from-registry/app -a -f from-registry/libc.so
 ! zcommit tags | grep -q trim/
 for l in $(zcommit layers); do zcommit ls "$l"; done | grep -q '^w---------.* old.log$'
-zmount stop
+test "$(cat dist/out/app)" = "$(cat proj/a.c proj/b.c)"
+zmount run --edit --name ci src/2 -- sh -c 'make -C "$ZKIT_MOUNT"' | grep 'is up to date'
+# The editable examples ran on the kernel backend (root): a daemon is up only if one started.
+! zmount status -q || zmount stop
 "#;
 
 #[test]

@@ -53,11 +53,13 @@
 //! only after its layer, so nothing durable ever names something that is not.
 
 mod blobs;
+mod checked;
 mod oci;
 mod tags;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
+pub use checked::open_blob;
 pub use oci::{Compression, OciBlob, OciRecord, valid_sha256};
 pub use tags::{Tags, tag_matches, valid_tag};
 pub use verify::Report;
