@@ -2,6 +2,8 @@
 //! them), the one-line error report, and exit codes scripts can rely on.
 
 pub mod diff;
+pub mod du;
+pub mod gc;
 pub mod log;
 pub mod quote;
 pub mod zcommit;

@@ -61,6 +61,8 @@ impl Store {
                 ),
             ));
         }
+        // No sweep between the check and the tag: it would leave a tag without its layer.
+        let _lock = self.write_lock()?;
         if !self.has_layer(digest)? {
             return Err(Error::new(digest.to_hex(), ErrorKind::UnknownLayer));
         }
