@@ -350,3 +350,48 @@ fn gc_killed_at_random_moments_leaves_a_sound_store_and_the_next_one_finishes() 
     assert_eq!(read_tree(&dest), kept);
     verify_clean(&store);
 }
+
+/// Stops the test's daemon and lazily unmounts what it mounted, panics included.
+struct Daemon(PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new(util::bin_path("zmount"))
+            .env("ZMOUNT_DIR", &self.0)
+            .args(["stop", "--force"])
+            .stderr(Stdio::null())
+            .status();
+        drop(Unmount(self.0.join("mnt")));
+    }
+}
+
+#[test]
+fn a_run_of_an_untagged_layer_keeps_it_through_a_gc_inside_and_loses_it_after() {
+    require!(util::have_fuse(), "zmount run needs root and /dev/fuse");
+    let s = Scratch::new();
+    let store = s.path("store");
+    let layer = commit(&store, &s.path("a"), &[("f", "shown while untagged")], &[]);
+    let daemon = Daemon(s.path("zm"));
+    let script = format!(
+        "{zc} --store {store} -q gc && cat \"$ZKIT_MOUNT/f\"",
+        zc = util::bin_path("zcommit").display(),
+        store = store.display()
+    );
+    let out = util::bin("zmount")
+        .env("ZMOUNT_DIR", &daemon.0)
+        .env("ZKIT_STORE", &store)
+        .args(["run", &layer, "--", "sh", "-c", &script])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "zmount run"), "shown while untagged");
+    // The run is over: its pin went with it, and so does the layer.
+    let listed = dry_run(&store, &[]);
+    assert!(
+        listed
+            .iter()
+            .any(|(k, _, p)| k == "layer" && *p == layer_path(&layer)),
+        "{listed:?}"
+    );
+    assert!(!listed.iter().any(|(k, _, _)| k == "pin"), "{listed:?}");
+}
