@@ -19,6 +19,9 @@
 //! [`Store`] value, any thread) while one is held only counts, so nested writers (a commit
 //! inside a runtime's commit, a tag inside a commit) never wait at the gate behind a sweep
 //! that waits for them. The kernel drops both locks when the process dies, however it dies.
+//! A holder must never wait for another process that takes the lock (a `zmount mount` client
+//! lets go of it before it starts its server): behind a sweep at the gate, that would wait
+//! for ever.
 
 use super::Store;
 use crate::error::{Error, ErrorKind, IoContext, Result};
