@@ -1,7 +1,7 @@
 //! `zcommit gc`: remove what nothing reaches (see [`crate::store::gc`]), or with `--dry-run`
 //! list it; a summary on stderr, or everything as JSON.
 
-use crate::cli::zcommit::count;
+use crate::cli::lists::{Format, count};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::gc::{Options, Swept, What};
@@ -17,28 +17,25 @@ pub struct Args {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Keep this layer (tag, digest or unique prefix) and what it names, as if tagged
-    #[arg(long, value_name = "LAYER", num_args = 1..)]
+    /// Keep this layer (tag, digest or unique prefix; a stack tag keeps its layers) and what
+    /// it names, as if tagged
+    #[arg(long, value_name = "LAYER", num_args = 1..,
+          add = clap_complete::ArgValueCompleter::new(crate::cli::complete::layer))]
     pub keep: Vec<OsString>,
 
-    /// One JSON object on standard output: what went (or would go) and the totals
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: Format,
 }
 
 pub fn run(store: &Store, args: &Args, jobs: usize, quiet: bool) -> Result<ExitCode> {
-    let keep = args
-        .keep
-        .iter()
-        .map(|l| store.resolve(l))
-        .collect::<Result<Vec<_>>>()?;
+    let keep = store.resolve_stacks(&args.keep)?;
     let swept = store.gc(&Options {
         keep,
         dry_run: args.dry_run,
         jobs,
     })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = match args.json {
+    let written = match args.format.json {
         true => json(&swept, args.dry_run, &mut out),
         false if args.dry_run => list(&swept, &mut out),
         false => Ok(()),
@@ -48,7 +45,7 @@ pub fn run(store: &Store, args: &Args, jobs: usize, quiet: bool) -> Result<ExitC
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         Err(e) => return Err(Error::io(Path::new("stdout"), "cannot write", e)),
     }
-    if !quiet && !args.json {
+    if !quiet && !args.format.json {
         crate::errln!("zcommit: gc: {}", summary(&swept, args.dry_run));
     }
     Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@
 //! 3. Take the store lock exclusively. No writer is between "is it there?" and naming it
 //!    now. Read the roots again, take every layer that was not in the listing as a root
 //!    too (a commit that finished meanwhile, tagged or not), and mark what they add.
+//!    Per-layer data is listed again now: it only ever goes with its layer.
 //! 4. Remove, in an order that keeps every prefix of the work sound (a SIGKILL may stop it
 //!    anywhere): per-layer data first (each renamed to `.gc-NAME` in one step, then
 //!    removed, so a half-removed tree is never under its layer's name; the next gc removes
@@ -47,6 +48,9 @@ pub const LAYER_AREAS: &[&str] = &["meta", "oci"];
 
 /// The prefix of a per-layer entry being removed.
 const TRASH: &str = ".gc-";
+/// The prefix of a meta tree being built (see [`crate::overlay::meta`]): under the sweep's
+/// lock no one is building, so one is a killed build's.
+const BUILD: &str = ".build-";
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -146,6 +150,12 @@ impl Store {
             ..marks
         };
         let mut roots = self.roots(&opts.keep, &mut marks)?;
+        // Per-layer data is listed again: what was made meanwhile for a layer that goes,
+        // goes with it (no one makes any now).
+        let listing = Listing {
+            areas: self.areas()?,
+            ..listing
+        };
         let old: HashSet<&Digest> = listing.layers.iter().collect();
         roots.extend(self.layers()?.into_iter().filter(|d| !old.contains(d)));
         self.mark(roots, &mut marks)?;
@@ -169,6 +179,17 @@ impl Store {
                 caches.push(name.to_owned());
             }
         }
+        Ok(Listing {
+            layers: self.layers()?,
+            blobs: self.blob_files()?.into_iter().map(|(_, d)| d).collect(),
+            caches,
+            areas: self.areas()?,
+        })
+    }
+
+    /// The entries of the per-layer areas: by layer, and leftovers of interrupted removals
+    /// (`.gc-HEX`) and builds (`.build-HEX`, see [`crate::overlay::meta`]).
+    fn areas(&self) -> Result<Vec<(&'static str, String)>> {
         let mut areas = Vec::new();
         for area in LAYER_AREAS {
             let dir = self.root.join(area);
@@ -181,18 +202,15 @@ impl Store {
                 let entry = entry.at(&dir, "cannot list")?;
                 if let Some(name) = entry.file_name().to_str().filter(|n| {
                     Digest::parse(n).is_some()
-                        || n.strip_prefix(TRASH).and_then(Digest::parse).is_some()
+                        || [TRASH, BUILD]
+                            .iter()
+                            .any(|p| n.strip_prefix(p).and_then(Digest::parse).is_some())
                 }) {
                     areas.push((*area, name.to_owned()));
                 }
             }
         }
-        Ok(Listing {
-            layers: self.layers()?,
-            blobs: self.blob_files()?.into_iter().map(|(_, d)| d).collect(),
-            caches,
-            areas,
-        })
+        Ok(areas)
     }
 
     /// The layers the roots name; pins of dead processes go to `marks`.
@@ -208,7 +226,7 @@ impl Store {
                 )),
             ));
         }
-        let mut roots: Vec<Digest> = tags.sound.into_iter().map(|(_, d)| d).collect();
+        let mut roots: Vec<Digest> = tags.sound.into_iter().flat_map(|(_, d)| d).collect();
         roots.extend(self.runtime_bases()?);
         let pins = self.pins()?;
         roots.extend(pins.live);
@@ -420,7 +438,7 @@ fn remove_area(path: &Path) -> Result<bool> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let trash = match name.starts_with(TRASH) {
+    let trash = match name.starts_with(TRASH) || name.starts_with(BUILD) {
         true => path.to_owned(),
         false => {
             let trash = path.with_file_name(format!("{TRASH}{name}"));

@@ -2,11 +2,16 @@
 //! the FUSE layer. See `zmount --help` for the user's side.
 
 mod attach;
+pub mod backend;
 pub mod control;
 pub mod daemon;
 pub mod edit;
 #[cfg(target_os = "linux")]
 mod fusermount;
+#[cfg(target_os = "linux")]
+pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod kernel_mount;
 pub mod mounts;
 pub mod paths;
 pub mod ready;
@@ -38,9 +43,10 @@ pub fn open_existing_store(root: &Path) -> Result<Store> {
     Store::open(root)
 }
 
-/// Resolve the user's layer names (tag, digest, digest prefix) to digests, bottom first.
+/// Resolve the user's layer names (tag, stack tag, digest, digest prefix) to digests, bottom
+/// first.
 pub fn resolve_layers(store: &Store, names: &[OsString]) -> Result<Vec<Digest>> {
-    names.iter().map(|n| store.resolve(n)).collect()
+    store.resolve_stacks(names)
 }
 
 /// Merge the layers (hex digests, bottom first) of the store at `root` into a view.

@@ -5,8 +5,10 @@
 //! that stops the daemon and lazily unmounts on drop, panics included. Every command runs
 //! with a timeout, so a broken mount fails a test instead of hanging CI.
 
+mod damage;
 mod errors;
 mod lifecycle;
+mod memory;
 mod runtimes;
 mod status;
 #[path = "../util/mod.rs"]
@@ -61,7 +63,8 @@ impl Env {
 
     fn std_zmount(&self) -> Command {
         let mut c = Command::new(bin_path("zmount"));
-        c.env("ZMOUNT_DIR", self.dir())
+        c.env("ZMOUNT_BACKEND", "fuse")
+            .env("ZMOUNT_DIR", self.dir())
             .env("ZKIT_STORE", self.store());
         c
     }
