@@ -75,16 +75,19 @@ impl Store {
             .at(&dir_path, "cannot create temporary file")?;
         std::io::Write::write_all(&mut temp.file(), text.as_bytes())
             .at(&path, "cannot write pin")?;
-        // The temporary is flock'ed from its creation (see `atomic::TempFile`); a second
-        // descriptor of the same open file keeps that lock once the temporary is gone.
-        let file = temp.file().try_clone().at(&path, "cannot write pin")?;
         temp.prepare(false).at(&path, "cannot write pin")?;
         temp.rename_to(name.as_ref())
             .at(&path, "cannot write pin")?;
-        Ok(Pin {
-            path,
-            file: Some(file),
-        })
+        drop(temp);
+        // Opened by its name: a descriptor of the (once anonymous) temporary would show as a
+        // deleted file in /proc. Between the two, the pid speaks for us. From here on the
+        // pin is removed on any error.
+        let mut pin = Pin { path, file: None };
+        let file = File::open(&pin.path).at(&pin.path, "cannot open pin")?;
+        // A sweep holds it only for as long as it takes to look.
+        file.lock().at(&pin.path, "cannot lock pin")?;
+        pin.file = Some(file);
+        Ok(pin)
     }
 
     /// Every pin: the layers of live ones, and the dead ones.
@@ -108,7 +111,7 @@ impl Store {
                 Err(e) if e.kind() == Io::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, "cannot read pin", e)),
             };
-            let locked = matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock));
+            let locked = matches!(file.try_lock(), Err(TryLockError::WouldBlock));
             if !locked && !process::alive(owner) {
                 out.dead.push(path);
                 continue;
