@@ -371,8 +371,10 @@ impl Store {
             let what = items[0].what;
             let n = items.iter().take_while(|i| i.what == what).count();
             let phase: Vec<Item> = items.drain(..n).collect();
+            // One thread for per-layer data: `HEX` and a killed gc's `.gc-HEX` are one tree.
+            let threads = if what == What::Area { 1 } else { jobs };
             let removed = crate::pool::each(
-                jobs,
+                threads,
                 phase.len(),
                 || Ok(Vec::new()),
                 |gone: &mut Vec<usize>, i| {

@@ -317,6 +317,11 @@ fn gc_killed_at_random_moments_leaves_a_sound_store_and_the_next_one_finishes() 
         let _ = child.kill();
         let status = child.wait().unwrap();
         killed += usize::from(status.code().is_none());
+        // One that finished, after others were killed at any point, did its whole job.
+        assert!(
+            status.code().is_none() || status.success(),
+            "round {round}: {status}"
+        );
         let leftovers = fs::read_dir(store.join("meta"))
             .unwrap()
             .filter(|e| {
