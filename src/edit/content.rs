@@ -45,7 +45,7 @@ impl Edit {
                 Data::File { digest, .. } => Open::Layer {
                     lower: l,
                     file: match digest {
-                        Some(d) => Some(Arc::new(File::open(view.blob_path(d)).map_err(errno)?)),
+                        Some(d) => Some(Arc::new(view.open_blob(d).map_err(errno)?)),
                         None => None,
                     },
                 },

@@ -597,7 +597,7 @@ impl Edit {
         match &node.data {
             Data::File { digest, .. } => {
                 let content = match digest {
-                    Some(d) if content => Some(File::open(view.blob_path(d)).map_err(errno)?),
+                    Some(d) if content => Some(view.open_blob(d).map_err(errno)?),
                     _ => None,
                 };
                 let ppath = self.path(parent)?;

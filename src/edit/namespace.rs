@@ -351,14 +351,10 @@ pub(super) fn make_node(
     ) {
         return Err(Errno::INVAL);
     }
-    #[cfg(not(target_vendor = "apple"))]
-    return rustix::fs::mknodat(dir, name, kind, mode, rdev as _);
-    // No mknodat(2) on macOS: FIFOs, sockets and devices stay a Linux and BSD feature.
-    #[cfg(target_vendor = "apple")]
-    {
-        let _ = rdev;
-        Err(Errno::NOTSUP)
-    }
+    let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|_| Errno::INVAL)?;
+    crate::sys::mknodat(dir, &name, kind, mode, rdev)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
 }
 
 fn src_parent_of(nodes: &Nodes, n: u32) -> u32 {

@@ -21,6 +21,10 @@ pub struct MountOptions {
     pub edit: Option<Option<String>>,
     /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
     pub rebase: bool,
+    /// The runtime in `edit` was made under a fresh name for this mount: like `run --edit`
+    /// without `--name`, it is removed at unmount when nothing changed (the background
+    /// server is told so by the client that named it).
+    pub fresh: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -33,13 +37,18 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let dead = mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
+    let mut fresh = opts.fresh;
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
             let (name, base) =
                 super::edit::prepare(&store, given.as_deref(), &opts.layers, opts.rebase)?;
             if given.is_none() {
-                crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+                crate::errln!(
+                    "zmount: changes go to runtime {name} (zcommit --runtime {name}; removed \
+                     at unmount if nothing changed)"
+                );
+                fresh = true;
             }
             (base, Some(name))
         }
@@ -58,6 +67,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         ]);
         if let Some(name) = &runtime {
             args.extend(["--edit".into(), "--name".into(), name.into()]);
+            if fresh {
+                args.push("--fresh-runtime".into());
+            }
         }
         // Digests, so the server mounts exactly what was resolved here.
         args.extend(digests.iter().map(|d| OsString::from(d.to_hex())));
@@ -102,6 +114,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         }
     });
     let _ = session.join();
+    // The session (and with it the view's hold on the runtime) is gone.
+    if let (Some(name), true) = (&runtime, fresh) {
+        match super::edit::remove_if_unchanged(&store, name) {
+            Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+        }
+    }
     Ok(())
 }
 
