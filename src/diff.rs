@@ -136,6 +136,10 @@ pub fn with_scratch(mut base: Item, scratch: &walk::Walk) -> Item {
                     size: stamp.size,
                     digest: None,
                 },
+                What::Lower(lower) => ItemKind::File {
+                    size: lower.size,
+                    digest: lower.digest,
+                },
                 What::Symlink(target) => ItemKind::Symlink(target.clone()),
                 What::Fifo => ItemKind::Fifo,
                 What::Device(d) => ItemKind::Device(*d),

@@ -16,6 +16,7 @@
 //! do lives here.
 
 pub mod atomic;
+pub mod backend;
 pub mod checkout;
 pub mod cli;
 pub mod commit;
@@ -29,6 +30,7 @@ pub mod fuse;
 pub mod link;
 pub mod manifest;
 pub mod oci;
+pub mod overlay;
 mod pool;
 pub mod process;
 pub mod progress;

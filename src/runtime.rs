@@ -196,6 +196,11 @@ impl Runtime {
         &self.base
     }
 
+    /// The runtime's directory (`ROOT/runtimes/NAME`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The layers the runtime was made or last rebased on, bottom first.
     pub fn upstream(&self) -> &[Digest] {
         &self.base[..self.upstream]
@@ -291,6 +296,22 @@ impl Runtime {
         assert!(self.lock.is_some(), "rebase_onto needs the runtime's lock");
         if self.upstream() == upstream {
             return Ok(false);
+        }
+        // A kernel runtime's metadata-only copy-ups and renamed directories name their
+        // content by its path in the old layers; on new ones the same path may hold other
+        // content. A commit turns them into a layer, which then moves like any other.
+        let scratch = self.scratch_path();
+        if let Some(path) = crate::overlay::depends_on_lower(&scratch)
+            .at(&scratch, "cannot read the runtime's changes")?
+        {
+            let what = format!(
+                "{} takes its content from the old layers (a chmod or rename of a layer \
+                 entry in a kernel runtime): commit the runtime first (zcommit --runtime {}), \
+                 then rebase",
+                path.strip_prefix(&scratch).unwrap_or(&path).display(),
+                self.name
+            );
+            return Err(Error::new(&self.name, ErrorKind::Invalid(what)));
         }
         let mut base = upstream.to_vec();
         base.extend_from_slice(&self.base[self.upstream..]);
@@ -454,7 +475,10 @@ pub fn commit(
         cache: false,
         ..opts.clone()
     };
-    let outcome = commit::commit(store, &rt.scratch_path(), &opts)?;
+    let outcome = match crate::backend::of_runtime(&rt.dir)? {
+        crate::backend::Backend::Fuse => commit::commit(store, &rt.scratch_path(), &opts)?,
+        crate::backend::Backend::Kernel => commit::overlay::commit(store, &rt, &opts)?,
+    };
     if let Some(tag) = tag {
         store.set_tag(tag, &outcome.digest)?;
     }

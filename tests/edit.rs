@@ -554,6 +554,7 @@ cat existing"#
     };
     let spawn = |tag: &str| {
         Command::new(bin_path("zmount"))
+            .env("ZMOUNT_BACKEND", "fuse")
             .env("ZKIT_STORE", env.store())
             .env("ZMOUNT_DIR", env.path("zm"))
             .args([

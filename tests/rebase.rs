@@ -373,3 +373,46 @@ fn zcommit_rebase_moves_the_runtime_then_commits_its_changes_over_the_new_base()
     }
     assert_eq!(Runtime::open(&s, "dev").unwrap().base(), [two, made]);
 }
+
+#[test]
+fn a_kernel_runtime_whose_changes_name_lower_paths_is_committed_before_it_moves() {
+    require!(util::is_root(), "needs root (kernel overlayfs)");
+    let env = Env::new();
+    for (tag, content) in [("a/1", "one\n"), ("a/2", "two\n")] {
+        let dir = env.t.path(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), content).unwrap();
+        env.ok("zcommit", &["--tag", tag, dir.to_str().unwrap()]);
+    }
+    // A chmod of a layer file is a metadata-only copy-up: its content is found by path in
+    // the old layers, and a/2 holds other content at that path.
+    let run = |extra: &[&str], layer: &str, cmd: &str| {
+        let mut args = vec!["run", "--backend", "kernel", "--edit", "--name", "k"];
+        args.extend(extra);
+        args.extend([layer, "--", "sh", "-c", cmd]);
+        env.cmd("zmount").args(&args).output().unwrap()
+    };
+    let out = run(&[], "a/1", "chmod 600 \"$ZKIT_MOUNT/f\"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--rebase"], "a/2", "true");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("f takes its content from the old layers"),
+        "{err}"
+    );
+    assert!(err.contains("zcommit --runtime k"), "{err}");
+    // Committed, the change is a layer, and the layer moves.
+    env.ok("zcommit", &["--runtime", "k"]);
+    let out = run(
+        &["--rebase"],
+        "a/2",
+        "stat -c %a \"$ZKIT_MOUNT/f\"; cat \"$ZKIT_MOUNT/f\"",
+    );
+    let shown = util::stdout_of(out, "rebased run");
+    assert_eq!(shown, "600\none\n");
+}

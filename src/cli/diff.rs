@@ -58,7 +58,7 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
             let opts = walk::Options {
                 jobs,
                 markers: true,
-                exclude: None,
+                ..Default::default()
             };
             let found = walk::walk(&root, &scratch, &opts)?;
             (base.clone(), diff::with_scratch(base, &found))

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// How a listing is printed.
@@ -118,39 +118,57 @@ pub fn runtimes(store: &Store, verbose: bool, format: Format) -> Result<ExitCode
     )
 }
 
-/// Print what `verify` found: each problem and removal on stderr, then the summary (a line,
-/// or JSON with every problem in it) on stdout unless `quiet`.
-pub fn verify(report: &Report, quiet: bool, format: Format) -> Result<ExitCode> {
-    for problem in &report.problems {
+/// Print what `verify` found in the store and its meta trees: each problem and removal on
+/// stderr, then the summary (a line, or JSON with every problem in it) on stdout unless
+/// `quiet`.
+pub fn verify(
+    store: &Store,
+    report: &Report,
+    meta: &crate::overlay::meta::Report,
+    quiet: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let problems: Vec<&Error> = report.problems.iter().chain(&meta.problems).collect();
+    for problem in &problems {
         cli::report("zcommit", problem);
     }
-    for path in &report.removed {
+    let meta_dir = crate::overlay::meta::dir(store);
+    let removed: Vec<&PathBuf> = report.removed.iter().chain(&meta.removed).collect();
+    for path in &removed {
         let mut line = b"zcommit: ".to_vec();
         line.extend_from_slice(path.as_os_str().as_bytes());
-        line.extend_from_slice(b": removed (commit or import its content again to restore it)\n");
+        line.extend_from_slice(match path.starts_with(&meta_dir) {
+            true => b": removed (the next kernel mount of its layer builds it again)\n",
+            false => b": removed (commit or import its content again to restore it)\n",
+        });
         let _ = std::io::stderr().write_all(&line);
     }
-    let code = failed_if(!report.problems.is_empty());
+    let code = failed_if(!problems.is_empty());
     if format.json {
         print_json(&json!({
             "blobs": report.blobs,
             "layers": report.layers,
             "tags": report.tags,
-            "damaged": report.problems.iter().map(json::error).collect::<Vec<_>>(),
-            "removed": report.removed.iter()
+            "meta_trees": meta.checked,
+            "damaged": problems.iter().map(|e| json::error(e)).collect::<Vec<_>>(),
+            "removed": removed.iter()
                 .map(|p| json::path(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
         }))?;
     } else if !quiet {
+        let meta_trees = match meta.checked {
+            0 => String::new(),
+            n => format!(", {}", count(n, "meta tree")),
+        };
         let summary = format!(
-            "{}, {}, {}: {}{}",
+            "{}, {}, {}{meta_trees}: {}{}",
             count(report.blobs, "blob"),
             count(report.layers, "layer"),
             count(report.tags, "tag"),
-            match report.problems.len() {
+            match problems.len() {
                 0 => "all good".to_string(),
                 n => format!("{n} damaged"),
             },
-            match report.removed.len() {
+            match removed.len() {
                 0 => String::new(),
                 n => format!(", {n} removed"),
             }

@@ -335,6 +335,7 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
             args.reproducible,
             std::env::var_os("SOURCE_DATE_EPOCH").as_deref(),
         )?,
+        overlay: None,
     };
     if let Some(tag) = &args.tag
         && !store::valid_tag(tag)
@@ -462,7 +463,10 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
         Command::Diff(diff) => crate::cli::diff::run(store, diff, jobs(args)),
         Command::Verify { repair, format } => {
             let report = store.verify(jobs(args), *repair)?;
-            lists::verify(&report, args.quiet, *format)
+            // Meta trees (the kernel backend's): checked against their layers, removed
+            // when damaged (the next mount builds them again).
+            let meta = crate::overlay::meta::verify(store, *repair)?;
+            lists::verify(store, &report, &meta, args.quiet, *format)
         }
         Command::Runtimes { verbose, format } => lists::runtimes(store, *verbose, *format),
         Command::Discard { name } => {

@@ -60,7 +60,9 @@ pub enum Command {
             (bottom first) at the daemon's mount point, which CMD finds in $ZKIT_MOUNT. \
             Starts the daemon if it is not running. zmount becomes a child subreaper, so \
             descendants that daemonise stay in the view until they exit; zmount waits for \
-            them, unregisters the view and exits with CMD's status.",
+            them, unregisters the view and exits with CMD's status. With the kernel backend \
+            (--backend kernel, or auto as root on Linux 6.8+) CMD runs in a mount namespace of \
+            its own with kernel overlayfs at the mount point instead, and no daemon.",
         after_help = "Examples:\n  \
             zmount run app/1.0 -- sh -c 'ls \"$ZKIT_MOUNT\"'\n  \
             zmount run --store ./store base/1 tools/2 -- bash"
@@ -81,6 +83,8 @@ pub enum Command {
         #[arg(long, value_name = "NAME", requires = "edit",
               add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// With --name: if the runtime exists on other layers, move its changes (scratch and
         /// the layers committed from it) onto LAYERs instead of refusing; its own copies of
         /// files win over the new layers' (refused while a mount uses it)
@@ -139,14 +143,16 @@ pub enum Command {
         #[arg(long, value_name = "NAME", requires = "edit",
               add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
-        /// With --name: if the runtime exists on other layers, move its changes onto LAYERs
-        /// (as with `run --rebase`)
-        #[arg(long, requires = "name")]
-        rebase: bool,
         /// Plumbing (the background server of `mount --edit` without --name): remove the
         /// runtime at unmount if nothing changed
         #[arg(long, hide = true, requires = "name")]
         fresh_runtime: bool,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// With --name: if the runtime exists on other layers, move its changes onto LAYERs
+        /// (as with `run --rebase`)
+        #[arg(long, requires = "name")]
+        rebase: bool,
         /// Layers, bottom first, then the mount point
         #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT",
               add = ArgValueCompleter::new(complete::layer_or_dir))]
@@ -220,6 +226,33 @@ pub enum Command {
     Unregister { pid: u32 },
 }
 
+/// Which backend shows a view, and how durable its changes are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// kernel: overlayfs over the store in a mount namespace of the run's own (Linux, root;
+    /// no daemon). fuse: the PID-routed FUSE daemon. auto: kernel where this process may mount
+    /// overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that
+    /// wrote it [env: ZMOUNT_BACKEND]
+    #[cfg(zkit_fuse)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        value_name = "B",
+        env = "ZMOUNT_BACKEND",
+        hide_env = true
+    )]
+    pub backend: crate::zmount::backend::Wanted,
+    /// With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE
+    /// copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a
+    /// volatile run left at a crash is refused until discarded
+    #[arg(long, requires = "edit")]
+    pub volatile: bool,
+    /// Say which backend was chosen and why
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
 impl Args {
     /// Parse the command line; usage errors exit 2. `run` without `--` (clap would take CMD
     /// for more layers and then miss CMD) gets a line that says to use `--`.
@@ -273,11 +306,14 @@ pub fn run(args: Args) -> std::process::ExitCode {
             mountpoint,
             edit,
             name,
+            backend,
             rebase,
             layers,
             command,
         } => {
             let opts = run::RunOptions {
+                backend: backend.backend,
+                volatile: backend.volatile,
                 paths,
                 store,
                 mountpoint,
@@ -288,7 +324,10 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 name,
                 rebase,
             };
-            match run::run(&opts) {
+            if backend.verbose {
+                say_backend(opts.backend);
+            }
+            match crate::zmount::backend::run(&opts) {
                 Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => Err(e),
             }
@@ -315,11 +354,15 @@ pub fn run(args: Args) -> std::process::ExitCode {
             foreground,
             edit,
             name,
-            rebase,
             fresh_runtime,
+            backend,
+            rebase,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
+            if backend.verbose {
+                say_backend(backend.backend);
+            }
             if layers.is_empty() && (name.is_none() || rebase) {
                 <Args as clap::CommandFactory>::command()
                     .error(
@@ -328,18 +371,24 @@ pub fn run(args: Args) -> std::process::ExitCode {
                     )
                     .exit();
             }
-            single::mount(&single::MountOptions {
+            crate::zmount::backend::mount(&single::MountOptions {
+                paths,
+                backend: backend.backend,
+                volatile: backend.volatile,
                 store,
                 layers,
                 mountpoint,
                 foreground,
                 log_level: level,
                 edit: edit.then_some(name),
-                rebase,
                 fresh: fresh_runtime,
+                rebase,
             })
         }
-        Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy),
+        Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy).map(|()| {
+            #[cfg(target_os = "linux")]
+            crate::zmount::kernel_mount::wait_released(&paths, &mountpoint);
+        }),
         Command::Status {
             json,
             quiet,
@@ -364,6 +413,15 @@ pub fn run(args: Args) -> std::process::ExitCode {
     }
 }
 
+/// `--verbose`: which backend `auto` (or the flag) picks here, and why.
+#[cfg(zkit_fuse)]
+fn say_backend(wanted: crate::zmount::backend::Wanted) {
+    match crate::zmount::backend::choose(wanted, None) {
+        Ok(c) => crate::errln!("zmount: backend {}: {}", c.backend.name(), c.reason),
+        Err(e) => crate::errln!("zmount: {}", e.kind),
+    }
+}
+
 /// `zmount status`: the report (unless `quiet`), then an error when the mount is unhealthy.
 #[cfg(zkit_fuse)]
 fn status(
@@ -376,24 +434,41 @@ fn status(
     use crate::zmount::control::{self, Reply, Request, shown};
     use std::io::Write as _;
     use std::os::unix::ffi::OsStrExt;
-    let s = match control::call(&paths.socket, &Request::Status)? {
-        Reply::Status(s) => s,
-        other => {
+    let kernel = crate::zmount::backend::kernel_views(paths);
+    let s = match control::call(&paths.socket, &Request::Status) {
+        Ok(Reply::Status(s)) => Some(s),
+        Ok(other) => {
             let what = format!("unexpected reply from the daemon: {other:?}");
             return Err(Error::new(&paths.socket, ErrorKind::Daemon(what)));
         }
+        // Kernel views need no daemon: report them without one.
+        Err(Error {
+            kind: ErrorKind::DaemonNotRunning | ErrorKind::StaleSocket,
+            ..
+        }) if !kernel.is_empty() => None,
+        Err(e) => return Err(e),
     };
     let mut text = String::new();
     if json {
-        text = serde_json::to_string_pretty(&s).expect("status serialises");
+        let mut value = match &s {
+            Some(s) => serde_json::to_value(s).expect("status serialises"),
+            None => serde_json::json!({ "daemon": null }),
+        };
+        crate::zmount::backend::add_json(&mut value, &kernel);
+        text = serde_json::to_string_pretty(&value).expect("status serialises");
         text.push('\n');
     } else if !quiet {
-        text = control::render_status(&s, verbose);
-        if verbose {
+        text = match &s {
+            Some(s) => control::render_status(s, verbose),
+            None => "daemon: not running\n".into(),
+        };
+        text += &crate::zmount::backend::render(&kernel, verbose);
+        if verbose && s.is_some() {
             text += &format!("socket: {}\n", shown(paths.socket.as_os_str().as_bytes()));
             text += &format!("log: {}\n", shown(paths.log.as_os_str().as_bytes()));
         }
     }
+    let healthy = s.as_ref().is_none_or(|s| s.healthy);
     // A closed pipe (`| head -1`) is not an error.
     let mut out = std::io::stdout().lock();
     match std::io::Write::write_all(&mut out, text.as_bytes()).and_then(|()| out.flush()) {
@@ -402,9 +477,9 @@ fn status(
         }
         _ => {}
     }
-    match s.healthy {
-        true => Ok(()),
-        false => Err(Error::new(
+    match (healthy, &s) {
+        (true, _) | (_, None) => Ok(()),
+        (false, Some(s)) => Err(Error::new(
             &s.mountpoint,
             ErrorKind::Daemon(
                 "the mount point does not answer (`zmount stop --force`, then `zmount serve`)"

@@ -37,6 +37,7 @@
 
 pub(crate) mod at;
 pub mod index;
+pub mod overlay;
 pub mod walk;
 
 use crate::atomic::TempFile;
@@ -71,6 +72,9 @@ pub struct Options {
     pub progress: bool,
     /// Which modification times the layer records.
     pub times: Times,
+    /// Read the tree as an overlayfs upper dir over this merged base (a kernel runtime's
+    /// commit: see [`overlay`]).
+    pub overlay: Option<std::sync::Arc<Node>>,
 }
 
 /// Which modification times a commit records.
@@ -138,6 +142,7 @@ impl Default for Options {
             cache: true,
             progress: false,
             times: Times::Recorded,
+            overlay: None,
         }
     }
 }
@@ -210,9 +215,13 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let walk_opts = walk::Options {
         jobs: opts.jobs,
         markers: opts.markers,
+        overlay: opts.overlay.is_some(),
         exclude: Some(store_id),
     };
     let mut tree = walk::walk(&root_dir, &root, &walk_opts)?;
+    if let Some(base) = &opts.overlay {
+        overlay::resolve(&mut tree.dirs, &root, base)?;
+    }
     let mut jobs = Vec::new();
     for (d, dir) in tree.dirs.iter_mut().enumerate() {
         for (e, found) in dir.entries.iter_mut().enumerate() {
@@ -313,7 +322,11 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
         .map(|r| r.expect("every file was hashed"))
         .collect();
 
-    let manifest = Manifest::from_tree(&build_tree(&tree.dirs, &results, opts.times));
+    let mut top = build_tree(&tree.dirs, &results, opts.times);
+    if let Some(base) = &opts.overlay {
+        overlay::splice(&mut top, &tree.dirs, base);
+    }
+    let manifest = Manifest::from_tree(&top);
     outcome.entries = manifest.len();
     if outcome.new_blobs > 0 {
         store.sync()?;
@@ -433,6 +446,10 @@ fn build_tree(dirs: &[walk::Dir], files: &[(Digest, Stamp)], times: Times) -> No
                 What::Fifo => NodeKind::Fifo,
                 What::Device(device) => NodeKind::Device(*device),
                 What::Whiteout => NodeKind::Whiteout,
+                What::Lower(lower) => NodeKind::File {
+                    size: lower.size,
+                    digest: lower.digest.expect("metacopy files are resolved before"),
+                },
             };
             // A symlink's own mode means nothing on Linux and is 0777 there: record that.
             let mode = match found.what {

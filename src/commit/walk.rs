@@ -21,6 +21,8 @@ pub struct Dir {
     pub mode: u32,
     pub mtime: Time,
     pub opaque: bool,
+    /// An overlayfs upper dir's `trusted.overlay.redirect` (a renamed lower directory).
+    pub redirect: Option<Vec<u8>>,
     pub entries: Vec<Found>,
 }
 
@@ -43,6 +45,9 @@ pub enum What {
     Fifo,
     Device(Device),
     Whiteout,
+    /// An overlayfs metacopy file: its content is a lower layer's, found by
+    /// [`super::overlay::resolve`] (`digest`), not in the file.
+    Lower(super::overlay::Lower),
 }
 
 /// What the walk found: every directory, and the paths it had to leave out.
@@ -61,6 +66,9 @@ pub struct Options {
     /// Read `.wh.NAME` as a whiteout for NAME and `.wh..wh..opq` as "this directory is
     /// opaque", as in an editable view's scratch.
     pub markers: bool,
+    /// Read the tree as an overlayfs upper dir (char 0:0 and xattr whiteouts, opaque and
+    /// redirect xattrs, metacopy files): see [`super::overlay`].
+    pub overlay: bool,
     /// A directory, by (device, inode), that is left out wherever it is found: the store,
     /// which would otherwise commit itself, and change with every commit.
     pub exclude: Option<(u64, u64)>,
@@ -69,12 +77,16 @@ pub struct Options {
 /// Read the tree at `root` (open as `root_dir`) with `opts.jobs` threads.
 pub fn walk(root_dir: &File, root: &Path, opts: &Options) -> Result<Walk> {
     let (jobs, markers) = (opts.jobs, opts.markers);
+    let overlay = opts.overlay;
     let states = pool::queue(
         jobs,
         vec![PathBuf::new()],
         || (Vec::new(), Vec::new()),
         |(dirs, skipped): &mut (Vec<Dir>, Vec<Left>), rel: PathBuf, more| {
-            let dir = read_dir(root_dir, root, rel, markers, opts.exclude, skipped)?;
+            let mut dir = read_dir(root_dir, root, rel, markers, opts.exclude, skipped)?;
+            if overlay {
+                super::overlay::read_marks(root_dir, root, &mut dir)?;
+            }
             for e in &dir.entries {
                 if let What::Dir = e.what {
                     more.push(dir.rel.join(OsStr::from_bytes(&e.name)));
@@ -128,6 +140,7 @@ fn read_dir(
         mode: crate::link::mode_of(&st) & 0o7777,
         mtime: Time::of_stat(&st),
         opaque: false,
+        redirect: None,
         entries: Vec::new(),
     };
     let mut whiteouts = Vec::new();

@@ -159,7 +159,9 @@ impl Edit {
         lower_nodes: usize,
     ) -> crate::Result<Edit> {
         runtime.lock(false)?;
-        let scratch = runtime.scratch()?;
+        let mut scratch = runtime.scratch()?;
+        // A --volatile run marked the runtime: copy-ups need not be durable.
+        scratch.set_sync(!runtime.dir().join("volatile").exists());
         raise_fd_limit();
         Ok(Edit {
             scratch,

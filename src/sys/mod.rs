@@ -273,3 +273,14 @@ pub fn mknodat(
         Err(io::Error::last_os_error())
     }
 }
+
+/// Give the calling thread a mount namespace of its own (`unshare(CLONE_NEWNS)`), a copy of
+/// the one it was in; children it starts from now on are in it too.
+#[cfg(target_os = "linux")]
+pub fn unshare_mount_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNS (which implies CLONE_FS) unshares no descriptor table, so no
+    // thread can come to see descriptors it does not share; that is the only hazard the
+    // function's contract names.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+    Ok(())
+}

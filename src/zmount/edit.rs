@@ -4,6 +4,7 @@
 //! with the user's own rights and tells the server its name; the server opens it, takes its
 //! lock for as long as it serves the view, and puts its scratch dir over the base layers.
 
+use crate::backend::Backend;
 use crate::edit::Edit;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{self, Runtime};
@@ -13,14 +14,31 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The runtime a command edits: `name`'s, resumed (its base must be `layers` or `layers`
-/// empty), else a new one on `layers` (named `name`, or a fresh name). With `rebase`, an
-/// existing runtime on other layers is rebased onto `layers` instead (see
-/// [`Runtime::rebase_onto`]). Returns its name and its base.
+/// The runtime a command edits with `backend`: `name`'s, resumed (its base must be `layers`
+/// or `layers` empty; it must be `backend`'s, see [`crate::backend::claim`]), else a new one
+/// on `layers` (named `name`, or a fresh name). With `rebase`, an existing runtime on other
+/// layers is rebased onto `layers` instead (see [`Runtime::rebase_onto`]). Marks it for a
+/// `volatile` run (see [`crate::backend::begin_volatile`]). Returns its name and its base.
 pub fn prepare(
     store: &Store,
     name: Option<&str>,
     layers: &[OsString],
+    backend: Backend,
+    volatile: bool,
+    rebase: bool,
+) -> Result<(String, Vec<Digest>)> {
+    let (name, base) = find_or_create(store, name, layers, backend, rebase)?;
+    let rt = Runtime::open(store, &name)?;
+    crate::backend::claim(rt.dir(), &name, backend, rt.changed()?)?;
+    crate::backend::begin_volatile(rt.dir(), &name, &rt.scratch_path(), volatile)?;
+    Ok((name, base))
+}
+
+fn find_or_create(
+    store: &Store,
+    name: Option<&str>,
+    layers: &[OsString],
+    backend: Backend,
     rebase: bool,
 ) -> Result<(String, Vec<Digest>)> {
     let wanted = super::resolve_layers(store, layers)?;
@@ -49,6 +67,8 @@ pub fn prepare(
                         )),
                     ));
                 }
+                // The backend that will show it must be able to read it before it moves.
+                crate::backend::claim(rt.dir(), name, backend, rt.changed()?)?;
                 runtime::rebase(store, name, &wanted)?;
                 let rt = Runtime::open(store, name)?;
                 return Ok((name.to_owned(), rt.base().to_vec()));

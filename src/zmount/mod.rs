@@ -2,11 +2,16 @@
 //! the FUSE layer. See `zmount --help` for the user's side.
 
 mod attach;
+pub mod backend;
 pub mod control;
 pub mod daemon;
 pub mod edit;
 #[cfg(target_os = "linux")]
 mod fusermount;
+#[cfg(target_os = "linux")]
+pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod kernel_mount;
 pub mod mounts;
 pub mod paths;
 pub mod ready;

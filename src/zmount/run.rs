@@ -34,6 +34,10 @@ pub struct RunOptions {
     pub edit: bool,
     /// The runtime to create or resume (with `edit`); a fresh name otherwise.
     pub name: Option<String>,
+    /// Which backend shows the view (see [`super::backend`]).
+    pub backend: super::backend::Wanted,
+    /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
+    pub volatile: bool,
     /// With `name`: rebase an existing runtime onto `layers` (see [`super::edit::prepare`]).
     pub rebase: bool,
 }
@@ -42,10 +46,9 @@ pub struct RunOptions {
 #[derive(Clone, Copy, Debug)]
 pub enum Editing<'a> {
     ReadOnly,
-    /// Create or resume this runtime (a fresh one for `None`).
-    Runtime(Option<&'a str>),
-    /// Resume this runtime rebased onto the layers (or create it on them).
-    Rebase(&'a str),
+    /// Create or resume this runtime (a fresh one for `None`), volatile or not, rebased onto
+    /// the layers if it is on others and `rebase` (the last field) says so.
+    Runtime(Option<&'a str>, bool, bool),
 }
 
 /// A registered view: where it is, and the runtime it edits.
@@ -70,12 +73,15 @@ pub fn register(
     let store = Store::open(&root)?;
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
-        Editing::Runtime(given) => {
-            let (name, base) = super::edit::prepare(&store, given, layers, false)?;
-            (base, Some(name))
-        }
-        Editing::Rebase(name) => {
-            let (name, base) = super::edit::prepare(&store, Some(name), layers, true)?;
+        Editing::Runtime(given, volatile, rebase) => {
+            let (name, base) = super::edit::prepare(
+                &store,
+                given,
+                layers,
+                crate::backend::Backend::Fuse,
+                volatile,
+                rebase,
+            )?;
             (base, Some(name))
         }
     };
@@ -97,13 +103,13 @@ pub fn register(
         Ok(Reply::Registered { mountpoint, .. }) => mountpoint,
         other => {
             // A runtime made for this run and never shown to anyone is litter.
-            if let (Editing::Runtime(None), Some(name)) = (editing, &edit) {
+            if let (Editing::Runtime(None, ..), Some(name)) = (editing, &edit) {
                 let _ = runtime::discard(&store, name);
             }
             return Err(other.map_or_else(|e| e, |r| unexpected(&paths.socket, r)));
         }
     };
-    if let (Editing::Runtime(None), Some(name)) = (editing, &edit) {
+    if let (Editing::Runtime(None, ..), Some(name)) = (editing, &edit) {
         // The user needs the name to resume, commit or discard what they change.
         crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
     }
@@ -146,10 +152,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         me,
         opts.log_level.as_deref(),
         match opts.edit {
-            true => match (&opts.name, opts.rebase) {
-                (Some(name), true) => Editing::Rebase(name),
-                (name, _) => Editing::Runtime(name.as_deref()),
-            },
+            true => Editing::Runtime(opts.name.as_deref(), opts.volatile, opts.rebase),
             false => Editing::ReadOnly,
         },
     )?;
@@ -163,38 +166,12 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             e.into(),
         ));
     }
-    let (program, args) = opts.command.split_first().expect("clap requires a command");
-    crate::sys::forward_termination();
-    let status = Command::new(program)
-        .args(args)
-        .env("ZKIT_MOUNT", &mountpoint)
-        .spawn()
-        .and_then(|mut child| {
-            crate::sys::set_forward_target(child.id());
-            let status = child.wait();
-            // Reaped: its PID may name a stranger from now on.
-            crate::sys::set_forward_target(0);
-            status
-        });
-    let code = match status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-        }
-        Err(e) => {
+    let code = match run_command(&opts.command, &mountpoint) {
+        Ok(code) => code,
+        Err(code) => {
             if unregister(&opts.paths, me).is_ok() {
                 remove_fresh_runtime(opts, &store, runtime.as_deref());
             }
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            crate::errln!(
-                "zmount: {}: cannot run: {}",
-                Path::new(program).display(),
-                e
-            );
             return Ok(code);
         }
     };
@@ -209,8 +186,61 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         Err(e) => return Err(e),
         Ok(()) => {}
     }
+    if let Some(name) = &runtime
+        && let Err(e) = end_volatile(&store, name)
+    {
+        crate::errln!(
+            "zmount: {name}: cannot sync the volatile run's changes: {}",
+            e.kind
+        );
+    }
     remove_fresh_runtime(opts, &store, runtime.as_deref());
     Ok(code)
+}
+
+/// After a run: make a volatile run's changes durable and drop its mark.
+pub(super) fn end_volatile(store: &Store, name: &str) -> Result<()> {
+    let rt = runtime::Runtime::open(store, name)?;
+    crate::backend::end_volatile(rt.dir(), &rt.scratch_path())
+}
+
+/// Run CMD with `$ZKIT_MOUNT` set, forwarding termination signals to it, and wait for it:
+/// its exit code (128 + N if signal N killed it), or, when it could not be started (reported
+/// here), the code to exit with (127: not found, 126: not runnable).
+pub(super) fn run_command(
+    command: &[OsString],
+    mountpoint: &Path,
+) -> std::result::Result<i32, i32> {
+    let (program, args) = command.split_first().expect("clap requires a command");
+    crate::sys::forward_termination();
+    let status = Command::new(program)
+        .args(args)
+        .env("ZKIT_MOUNT", mountpoint)
+        .spawn()
+        .and_then(|mut child| {
+            crate::sys::set_forward_target(child.id());
+            let status = child.wait();
+            // Reaped: its PID may name a stranger from now on.
+            crate::sys::set_forward_target(0);
+            status
+        });
+    match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            Ok(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
+        }
+        Err(e) => {
+            crate::errln!(
+                "zmount: {}: cannot run: {}",
+                Path::new(program).display(),
+                e
+            );
+            Err(match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            })
+        }
+    }
 }
 
 /// Remove the runtime of a run that named it itself (no `--name`) if it ends unchanged; a
@@ -230,7 +260,7 @@ fn remove_fresh_runtime(opts: &RunOptions, store: &Store, runtime: Option<&str>)
 }
 
 /// Wait for every remaining descendant: as a subreaper we inherit the orphans of the tree.
-fn reap_orphans() {
+pub(super) fn reap_orphans() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     while rustix::process::wait(rustix::process::WaitOptions::empty()).is_ok_and(|r| r.is_some()) {}
 }

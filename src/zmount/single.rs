@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct MountOptions {
+    /// zmount's directory (kernel mounts are recorded there for `status`).
+    pub paths: super::Paths,
     pub store: Option<PathBuf>,
     pub layers: Vec<OsString>,
     pub mountpoint: PathBuf,
@@ -19,12 +21,16 @@ pub struct MountOptions {
     /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
     /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
     pub edit: Option<Option<String>>,
-    /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
-    pub rebase: bool,
     /// The runtime in `edit` was made under a fresh name for this mount: like `run --edit`
     /// without `--name`, it is removed at unmount when nothing changed (the background
     /// server is told so by the client that named it).
     pub fresh: bool,
+    /// Which backend shows the view (see [`super::backend`]).
+    pub backend: super::backend::Wanted,
+    /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
+    pub volatile: bool,
+    /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -41,8 +47,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
-            let (name, base) =
-                super::edit::prepare(&store, given.as_deref(), &opts.layers, opts.rebase)?;
+            let (name, base) = super::edit::prepare(
+                &store,
+                given.as_deref(),
+                &opts.layers,
+                crate::backend::Backend::Fuse,
+                opts.volatile,
+                opts.rebase,
+            )?;
             if given.is_none() {
                 crate::errln!(
                     "zmount: changes go to runtime {name} (zcommit --runtime {name}; removed \
@@ -69,6 +81,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             args.extend(["--edit".into(), "--name".into(), name.into()]);
             if fresh {
                 args.push("--fresh-runtime".into());
+            }
+            if opts.volatile {
+                args.push("--volatile".into());
             }
         }
         // Digests, so the server mounts exactly what was resolved here.
@@ -115,11 +130,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     });
     let _ = session.join();
     // The session (and with it the view's hold on the runtime) is gone.
-    if let (Some(name), true) = (&runtime, fresh) {
-        match super::edit::remove_if_unchanged(&store, name) {
-            Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+    if let Some(name) = &runtime {
+        super::run::end_volatile(&store, name)?;
+        if fresh {
+            match super::edit::remove_if_unchanged(&store, name) {
+                Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+            }
         }
     }
     Ok(())
@@ -147,7 +165,8 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
     let mountpoint = super::absolute(mountpoint);
     if cfg!(target_os = "linux") && !mounts::is_dead_fuse(&mountpoint) {
         match mounts::fstype_at(&mountpoint) {
-            Some((t, source)) if t.starts_with("fuse") && source == "zmount" => {}
+            Some((t, source))
+                if (t.starts_with("fuse") || t == "overlay") && source == "zmount" => {}
             Some((t, _)) => {
                 let what = format!("{t} is mounted there, not zmount; use umount(8)");
                 return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));

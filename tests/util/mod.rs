@@ -61,8 +61,14 @@ pub fn names_in(dir: &Path) -> Vec<String> {
 }
 
 /// A command for one of the package's binaries.
+/// zmount's commands run on the FUSE backend unless a test asks for another
+/// (`ZMOUNT_BACKEND`): the kernel backend has its own suite (tests/kernel).
 pub fn bin(name: &str) -> Command {
-    Command::new(bin_path(name))
+    let mut c = Command::new(bin_path(name));
+    if name == "zmount" {
+        c.env("ZMOUNT_BACKEND", "fuse");
+    }
+    c
 }
 
 pub fn bin_path(name: &str) -> PathBuf {

@@ -363,7 +363,7 @@ fn a_killed_single_mount_is_replaced_by_the_next_mount_without_a_gap() {
         ])
         .args(["-e", "inject=move_mount:delay_enter=300000"])
         .arg(bin_path("zmount"))
-        .args(["mount", "--foreground", "a"])
+        .args(["mount", "--foreground", "--backend", "fuse", "a"])
         .arg(&mnt)
         .env("ZKIT_STORE", env.store())
         .stderr(Stdio::null())

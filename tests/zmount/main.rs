@@ -63,7 +63,8 @@ impl Env {
 
     fn std_zmount(&self) -> Command {
         let mut c = Command::new(bin_path("zmount"));
-        c.env("ZMOUNT_DIR", self.dir())
+        c.env("ZMOUNT_BACKEND", "fuse")
+            .env("ZMOUNT_DIR", self.dir())
             .env("ZKIT_STORE", self.store());
         c
     }

@@ -1,0 +1,132 @@
+//! Making the overlay of a stack with the new mount API.
+//!
+//! `fsopen("overlay")`, then one `fsconfig` key per layer (`lowerdir+`, top first; `datadir+`
+//! for `ROOT/blobs`), `upperdir`/`workdir` when editable, `metacopy=on` and `redirect_dir=on`
+//! (what the meta trees and a commit of the upper dir rely on), `volatile` when asked; then
+//! `fsmount` and `move_mount`. Each layer is its own key, so the 4 KiB limit of a `mount(2)`
+//! option string never caps the number of layers. The kernel explains a refusal in the log
+//! of the configuration descriptor; that text goes into the error.
+
+use crate::error::{Error, ErrorKind, Result};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_flag,
+    fsconfig_set_string, fsmount, fsopen, move_mount,
+};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// What to stack.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// Meta trees, top first.
+    pub lowers: Vec<PathBuf>,
+    /// `ROOT/blobs`, the data-only layer.
+    pub data: PathBuf,
+    /// Editable: the upper and work dirs (same file system).
+    pub upper: Option<(PathBuf, PathBuf)>,
+    /// Skip every sync (overlayfs `volatile`); a crash of the machine loses the upper dir.
+    pub volatile: bool,
+}
+
+/// A configured, not yet attached overlay.
+pub struct Detached(OwnedFd);
+
+/// Configure and create the overlay of `stack`, not attached anywhere yet.
+pub fn make(stack: &Stack) -> Result<Detached> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| Error::io("overlay", "cannot open overlayfs", e.into()))?;
+    let fail = |what: &str, path: &Path, e: rustix::io::Errno| {
+        let log = kernel_log(&fs);
+        let why = match log.is_empty() {
+            true => std::io::Error::from(e).to_string(),
+            false => log,
+        };
+        Error::new(
+            path,
+            ErrorKind::Invalid(format!("overlayfs refused {what}: {why}")),
+        )
+    };
+    let set = |key: &str, value: &Path| {
+        fsconfig_set_string(&fs, key, value).map_err(|e| fail(key, value, e))
+    };
+    set("source", Path::new("zmount"))?;
+    for lower in &stack.lowers {
+        set("lowerdir+", lower)?;
+    }
+    set("datadir+", &stack.data)?;
+    if let Some((upper, work)) = &stack.upper {
+        set("upperdir", upper)?;
+        set("workdir", work)?;
+    }
+    set("metacopy", Path::new("on"))?;
+    set("redirect_dir", Path::new("on"))?;
+    if stack.volatile {
+        fsconfig_set_flag(&fs, "volatile")
+            .map_err(|e| fail("volatile", Path::new("volatile"), e))?;
+    }
+    let here = stack.lowers.first().cloned().unwrap_or_default();
+    fsconfig_create(&fs).map_err(|e| fail("the stack", &here, e))?;
+    let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID;
+    if stack.upper.is_none() {
+        attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+    }
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| fail("the mount", &here, e))?;
+    Ok(Detached(mnt))
+}
+
+impl Detached {
+    /// Attach the overlay at `mountpoint` (in the caller's mount namespace).
+    pub fn attach(self, mountpoint: &Path) -> Result<()> {
+        move_mount(
+            self.0.as_fd(),
+            "",
+            rustix::fs::CWD,
+            mountpoint,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| Error::io(mountpoint, "cannot attach the overlay", e.into()))
+    }
+}
+
+/// The messages the kernel left on a configuration descriptor, one line.
+fn kernel_log(fs: &OwnedFd) -> String {
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = rustix::io::read(fs, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf[..n]);
+        // "e overlay: ..." (error), "w ..." (warning), "i ..." (info).
+        lines.push(line.get(2..).unwrap_or(&line).trim().to_string());
+    }
+    lines.join("; ")
+}
+
+/// Whether this process can use the kernel backend: `Ok(())`, or why not (for `auto` to fall
+/// back and for `zmount status` and `--verbose` to say). Probed once per process.
+pub fn probe() -> std::result::Result<(), String> {
+    static PROBED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(probe_now).clone()
+}
+
+fn probe_now() -> std::result::Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("not root (overlayfs with metacopy needs CAP_SYS_ADMIN)".into());
+    }
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| match e {
+        rustix::io::Errno::NODEV => "the kernel has no overlayfs".to_string(),
+        rustix::io::Errno::NOSYS => "the kernel has no fsopen (needs Linux 5.2+)".to_string(),
+        e => format!("cannot open overlayfs: {}", std::io::Error::from(e)),
+    })?;
+    fsconfig_set_string(&fs, "lowerdir+", "/")
+        .and_then(|()| fsconfig_set_string(&fs, "datadir+", "/"))
+        .map_err(|_| {
+            "the kernel's overlayfs has no data-only lower layers through fsconfig \
+             (needs Linux 6.8+)"
+                .to_string()
+        })?;
+    Ok(())
+}
