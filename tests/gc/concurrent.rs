@@ -182,6 +182,13 @@ fn gc_beside_a_commit_loop_and_mounts_never_leaves_a_layer_without_its_blobs() {
         assert_eq!(read_tree(&dest), trees[*k], "{tag}");
     }
     verify_clean(&store);
+    // A mount's server lets go of its pin as it exits, a moment after `umount` returns.
+    let no_pins = || fs::read_dir(store.join("pins")).map_or(true, |d| d.count() == 0);
+    let drained = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        no_pins()
+    });
+    assert!(drained, "a pin outlived its mount");
     ok(zc_timed(&store).arg("gc").output().unwrap(), "final gc");
     only_what_tags_reach(&store);
     assert!(
