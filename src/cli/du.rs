@@ -1,6 +1,5 @@
 //! `zcommit du`: what layers cost (see [`crate::store::usage`]), as a table or JSON.
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::usage::{LayerUsage, StoreUsage};
@@ -12,42 +11,51 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Tags, digests or unique digest prefixes [default: every tag, and the store's totals]
-    #[arg(value_name = "LAYER",
-          add = clap_complete::ArgValueCompleter::new(crate::cli::complete::layer))]
+    #[arg(value_name = "LAYER")]
     pub layers: Vec<OsString>,
 
     /// One JSON object on standard output: {"layers": [...], "store": {...}}
-    #[command(flatten)]
-    pub format: crate::cli::lists::Format,
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(store: &Store, args: &Args) -> Result<ExitCode> {
-    // A row per layer; a stack's rows are named NAME[1/3] ... bottom first.
-    let stacks: Vec<(String, Vec<Digest>)> = match args.layers.is_empty() {
-        true => store.tags()?.sound,
-        false => args
-            .layers
-            .iter()
-            .map(|l| Ok((l.to_string_lossy().into_owned(), store.resolve_stack(l)?)))
-            .collect::<Result<_>>()?,
+    // A row per layer; a stack's layers are NAME[1] (the bottom) to NAME[n].
+    let rows = |name: String, stack: Vec<crate::digest::Digest>| -> Vec<(String, _)> {
+        match stack.len() {
+            1 => vec![(name, stack[0])],
+            _ => stack
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| (format!("{name}[{}]", i + 1), d))
+                .collect(),
+        }
     };
-    let (names, digests): (Vec<String>, Vec<Digest>) = stacks
-        .into_iter()
-        .flat_map(|(name, stack)| {
-            let n = stack.len();
-            stack.into_iter().enumerate().map(move |(i, d)| match n {
-                1 => (name.clone(), d),
-                _ => (format!("{name}[{}/{n}]", i + 1), d),
-            })
-        })
-        .unzip();
+    let (names, digests): (Vec<String>, Vec<_>) = match args.layers.is_empty() {
+        true => store
+            .tags()?
+            .sound
+            .into_iter()
+            .flat_map(|(name, stack)| rows(name, stack))
+            .unzip(),
+        false => {
+            let mut all = Vec::new();
+            for l in &args.layers {
+                all.extend(rows(
+                    l.to_string_lossy().into_owned(),
+                    store.resolve_stack(l)?,
+                ));
+            }
+            all.into_iter().unzip()
+        }
+    };
     let usage = store.layer_usage(&digests)?;
     let total = match args.layers.is_empty() {
         true => Some(store.store_usage()?),
         false => None,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = match args.format.json {
+    let written = match args.json {
         true => json(&names, &usage, total.as_ref(), &mut out),
         false => table(&names, &usage, total.as_ref(), &mut out),
     };

@@ -9,9 +9,9 @@
 //! ROOT/tags/<name>         "<digest>\n"; a name like `app/1.0` is a file in a subdirectory
 //! ROOT/index/              commit caches (see [`crate::commit`]); never needed for reading
 //! ROOT/oci/<digest>        a layer's OCI (SHA-256) digests, once known (see `oci.rs`)
-//! ROOT/meta/<digest>/      a layer's overlayfs meta tree (see [`crate::overlay::meta`])
 //! ROOT/runtimes/NAME/       editable runtimes (see [`crate::runtime`]); their base stacks are roots
 //! ROOT/pins/PID-START-N     layers a live view shows, kept from gc (see `pins.rs`)
+//! ROOT/meta/HEX, oci/HEX    data kept per layer ([`gc::LAYER_AREAS`]); goes with its layer
 //! ROOT/lock, lock.gate      the store lock: writers shared, gc's sweep exclusive
 //! ```
 //!

@@ -77,7 +77,7 @@ impl Store {
                 ErrorKind::Invalid("a tag needs at least one layer".into()),
             ));
         }
-        // No sweep between the check and the tag: it would leave a tag without its layer.
+        // No sweep between the check and the tag: it would leave a tag without its layers.
         let _lock = self.write_lock()?;
         for digest in stack {
             if !self.has_layer(digest)? {

@@ -28,8 +28,8 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     }
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
-    // From the names to the pin, no sweep (see `store::lock`); a background client's pin
-    // covers the moments until its server has its own.
+    // From the names to the pin on their layers, no sweep (see `store::lock`): the client's
+    // pin covers the moments until its server has its own.
     let lock = store.write_lock()?;
     if !opts.foreground {
         let mut args: Vec<OsString> = vec!["--dir".into(), opts.paths.base.clone().into()];
@@ -44,7 +44,7 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
             "--store".into(),
             root.into(),
         ]);
-        let layers: (Vec<OsString>, Vec<crate::digest::Digest>) = match &opts.edit {
+        let (pinned, layers): (Vec<_>, Vec<OsString>) = match &opts.edit {
             Some(given) => {
                 // Made here, so the name is printed in the user's terminal.
                 let (name, base) = super::edit::prepare(
@@ -63,18 +63,15 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
                     );
                     args.push("--fresh-runtime".into());
                 }
-                (Vec::new(), base)
+                (base, Vec::new())
             }
             None => {
-                let base = super::resolve_layers(&store, &opts.layers)?;
-                (
-                    base.iter().map(|d| OsString::from(d.to_hex())).collect(),
-                    base,
-                )
+                let digests = super::resolve_layers(&store, &opts.layers)?;
+                let hex = digests.iter().map(|d| OsString::from(d.to_hex())).collect();
+                (digests, hex)
             }
         };
-        let (layers, base) = layers;
-        let _pin = store.pin(&base, None)?;
+        let _pin = store.pin(&pinned, None)?;
         drop(lock);
         if opts.volatile {
             args.push("--volatile".into());
