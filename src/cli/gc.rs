@@ -1,7 +1,7 @@
 //! `zcommit gc`: remove what nothing reaches (see [`crate::store::gc`]), or with `--dry-run`
 //! list it; a summary on stderr, or everything as JSON.
 
-use crate::cli::lists::{Format, count};
+use crate::cli::lists::count;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::gc::{Options, Swept, What};
@@ -23,8 +23,9 @@ pub struct Args {
           add = clap_complete::ArgValueCompleter::new(crate::cli::complete::layer))]
     pub keep: Vec<OsString>,
 
-    #[command(flatten)]
-    pub format: Format,
+    /// One JSON object on standard output: what went (or would go) and the totals
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(store: &Store, args: &Args, jobs: usize, quiet: bool) -> Result<ExitCode> {
@@ -35,7 +36,7 @@ pub fn run(store: &Store, args: &Args, jobs: usize, quiet: bool) -> Result<ExitC
         jobs,
     })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = match args.format.json {
+    let written = match args.json {
         true => json(&swept, args.dry_run, &mut out),
         false if args.dry_run => list(&swept, &mut out),
         false => Ok(()),
@@ -45,7 +46,7 @@ pub fn run(store: &Store, args: &Args, jobs: usize, quiet: bool) -> Result<ExitC
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         Err(e) => return Err(Error::io(Path::new("stdout"), "cannot write", e)),
     }
-    if !quiet && !args.format.json {
+    if !quiet && !args.json {
         crate::errln!("zcommit: gc: {}", summary(&swept, args.dry_run));
     }
     Ok(ExitCode::SUCCESS)
