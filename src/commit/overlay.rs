@@ -101,7 +101,7 @@ pub(super) fn read_marks(root_dir: &File, root: &Path, dir: &mut Dir) -> Result<
 }
 
 /// A path in the base, as name components.
-type LowerPath = Vec<Vec<u8>>;
+pub type LowerPath = Vec<Vec<u8>>;
 
 /// Where a redirect points, from the lower path of the directory holding the entry.
 fn redirected(parent: &LowerPath, redirect: &[u8]) -> LowerPath {
@@ -121,7 +121,7 @@ fn redirected(parent: &LowerPath, redirect: &[u8]) -> LowerPath {
 
 /// Every walked directory's path in the base (its own redirect or its parent's path and its
 /// name); `dirs` are sorted parents first.
-fn lower_paths(dirs: &[Dir]) -> HashMap<PathBuf, LowerPath> {
+pub fn lower_paths(dirs: &[Dir]) -> HashMap<PathBuf, LowerPath> {
     let mut out: HashMap<PathBuf, LowerPath> = HashMap::new();
     for d in dirs {
         let lower = match (d.rel.parent(), d.rel.file_name()) {
@@ -149,7 +149,7 @@ fn find<'a>(base: &'a Node, path: &LowerPath) -> Option<&'a Node> {
 }
 
 /// Give every metacopy file the digest of its lower file (see the module docs).
-pub(super) fn resolve(dirs: &mut [Dir], root: &Path, base: &Node) -> Result<()> {
+pub fn resolve(dirs: &mut [Dir], root: &Path, base: &Node) -> Result<()> {
     let lowers = lower_paths(dirs);
     let mut by_ino: HashMap<u64, (u64, Digest)> = HashMap::new();
     let mut unresolved: Vec<(usize, usize)> = Vec::new();
