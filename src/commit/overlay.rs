@@ -282,3 +282,69 @@ fn clean(mut node: Node) -> Node {
     }
     node
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Time;
+
+    fn file(byte: u8) -> Node {
+        Node {
+            mode: 0o644,
+            mtime: Time::FIXED,
+            kind: NodeKind::File {
+                size: 1,
+                digest: Digest::of_blob(&[byte]),
+            },
+        }
+    }
+
+    fn dir(children: Vec<(&str, Node)>) -> Node {
+        let mut d = Node::dir(0o755);
+        for (n, c) in children {
+            d.children_mut().unwrap().insert(n.as_bytes().to_vec(), c);
+        }
+        d
+    }
+
+    #[test]
+    fn redirects_are_absolute_from_the_root_or_a_name_beside() {
+        let parent: LowerPath = vec![b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(
+            redirected(&parent, b"/x//y"),
+            vec![b"x".to_vec(), b"y".to_vec()]
+        );
+        assert_eq!(
+            redirected(&parent, b"old"),
+            vec![b"a".to_vec(), b"b".to_vec(), b"old".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_renamed_directory_is_its_lower_content_with_the_upper_changes() {
+        let lower = dir(vec![
+            ("keep", file(1)),
+            ("gone", file(2)),
+            ("sub", dir(vec![("deep", file(3))])),
+        ]);
+        let whiteout = Node {
+            mode: 0,
+            mtime: Time::default(),
+            kind: NodeKind::Whiteout,
+        };
+        let upper = dir(vec![
+            ("gone", whiteout.clone()),
+            ("new", file(4)),
+            ("sub", dir(vec![("deep", whiteout)])),
+        ]);
+        let full = clean(over(lower, upper));
+        let names: Vec<&[u8]> = full.children().unwrap().keys().map(Vec::as_slice).collect();
+        assert_eq!(names, [&b"keep"[..], b"new", b"sub"]);
+        assert!(
+            full.children().unwrap()[&b"sub"[..]]
+                .children()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
