@@ -161,7 +161,8 @@ fn write_tree(root: &Path, m: &Manifest) -> Result<()> {
     if let Kind::Dir { opaque: true, .. } = m.entry(ROOT).kind {
         xattr::set(&root_dir, xattr::OPAQUE, b"y").at(root, "cannot mark opaque")?;
     }
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Threads mostly wait on the file system (as a commit does), not on the CPU.
+    let jobs = crate::commit::default_jobs();
     let states = crate::pool::queue(
         jobs,
         vec![ROOT],
