@@ -7,6 +7,7 @@
 //!   [`store`]'s docs show how to read a layer.
 //! - [`link`]: tiered linking, hard link then reflink then copy, for files and trees (`zlink`).
 //! - [`commit`], [`checkout`]: a directory into a layer, a stack of layers into a directory.
+//! - [`oci`]: stacks as OCI images: export, import, push and pull (`zcommit`).
 //! - [`view`], [`router`], [`process`], `fuse`: stacks of layers shown through FUSE, a different
 //!   stack per process tree (`zmount`).
 //! - [`cli`]: what every binary shares: argument definitions, error reports, exit codes.
@@ -28,6 +29,7 @@ pub mod flags;
 pub mod fuse;
 pub mod link;
 pub mod manifest;
+pub mod oci;
 pub mod overlay;
 mod pool;
 pub mod process;

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! ROOT/runtimes/NAME/state       "zkit-runtime 1", then "scratch DIR", then "layer HEX" per
-//!                                layer of the base stack, bottom first
+//!                                layer of the upstream stack (what the runtime was made or
+//!                                rebased on), then "commit HEX" per layer committed from the
+//!                                runtime since; bottom first
 //! ROOT/runtimes/NAME/DIR/        the scratch dir (see [`crate::scratch`])
 //! ROOT/runtimes/NAME/work/       scratch's work dir, same file system
 //! ROOT/runtimes/NAME/lock        flock'd by whoever uses the runtime (a mount, a commit)
@@ -19,6 +21,16 @@
 //! replacement ([`Runtime::rebase`]); the old scratch dir is removed afterwards, and a crash
 //! in between only leaves an unreferenced dir that the next rebase or [`discard`] removes.
 //! Discarding renames the runtime to a hidden name first, so it vanishes at once.
+//!
+//! # Rebasing
+//!
+//! [`Runtime::rebase_onto`] (`zmount run --edit --rebase`, `zcommit --runtime --rebase`) swaps
+//! the upstream layers for others and keeps everything that is the runtime's own: the layers
+//! committed from it and its scratch dir, which is not touched. It is one replacement of the
+//! state file, so a crash leaves the runtime on the old base or on the new one. Scratch means
+//! the same over any base: a whiteout hides whatever the new base has at its name, an opaque
+//! directory hides the new base's directory, and a copied-up file is the runtime's copy even
+//! where the new base changed the file below it (as in overlayfs, the upper file wins).
 //!
 //! # Who may use it
 //!
@@ -66,6 +78,9 @@ pub struct Runtime {
     dir: PathBuf,
     scratch_dir: String,
     base: Vec<Digest>,
+    /// How many of `base`'s layers (from the bottom) are upstream; the rest were committed
+    /// from the runtime.
+    upstream: usize,
     lock: Option<File>,
 }
 
@@ -118,13 +133,14 @@ impl Runtime {
                 dir: hidden.clone(),
                 scratch_dir: "scratch-0".into(),
                 base: base.to_vec(),
+                upstream: base.len(),
                 lock: None,
             };
             let scratch = rt.dir.join(&rt.scratch_dir);
             std::fs::create_dir(&scratch).at(&hidden, "cannot create scratch")?;
             set_mode(&scratch, root_mode)?;
             std::fs::create_dir(rt.dir.join("work")).at(&hidden, "cannot create scratch")?;
-            rt.write_state(&rt.base, &rt.scratch_dir)?;
+            rt.write_state(&rt.base, rt.upstream, &rt.scratch_dir)?;
             let dir = File::open(&all).at(&all, "cannot open runtimes directory")?;
             crate::atomic::rename_noreplace(&dir, hidden.file_name().unwrap(), &dir, name.as_ref())
                 .map_err(|e| match e.raw_os_error() {
@@ -157,7 +173,7 @@ impl Runtime {
             }
             Err(e) => return Err(Error::io(&state_path, "cannot read runtime state", e)),
         };
-        let (scratch_dir, base) = parse_state(&text).ok_or_else(|| {
+        let (scratch_dir, base, upstream) = parse_state(&text).ok_or_else(|| {
             Error::new(&state_path, ErrorKind::Corrupt("bad runtime state".into()))
         })?;
         Ok(Runtime {
@@ -165,6 +181,7 @@ impl Runtime {
             dir,
             scratch_dir,
             base,
+            upstream,
             lock: None,
         })
     }
@@ -173,7 +190,8 @@ impl Runtime {
         &self.name
     }
 
-    /// The base stack, bottom first.
+    /// The base stack, bottom first: the upstream layers, then those committed from the
+    /// runtime.
     pub fn base(&self) -> &[Digest] {
         &self.base
     }
@@ -181,6 +199,11 @@ impl Runtime {
     /// The runtime's directory (`ROOT/runtimes/NAME`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The layers the runtime was made or last rebased on, bottom first.
+    pub fn upstream(&self) -> &[Digest] {
+        &self.base[..self.upstream]
     }
 
     pub fn scratch_path(&self) -> PathBuf {
@@ -244,7 +267,8 @@ impl Runtime {
         self.lock = Some(file.into());
         // Another process may have committed between our open and our lock.
         let fresh = Runtime::open_at(&self.dir, &self.name)?;
-        (self.scratch_dir, self.base) = (fresh.scratch_dir, fresh.base);
+        (self.scratch_dir, self.base, self.upstream) =
+            (fresh.scratch_dir, fresh.base, fresh.upstream);
         Ok(())
     }
 
@@ -252,7 +276,7 @@ impl Runtime {
         let state_path = dir.join("state");
         let text =
             std::fs::read_to_string(&state_path).at(&state_path, "cannot read runtime state")?;
-        let (scratch_dir, base) = parse_state(&text).ok_or_else(|| {
+        let (scratch_dir, base, upstream) = parse_state(&text).ok_or_else(|| {
             Error::new(&state_path, ErrorKind::Corrupt("bad runtime state".into()))
         })?;
         Ok(Runtime {
@@ -260,14 +284,49 @@ impl Runtime {
             dir: dir.to_owned(),
             scratch_dir,
             base,
+            upstream,
             lock: None,
         })
     }
 
+    /// Put the runtime's own layers and its scratch dir over `upstream` instead of the
+    /// layers they are on now (see "Rebasing" in the module docs); `Ok(false)` when that is
+    /// its upstream already. Needs [`Runtime::lock`].
+    pub fn rebase_onto(&mut self, upstream: &[Digest]) -> Result<bool> {
+        assert!(self.lock.is_some(), "rebase_onto needs the runtime's lock");
+        if self.upstream() == upstream {
+            return Ok(false);
+        }
+        // A kernel runtime's metadata-only copy-ups and renamed directories name their
+        // content by its path in the old layers; on new ones the same path may hold other
+        // content. A commit turns them into a layer, which then moves like any other.
+        let scratch = self.scratch_path();
+        if let Some(path) = crate::overlay::depends_on_lower(&scratch)
+            .at(&scratch, "cannot read the runtime's changes")?
+        {
+            let what = format!(
+                "{} takes its content from the old layers (a chmod or rename of a layer \
+                 entry in a kernel runtime): commit the runtime first (zcommit --runtime {}), \
+                 then rebase",
+                path.strip_prefix(&scratch).unwrap_or(&path).display(),
+                self.name
+            );
+            return Err(Error::new(&self.name, ErrorKind::Invalid(what)));
+        }
+        let mut base = upstream.to_vec();
+        base.extend_from_slice(&self.base[self.upstream..]);
+        self.write_state(&base, upstream.len(), &self.scratch_dir)?;
+        (self.base, self.upstream) = (base, upstream.len());
+        Ok(true)
+    }
+
     /// Move the runtime to a new base stack with an empty scratch dir, in one atomic step (see
-    /// the module docs); the old scratch dir is removed after. Needs [`Runtime::lock`].
+    /// the module docs); the old scratch dir is removed after. `base` keeps the upstream
+    /// layers at its bottom: what lies above them counts as committed from the runtime.
+    /// Needs [`Runtime::lock`].
     pub fn rebase(&mut self, base: &[Digest]) -> Result<()> {
         assert!(self.lock.is_some(), "rebase needs the runtime's lock");
+        debug_assert!(base.starts_with(self.upstream()));
         let old = self.scratch_dir.clone();
         let number = old
             .strip_prefix("scratch-")
@@ -287,7 +346,7 @@ impl Runtime {
             &new_path,
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()),
         )?;
-        self.write_state(base, &new)?;
+        self.write_state(base, self.upstream, &new)?;
         (self.scratch_dir, self.base) = (new, base.to_vec());
         // The new scratch dir has no extended attributes (layers carry none).
         let xattrs = self.dir.join("xattrs");
@@ -314,10 +373,11 @@ impl Runtime {
         Ok(())
     }
 
-    fn write_state(&self, base: &[Digest], scratch_dir: &str) -> Result<()> {
+    fn write_state(&self, base: &[Digest], upstream: usize, scratch_dir: &str) -> Result<()> {
         let mut text = format!("{STATE_HEADER}\nscratch {scratch_dir}\n");
-        for d in base {
-            text.push_str(&format!("layer {}\n", d.to_hex()));
+        for (i, d) in base.iter().enumerate() {
+            let what = if i < upstream { "layer" } else { "commit" };
+            text.push_str(&format!("{what} {}\n", d.to_hex()));
         }
         let opts = atomic::Options {
             new_mode: Some(0o644),
@@ -360,13 +420,15 @@ pub enum After {
 /// `.wh.NAME` files become whiteouts, `.wh..wh..opq` makes a directory opaque), tag it, then
 /// move the runtime onto the new stack or discard it. Refused while a mount holds the runtime.
 /// The layer is durable before the runtime changes: a crash in between leaves the runtime as
-/// it was, and committing again gives the same layer.
+/// it was, and committing again gives the same layer. With `onto`, the runtime is first
+/// rebased onto that upstream stack ([`Runtime::rebase_onto`]), under the same lock.
 pub fn commit(
     store: &Store,
     name: &str,
     opts: &commit::Options,
     tag: Option<&str>,
     after: After,
+    onto: Option<&[Digest]>,
 ) -> Result<Committed> {
     if let Some(tag) = tag
         && !crate::store::valid_tag(tag)
@@ -378,6 +440,9 @@ pub fn commit(
     }
     let mut rt = Runtime::open(store, name)?;
     rt.lock(false)?;
+    if let Some(upstream) = onto {
+        rt.rebase_onto(upstream)?;
+    }
     if !rt.changed()? {
         // The tag must name what the runtime shows, whether or not it changed: a tag left on
         // an older layer would hand a Makefile stale output. Tagged before a discard, so a
@@ -431,7 +496,8 @@ pub fn commit(
     Ok(Committed::Layer(outcome))
 }
 
-fn parse_state(text: &str) -> Option<(String, Vec<Digest>)> {
+/// The scratch dir, the base stack and how many of its layers are upstream.
+fn parse_state(text: &str) -> Option<(String, Vec<Digest>, usize)> {
     let mut lines = text.lines();
     if lines.next()? != STATE_HEADER {
         return None;
@@ -443,10 +509,28 @@ fn parse_state(text: &str) -> Option<(String, Vec<Digest>)> {
     if !valid {
         return None;
     }
-    let base = lines
-        .map(|l| l.strip_prefix("layer ").and_then(Digest::parse))
-        .collect::<Option<Vec<_>>>()?;
-    Some((scratch.to_owned(), base))
+    let (mut base, mut upstream) = (Vec::new(), 0);
+    for line in lines {
+        let hex = match line.split_once(' ')? {
+            // Upstream layers come first: a "layer" after a "commit" is not a state we write.
+            ("layer", hex) if upstream == base.len() => {
+                upstream += 1;
+                hex
+            }
+            ("commit", hex) => hex,
+            _ => return None,
+        };
+        base.push(Digest::parse(hex)?);
+    }
+    Some((scratch.to_owned(), base, upstream))
+}
+
+/// Rebase runtime `name` onto `upstream` ([`Runtime::rebase_onto`]); refused while a mount
+/// uses it. `Ok(false)` when it is on `upstream` already.
+pub fn rebase(store: &Store, name: &str, upstream: &[Digest]) -> Result<bool> {
+    let mut rt = Runtime::open(store, name)?;
+    rt.lock(false)?;
+    rt.rebase_onto(upstream)
 }
 
 /// Every runtime in the store, sorted by name.

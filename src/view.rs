@@ -178,6 +178,12 @@ impl View {
         (self.blobs)(digest)
     }
 
+    /// A file node's content, open for reading: the blob, proven sound before its first byte
+    /// is served (`EIO` when damaged; see [`crate::store::open_blob`]).
+    pub fn open_blob(&self, digest: &Digest) -> std::io::Result<std::fs::File> {
+        crate::store::open_blob(&self.blob_path(digest), digest)
+    }
+
     /// Every write goes through here. A stack of layers is read-only; an editable view (scratch
     /// dir on top) answers `Ok` and takes the write.
     pub fn writable(&self) -> Result<(), i32> {

@@ -6,7 +6,6 @@
 //! every option with its argument (`[--store DIR]`), which clap_mangen's own leaves out.
 
 use clap::{Arg, ArgAction, Command};
-use clap_complete::Shell;
 use std::path::{Path, PathBuf};
 
 fn check_or_update(path: PathBuf, generated: Vec<u8>) {
@@ -174,16 +173,81 @@ fn every_page_a_man_page_names_exists() {
 
 #[test]
 fn shell_completions_match_the_command_line() {
-    for mut cmd in zkit::cli::commands() {
+    // The scripts register the tool with the shell, which then asks the tool itself
+    // (`COMPLETE=bash zcommit -- WORDS`): what `COMPLETE=SHELL TOOL` prints.
+    use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
+    for cmd in zkit::cli::commands() {
         let name = cmd.get_name().to_string();
-        for (shell, file) in [
-            (Shell::Bash, name.clone()),
-            (Shell::Zsh, format!("_{name}")),
-            (Shell::Fish, format!("{name}.fish")),
-        ] {
+        let shells: [(&dyn EnvCompleter, String); 3] = [
+            (&Bash, name.clone()),
+            (&Zsh, format!("_{name}")),
+            (&Fish, format!("{name}.fish")),
+        ];
+        for (shell, file) in shells {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut cmd, &name, &mut script);
-            check_or_update(root().join(format!("completions/{shell}/{file}")), script);
+            shell
+                .write_registration("COMPLETE", &name, &name, &name, &mut script)
+                .unwrap();
+            let path = format!("completions/{}/{file}", shell.name());
+            check_or_update(root().join(path), script);
         }
     }
+}
+
+#[test]
+fn completions_offer_the_store_s_tags_and_runtimes() {
+    // What the shell gets on Tab, asked as the registered bash function asks.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, src) = (dir.path().join("store"), dir.path().join("src"));
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let zcommit = env!("CARGO_BIN_EXE_zcommit");
+    for tag in ["app/1.0", "app/2", "base/1"] {
+        let ok = std::process::Command::new(zcommit)
+            .args([
+                "--store".as_ref(),
+                store.as_os_str(),
+                "-t".as_ref(),
+                tag.as_ref(),
+            ])
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(ok.status.success());
+    }
+    let complete = |tool: &str, words: &[&str]| -> Vec<String> {
+        let out = std::process::Command::new(tool)
+            .env("ZKIT_STORE", &store)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_IFS", "\n")
+            .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+            .arg("--")
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{words:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        complete(zcommit, &["zcommit", "ls", "ap"]),
+        ["app/1.0", "app/2"]
+    );
+    assert_eq!(
+        complete(zcommit, &["zcommit", "diff", "app/2", "base/1,app/1"]),
+        ["base/1,app/1.0"]
+    );
+    assert_eq!(complete(zcommit, &["zcommit", "untag", "b"]), ["base/1"]);
+    let zmount = env!("CARGO_BIN_EXE_zmount");
+    assert_eq!(
+        complete(zmount, &["zmount", "run", "--edit", "base"]),
+        ["base/1"]
+    );
+    // No store: no names, no error, and no store made.
+    std::fs::remove_dir_all(&store).unwrap();
+    assert!(complete(zcommit, &["zcommit", "ls", "a"]).is_empty());
+    assert!(!store.exists());
 }

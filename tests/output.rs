@@ -51,7 +51,7 @@ fn zwrite_keeps_its_statuses_when_stderr_is_full() {
     let f = f.to_str().unwrap();
     // Success with something to say (-v) is still success.
     assert_eq!(
-        status_with_full_stderr("zwrite", &["-v", "-f", "/dev/null", f], &[]),
+        status_with_full_stderr("zwrite", &["-v", "--from", "/dev/null", f], &[]),
         Some(0)
     );
     // A usage error is still 2.

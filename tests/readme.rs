@@ -42,7 +42,7 @@ fn example_blocks(readme: &str) -> Vec<(usize, String)> {
 const PRELUDE: &str = r#"
 set -eu -o pipefail
 # A failing example must not leave a daemon or a mount behind.
-trap 'rc=$?; set +e; zmount stop >/dev/null 2>&1; umount -l /mnt/app /mnt/dev /etc/hosts 2>/dev/null; exit $rc' EXIT
+trap 'rc=$?; set +e; zmount stop >/dev/null 2>&1; umount -l /mnt/app /mnt/dev /etc/hosts 2>/dev/null; kill ${REGISTRY:-} 2>/dev/null; exit $rc' EXIT
 mount -t tmpfs tmpfs "$S/over"
 for d in etc srv mnt; do
     mkdir -p "$S/over/$d.up" "$S/over/$d.work"
@@ -67,8 +67,16 @@ echo 'v1' > build/app && echo 'libc' > base/libc.so
 echo gone > build/old.log && touch scratch/.wh.old.log
 # `make` in a runtime builds into the view; `make test` needs both layers of the stack.
 printf 'all:\n\techo built > "$$ZKIT_MOUNT/built"\ntest:\n\ttest -f "$$ZKIT_MOUNT/app" -a -f "$$ZKIT_MOUNT/libc.so"\n' > Makefile
+# A project checked out a while ago: two sources, two objects, one program.
+mkdir -p proj && printf 'a\n' > proj/a.c && printf 'b\n' > proj/b.c
+printf 'out/app: out/a.o out/b.o\n\tcat $^ > $@\nout/%%.o: %%.c\n\tmkdir -p out && cp $< $@\n' > proj/Makefile
+touch -d 2024-01-01 proj/*
 truncate -s 512M "$S/xfs.img" && mkfs.xfs -q "$S/xfs.img"
 mkdir -p /mnt/xfs && mount -o loop "$S/xfs.img" /mnt/xfs && cp -r src /mnt/xfs/src
+# A registry the reader runs at 127.0.0.1:5000 (Debian's docker-registry).
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\n' "$S/registry" > "$S/registry.yml"
+docker-registry serve "$S/registry.yml" 2>"$S/registry.log" & REGISTRY=$!
+for _ in $(seq 100); do (: > /dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
 set -x
 "#;
 
@@ -83,8 +91,13 @@ cmp big.iso /srv/mirror/big.iso && cmp /mnt/xfs/src/main.c /mnt/xfs/snap/main.c
 test "$(stat -c %i node_modules/left-pad/index.js)" = "$(stat -c %i ~/.cache/nm/left-pad/index.js)"
 test -f out/app -a -f out/libc.so
 zcommit ls app/1.1 | grep -q built
+test "$(zcommit --store other tags | grep '  app/img$' | cut -d' ' -f1)" = "$(zcommit tags | grep '  app/stack$' | cut -d' ' -f1)"
+test "$(zcommit tags | grep '  app/saved$' | cut -d' ' -f1)" = "$(zcommit tags | grep '  app/stack$' | cut -d' ' -f1)"
+test -f from-registry/app -a -f from-registry/libc.so
 ! zcommit tags | grep -q trim/
 for l in $(zcommit layers); do zcommit ls "$l"; done | grep -q '^w---------.* old.log$'
+test "$(cat dist/out/app)" = "$(cat proj/a.c proj/b.c)"
+zmount run --edit --name ci src/2 -- sh -c 'make -C "$ZKIT_MOUNT"' | grep 'is up to date'
 # The editable examples ran on the kernel backend (root): a daemon is up only if one started.
 ! zmount status -q || zmount stop
 "#;
@@ -97,6 +110,10 @@ fn readme_examples_run_as_written_in_order() {
     );
     require!(util::have_fuse(), "the zmount examples need /dev/fuse");
     require!(util::have("mkfs.xfs"), "the reflink example needs xfsprogs");
+    require!(
+        util::have("skopeo") && util::have("docker-registry"),
+        "the OCI examples need skopeo and docker-registry (ci/deps installs them)"
+    );
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let blocks = example_blocks(&readme);

@@ -73,8 +73,36 @@ fn append_keeps_the_old_content() {
 fn truncate_replaces_the_whole_content() {
     let s = Scratch::new();
     let f = s.write("f", b"a long old content\n");
-    zwrite(&["-t", f.to_str().unwrap()], b"short\n").success();
+    let a = zwrite(&["--truncate", f.to_str().unwrap()], b"short\n").success();
     assert_eq!(read(&f), b"short\n");
+    assert_eq!(stderr_of(&a), "");
+}
+
+#[test]
+fn the_old_short_options_still_work_with_a_warning() {
+    // -f and -t mean --force and --tag in the other tools; zwrite's old -f INPUT and -t keep
+    // working for now, saying what to use instead.
+    let s = Scratch::new();
+    let input = s.write("input", b"from a file\n");
+    let f = s.write("f", b"old");
+    let a = zwrite(
+        &["-t", "-f", input.to_str().unwrap(), f.to_str().unwrap()],
+        b"",
+    )
+    .success();
+    assert_eq!(read(&f), b"from a file\n");
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("-f INPUT is deprecated: use --from INPUT"),
+        "{err}"
+    );
+    assert!(err.contains("-t is deprecated"), "{err}");
+    let a = zwrite(
+        &["-q", "-f", input.to_str().unwrap(), f.to_str().unwrap()],
+        b"",
+    )
+    .success();
+    assert_eq!(stderr_of(&a), "");
 }
 
 #[test]
@@ -82,7 +110,11 @@ fn reads_the_input_from_a_file() {
     let s = Scratch::new();
     let input = s.write("input", b"from a file\n");
     let f = s.write("f", b"old");
-    zwrite(&["-f", input.to_str().unwrap(), f.to_str().unwrap()], b"").success();
+    zwrite(
+        &["--from", input.to_str().unwrap(), f.to_str().unwrap()],
+        b"",
+    )
+    .success();
     assert_eq!(read(&f), b"from a file\n");
 }
 
@@ -91,7 +123,11 @@ fn a_missing_input_file_fails_and_leaves_the_file() {
     let s = Scratch::new();
     let f = s.write("f", b"old");
     let a = zwrite(
-        &["-f", s.path("nope").to_str().unwrap(), f.to_str().unwrap()],
+        &[
+            "--from",
+            s.path("nope").to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
         b"",
     )
     .code(1);
@@ -106,7 +142,7 @@ fn a_directory_as_input_is_named_in_the_error() {
     let f = s.write("f", b"old");
     let dir = s.path("d");
     std::fs::create_dir(&dir).unwrap();
-    let a = zwrite(&["-f", dir.to_str().unwrap(), f.to_str().unwrap()], b"").code(1);
+    let a = zwrite(&["--from", dir.to_str().unwrap(), f.to_str().unwrap()], b"").code(1);
     let err = stderr_of(&a);
     assert!(
         err.starts_with(&format!("zwrite: {}: ", dir.display())) && err.contains("Is a directory"),
@@ -180,15 +216,17 @@ fn a_terminal_on_stdin_is_refused_and_the_file_kept() {
     let (code, err) = zwrite_on_a_terminal(&[f.to_str().unwrap()], "");
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("standard input is a terminal") && err.contains("-f"),
+        err.contains("standard input is a terminal") && err.contains("--from INPUT"),
         "{err}"
     );
     assert_eq!(read(&f), b"precious\n");
 
-    // -f INPUT does not read the terminal, so it is fine.
+    // --from INPUT does not read the terminal, so it is fine.
     let input = s.write("input", b"new\n");
-    let (code, err) =
-        zwrite_on_a_terminal(&["-f", input.to_str().unwrap(), f.to_str().unwrap()], "");
+    let (code, err) = zwrite_on_a_terminal(
+        &["--from", input.to_str().unwrap(), f.to_str().unwrap()],
+        "",
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(read(&f), b"new\n");
     assert_eq!(s.names(), ["f", "input"]);
@@ -731,7 +769,7 @@ fn in_place_fails_before_touching_the_file_when_the_input_fails() {
     zwrite(
         &[
             "--in-place",
-            "-f",
+            "--from",
             dir.to_str().unwrap(),
             f.to_str().unwrap(),
         ],

@@ -419,19 +419,24 @@ fn lay_out(
                     NodeKind::Device(d) => (d.file_type_bits(), d.rdev()),
                     _ => (FIFO_BITS, 0),
                 };
-                crate::sys::mknodat(dir, &c_name, &p, file_type, child.mode, rdev).map_err(
-                    |e| match e.raw_os_error() {
-                        Some(libc::EPERM) => Error::new(
-                            &p,
-                            ErrorKind::Invalid(
-                                "cannot create a device node without root (CAP_MKNOD): \
+                crate::sys::mknodat(
+                    dir,
+                    &c_name,
+                    rustix::fs::FileType::from_raw_mode(file_type as _),
+                    rustix::fs::Mode::from_raw_mode(child.mode as _),
+                    rdev,
+                )
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EPERM) => Error::new(
+                        &p,
+                        ErrorKind::Invalid(
+                            "cannot create a device node without root (CAP_MKNOD): \
                                  check the stack out as root"
-                                    .into(),
-                            ),
+                                .into(),
                         ),
-                        _ => Error::io(&p, "cannot create special file", e),
-                    },
-                )?;
+                    ),
+                    _ => Error::io(&p, "cannot create special file", e),
+                })?;
                 // mknod's mode passed through the umask.
                 rustix::fs::chmodat(
                     dir,

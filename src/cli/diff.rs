@@ -2,6 +2,7 @@
 //! (see [`crate::diff`]), as lines, NUL-terminated records or JSON.
 
 use crate::checkout;
+use crate::cli::complete;
 use crate::cli::quote::shell_escape;
 use crate::commit::walk;
 use crate::diff::{self, Change, Item};
@@ -9,6 +10,7 @@ use crate::error::{IoContext, Result};
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use clap_complete::engine::ArgValueCompleter;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -18,23 +20,26 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The stack before: a layer, or layers bottom first joined by commas (base/1,app/1)
-    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime",
+          add = ArgValueCompleter::new(complete::stack))]
     pub a: Option<OsString>,
 
     /// The stack after, named the same way
-    #[arg(required_unless_present = "runtime", conflicts_with = "runtime")]
+    #[arg(required_unless_present = "runtime", conflicts_with = "runtime",
+          add = ArgValueCompleter::new(complete::stack))]
     pub b: Option<OsString>,
 
     /// Compare the editable runtime NAME with its base: what `zcommit --runtime NAME` would
     /// record (a scratch file counts as changed unless its size and time are the lower one's)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::runtime))]
     pub runtime: Option<String>,
 
     /// Also list paths whose only change is their modification time (`m`)
     #[arg(short, long)]
     pub verbose: bool,
 
-    /// A JSON array of {"status", "path"} on standard output
+    /// A JSON array of {"status", "path"} on standard output (a path that is not UTF-8 is an
+    /// array of bytes)
     #[arg(long, conflicts_with = "null")]
     pub json: bool,
 
@@ -103,8 +108,11 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
 
 /// The tree the layers `names` (bottom first) show.
 fn stack(store: &Store, names: impl Iterator<Item = OsString>) -> Result<Item> {
-    let layers: Vec<Manifest> = names
-        .map(|n| store.open_layer(&n).map(|(_, m)| m))
+    let names: Vec<OsString> = names.collect();
+    let layers: Vec<Manifest> = store
+        .resolve_stacks(&names)?
+        .iter()
+        .map(|d| store.load_layer(d))
         .collect::<Result<_>>()?;
     Ok(Item::of_node(&checkout::merge(&layers)))
 }
@@ -114,7 +122,10 @@ fn write(changes: &[(Change, PathBuf)], args: &Args, out: &mut impl Write) -> st
         let list: Vec<serde_json::Value> = changes
             .iter()
             .map(|(c, p)| {
-                serde_json::json!({"status": c.letter().to_string(), "path": p.to_string_lossy()})
+                serde_json::json!({
+                    "status": c.letter().to_string(),
+                    "path": crate::cli::json::path(p.as_os_str().as_bytes()),
+                })
             })
             .collect();
         serde_json::to_writer(&mut *out, &list)?;

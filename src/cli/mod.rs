@@ -1,8 +1,12 @@
 //! What the binaries share: their argument definitions (so man pages can be generated from
 //! them), the one-line error report, and exit codes scripts can rely on.
 
+pub mod complete;
 pub mod diff;
+pub mod json;
+pub mod lists;
 pub mod log;
+pub mod oci;
 pub mod quote;
 pub mod zcommit;
 pub mod zlink;

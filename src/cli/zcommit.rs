@@ -3,10 +3,13 @@
 
 use crate::checkout;
 use crate::cli;
+use crate::cli::complete;
+use crate::cli::lists::{self, count, print_lines};
 use crate::commit::{self, Options};
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::Mode;
-use crate::manifest::{Kind, Manifest};
+use clap_complete::engine::ArgValueCompleter;
+
 use crate::runtime;
 use crate::store::{self, Store};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -67,12 +70,20 @@ pub struct Args {
     /// (or is removed with --discard). A runtime without changes makes no layer: zcommit
     /// says so and exits 0 with nothing on standard output; --tag then points the tag at the
     /// top layer of the runtime's stack (what it shows), and fails if the stack is empty
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::runtime))]
     pub runtime: Option<String>,
 
     /// With --runtime: remove the runtime after committing it
     #[arg(long, requires = "runtime")]
     pub discard: bool,
+
+    /// With --runtime: first rebase the runtime onto these LAYERs (bottom first), as
+    /// `zmount run --edit --rebase` does: its changes and the layers committed from it move
+    /// over LAYERs in place of the layers it was made or last rebased on; then commit. The
+    /// runtime continues on LAYERs, its own layers and the new one
+    #[arg(long, value_name = "LAYER", num_args = 1.., requires = "runtime",
+          conflicts_with = "discard")]
+    pub rebase: Vec<OsString>,
 
     /// The store [default: $ZKIT_STORE, $XDG_DATA_HOME/zkit or ~/.local/share/zkit]
     #[arg(long, value_name = "DIR", global = true)]
@@ -152,25 +163,41 @@ pub enum Command {
     Ls {
         /// End each entry with a NUL instead of a newline, and print names as their bytes,
         /// unquoted (for xargs -0, read -d '')
-        #[arg(short = 'z', long = "null")]
+        #[arg(short = 'z', long = "null", conflicts_with = "json")]
         null: bool,
+        #[command(flatten)]
+        format: lists::Format,
         /// Tag, full digest or unique digest prefix
+        #[arg(add = ArgValueCompleter::new(complete::layer))]
         layer: OsString,
     },
-    /// List tags and the layers they point at; a damaged tag is named on stderr (exit 1)
-    /// and the others are still listed
-    Tags,
-    /// Point tag NAME at LAYER, atomically
-    Tag { name: String, layer: OsString },
+    /// List tags and the layers they point at (a stack tag's layers joined by commas, bottom
+    /// first, as `diff` takes them); a damaged tag is named on stderr (exit 1) and the others
+    /// are still listed
+    Tags {
+        #[command(flatten)]
+        format: lists::Format,
+    },
+    /// Point tag NAME at LAYER, atomically; several LAYERs (or stack tags) make NAME a stack
+    /// tag, which `zmount run NAME` and `zcommit checkout DEST NAME` show whole
+    Tag {
+        #[arg(add = ArgValueCompleter::new(complete::tag))]
+        name: String,
+        #[arg(required = true, value_name = "LAYER", add = ArgValueCompleter::new(complete::layer))]
+        layers: Vec<OsString>,
+    },
     /// Remove tags, each atomically (the layers stay until `zcommit gc`). A NAME with `*` or
     /// `?` is a pattern, matched one `/`-separated part at a time (`app/*`, quoted from the
     /// shell); exit 1 if a NAME names no tag
     Untag {
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(complete::tag))]
         names: Vec<String>,
     },
     /// List every layer's digest
-    Layers,
+    Layers {
+        #[command(flatten)]
+        format: lists::Format,
+    },
     /// What changed between two stacks A and B (each LAYER or LAYER,LAYER,... bottom first),
     /// or what `zcommit --runtime NAME` would record: a line per path, `A` added, `D`
     /// deleted, `T` kind changed, `M` content, mode, link target or device changed (with -v
@@ -183,11 +210,36 @@ pub enum Command {
         /// restores them. Exit status is still 1 when anything was damaged
         #[arg(long)]
         repair: bool,
+        #[command(flatten)]
+        format: lists::Format,
     },
     /// List editable runtimes: name, `changed` or `clean`, `in-use` or `idle`, base layers
-    Runtimes,
+    /// (their digests' first 12 characters; whole with -v)
+    Runtimes {
+        /// Print the base layers' full digests
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        format: lists::Format,
+    },
     /// Remove an editable runtime and its uncommitted changes (refused while in use)
-    Discard { name: String },
+    Discard {
+        #[arg(add = ArgValueCompleter::new(complete::runtime))]
+        name: String,
+    },
+    /// Write a stack as an OCI image layout: one image layer per zkit layer, deterministic
+    /// tar bytes; prints the manifest's digest
+    Export(crate::cli::oci::ExportArgs),
+    /// Import an OCI image layout or a docker archive as a stack, one layer per image layer;
+    /// every blob is checked against its digest and a hostile archive changes nothing;
+    /// prints the layers' digests, bottom first
+    Import(crate::cli::oci::ImportArgs),
+    /// Push a stack to an OCI registry as an image; blobs the registry has are not sent;
+    /// prints the manifest's digest
+    Push(crate::cli::oci::PushArgs),
+    /// Pull an image from an OCI registry as a stack; layers the store has are not
+    /// transferred; prints the layers' digests, bottom first
+    Pull(crate::cli::oci::PullArgs),
     /// Materialise a stack of layers (bottom first; later layers win, whiteouts and opaque
     /// dirs hide lower paths) into DEST, which must not exist or be empty
     Checkout {
@@ -201,7 +253,7 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
         dest: PathBuf,
-        #[arg(required = true)]
+        #[arg(required = true, add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
     },
 }
@@ -228,6 +280,14 @@ pub fn run(args: &Args) -> ExitCode {
                 clap::error::ErrorKind::ArgumentConflict,
                 "--tag, --runtime, --link-mode, --whiteouts, --no-cache and -v are for \
                  committing a DIR or a runtime, not for a subcommand",
+            )
+            .exit();
+    }
+    if !args.rebase.is_empty() && args.runtime.is_none() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--rebase moves a runtime onto other layers: it needs --runtime NAME",
             )
             .exit();
     }
@@ -350,7 +410,13 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         true => runtime::After::Discard,
         false => runtime::After::Continue,
     };
-    match runtime::commit(store, name, &opts, args.tag.as_deref(), after)? {
+    let onto = args
+        .rebase
+        .iter()
+        .map(|l| store.resolve(l))
+        .collect::<Result<Vec<_>>>()?;
+    let onto = (!args.rebase.is_empty()).then_some(onto.as_slice());
+    match runtime::commit(store, name, &opts, args.tag.as_deref(), after, onto)? {
         runtime::Committed::Unchanged { tagged } => {
             if !args.quiet {
                 match (tagged, &args.tag) {
@@ -382,121 +448,45 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
 
 fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
     match cmd {
-        Command::Ls { layer, null } => {
-            let (_, manifest) = store.open_layer(layer)?;
-            match null {
-                true => print_terminated(&listing(&manifest, |n| n.to_vec()), b"\0"),
-                false => print_lines(&listing(&manifest, cli::quote::shell_escape)),
-            }
-        }
-        Command::Tags => {
-            let tags = store.tags()?;
-            print_lines(
-                &tags
-                    .sound
-                    .iter()
-                    .map(|(name, d)| format!("{d}  {name}").into_bytes())
-                    .collect::<Vec<_>>(),
-            )?;
-            for bad in &tags.bad {
-                cli::report("zcommit", bad);
-            }
-            Ok(match tags.bad.is_empty() {
-                true => ExitCode::SUCCESS,
-                false => ExitCode::from(cli::EXIT_FAILURE),
-            })
-        }
-        Command::Tag { name, layer } => {
-            let digest = store.resolve(layer)?;
-            store.set_tag(name, &digest)?;
+        Command::Ls {
+            layer,
+            null,
+            format,
+        } => lists::ls(store, layer, *null, *format),
+        Command::Tags { format } => lists::tags(store, *format),
+        Command::Tag { name, layers } => {
+            store.set_stack_tag(name, &store.resolve_stacks(layers)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Layers => print_lines(
-            &store
-                .layers()?
-                .iter()
-                .map(|d| d.to_hex().into_bytes())
-                .collect::<Vec<_>>(),
-        ),
+        Command::Layers { format } => lists::layers(store, *format),
         Command::Untag { names } => untag(store, names),
         Command::Diff(diff) => crate::cli::diff::run(store, diff, jobs(args)),
-        Command::Verify { repair } => {
-            let mut report = store.verify(jobs(args), *repair)?;
+        Command::Verify { repair, format } => {
+            let report = store.verify(jobs(args), *repair)?;
             // Meta trees (the kernel backend's): checked against their layers, removed
             // when damaged (the next mount builds them again).
             let meta = crate::overlay::meta::verify(store, *repair)?;
-            report.problems.extend(meta.problems);
-            report.removed.extend(meta.removed);
-            for problem in &report.problems {
-                cli::report("zcommit", problem);
-            }
-            for path in &report.removed {
-                let mut line = b"zcommit: ".to_vec();
-                line.extend_from_slice(path.as_os_str().as_bytes());
-                line.extend_from_slice(match path.starts_with(crate::overlay::meta::dir(store)) {
-                    true => b": removed (the next kernel mount of its layer builds it again)\n",
-                    false => b": removed (commit or import its content again to restore it)\n",
-                });
-                let _ = std::io::stderr().write_all(&line);
-            }
-            let summary = format!(
-                "{}, {}, {}",
-                count(report.blobs, "blob"),
-                count(report.layers, "layer"),
-                count(report.tags, "tag"),
-            ) + &match meta.checked {
-                0 => String::new(),
-                n => format!(", {}", count(n, "meta tree")),
-            } + &format!(
-                ": {}{}",
-                match report.problems.len() {
-                    0 => "all good".to_string(),
-                    n => format!("{n} damaged"),
-                },
-                match report.removed.len() {
-                    0 => String::new(),
-                    n => format!(", {n} removed"),
-                }
-            );
-            print_lines(&[summary.into_bytes()])?;
-            Ok(match report.problems.is_empty() {
-                true => ExitCode::SUCCESS,
-                false => ExitCode::from(cli::EXIT_FAILURE),
-            })
+            lists::verify(store, &report, &meta, args.quiet, *format)
         }
-        Command::Runtimes => print_lines(
-            &runtime::list(store)?
-                .iter()
-                .map(|rt| {
-                    let base: Vec<String> = rt
-                        .base
-                        .iter()
-                        .map(|d| d.to_hex()[..12].to_string())
-                        .collect();
-                    format!(
-                        "{}  {}  {}  {}",
-                        rt.name,
-                        if rt.changed { "changed" } else { "clean" },
-                        if rt.in_use { "in-use" } else { "idle" },
-                        base.join(" ")
-                    )
-                    .into_bytes()
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Command::Runtimes { verbose, format } => lists::runtimes(store, *verbose, *format),
         Command::Discard { name } => {
             runtime::discard(store, name)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(a) => crate::cli::oci::export(store, a, args.quiet),
+        Command::Import(a) => crate::cli::oci::import(store, a, args.quiet),
+        Command::Push(a) => crate::cli::oci::push(store, a, args.quiet),
+        Command::Pull(a) => crate::cli::oci::pull(store, a, args.quiet),
         Command::Checkout {
             link_mode,
             verify,
             dest,
             layers,
         } => {
-            let manifests = layers
-                .iter()
-                .map(|l| store.open_layer(l))
+            let manifests = store
+                .resolve_stacks(layers)?
+                .into_iter()
+                .map(|d| Ok((d, store.load_layer(&d)?)))
                 .collect::<Result<Vec<_>>>()?;
             let opts = checkout::Options {
                 mode: *link_mode,
@@ -521,77 +511,6 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
     }
 }
 
-/// One line per entry, depth first: `drwxr-xr-x  SIZE  DIGEST  PATH`, with paths and link
-/// targets given by `name` (quoted, or as their bytes).
-pub fn listing(m: &Manifest, name: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Vec<u8>> {
-    m.walk()
-        .map(|(path, i)| {
-            let e = m.entry(i);
-            let (kind, size, digest) = match e.kind {
-                Kind::Dir { .. } => ('d', "-".to_string(), "-".to_string()),
-                Kind::File { size, digest } => ('-', size.to_string(), digest.to_hex()),
-                Kind::Symlink { .. } => ('l', "-".to_string(), "-".to_string()),
-                Kind::Whiteout => ('w', "-".to_string(), "-".to_string()),
-                Kind::Fifo => ('p', "-".to_string(), "-".to_string()),
-                // ls -l shows a device's numbers where a file's size would be.
-                Kind::Device(d) => (
-                    if d.block { 'b' } else { 'c' },
-                    format!("{}, {}", d.major, d.minor),
-                    "-".to_string(),
-                ),
-            };
-            let perms = match e.kind {
-                Kind::Whiteout => "---------".to_string(),
-                _ => mode_string(e.mode),
-            };
-            let mut line = format!("{kind}{perms} {size:>12} {digest:<64} ").into_bytes();
-            line.extend_from_slice(&name(path.as_os_str().as_bytes()));
-            if let Some(target) = m.target(i) {
-                line.extend_from_slice(b" -> ");
-                line.extend_from_slice(&name(target.as_bytes()));
-            }
-            if let Kind::Dir { opaque: true, .. } = e.kind {
-                line.extend_from_slice(b" (opaque)");
-            }
-            line
-        })
-        .collect()
-}
-
-/// `1 dir`, `2 dirs`; `1 entry`, `0 entries`.
-fn count(n: usize, what: &str) -> String {
-    match (n, what.strip_suffix('y')) {
-        (1, _) => format!("1 {what}"),
-        (n, Some(stem)) => format!("{n} {stem}ies"),
-        (n, None) => format!("{n} {what}s"),
-    }
-}
-
-/// `rwsr-xr-t` from permission bits, as ls prints them.
-fn mode_string(mode: u32) -> String {
-    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
-    let special = |x: u32, s: u32, lower: char, upper: char| match (mode & x != 0, mode & s != 0) {
-        (true, true) => lower,
-        (false, true) => upper,
-        (true, false) => 'x',
-        (false, false) => '-',
-    };
-    [
-        bit(0o400, 'r'),
-        bit(0o200, 'w'),
-        special(0o100, 0o4000, 's', 'S'),
-        bit(0o040, 'r'),
-        bit(0o020, 'w'),
-        special(0o010, 0o2000, 's', 'S'),
-        bit(0o004, 'r'),
-        bit(0o002, 'w'),
-        special(0o001, 0o1000, 't', 'T'),
-    ]
-    .iter()
-    .collect()
-}
-
-/// Write lines to stdout; a closed pipe (`| head`) is not an error.
 /// Remove each named tag, or every tag a pattern matches; one line on stderr for each NAME
 /// that names none, and exit 1 then.
 fn untag(store: &Store, names: &[String]) -> Result<ExitCode> {
@@ -626,22 +545,4 @@ fn untag(store: &Store, names: &[String]) -> Result<ExitCode> {
         true => ExitCode::from(cli::EXIT_FAILURE),
         false => ExitCode::SUCCESS,
     })
-}
-
-fn print_lines(lines: &[Vec<u8>]) -> Result<ExitCode> {
-    print_terminated(lines, b"\n")
-}
-
-/// Write records to stdout, each followed by `end`.
-fn print_terminated(lines: &[Vec<u8>], end: &[u8]) -> Result<ExitCode> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = lines
-        .iter()
-        .try_for_each(|l| out.write_all(l).and_then(|()| out.write_all(end)))
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(Error::io(Path::new("stdout"), "cannot write", e)),
-    }
 }

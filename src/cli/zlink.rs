@@ -3,7 +3,7 @@
 
 use crate::cli;
 use crate::error::{Error, ErrorKind};
-use crate::link::{Bytes, Linker, Mode, Placed, Stats, Summary, tree};
+use crate::link::{Bytes, Count, Linker, Mode, Placed, Stats, Summary, tree};
 use clap::{CommandFactory, Parser};
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -208,13 +208,13 @@ fn progress(stats: &Stats, start: Instant, done: &AtomicBool) {
         }
         let s: Summary = stats.summary(start.elapsed());
         crate::errprint!(
-            "\r\x1b[Kzlink: {} files ({} hard-linked, {} reflinked, {} copied: {}), {} dirs...",
-            s.files(),
+            "\r\x1b[Kzlink: {} ({} hard-linked, {} reflinked, {} copied: {}), {}...",
+            Count(s.files(), "file"),
             s.hardlinked,
             s.reflinked,
             s.copied,
             Bytes(s.bytes_copied),
-            s.dirs
+            Count(s.dirs, "dir")
         );
         shown = true;
     }

@@ -1,6 +1,8 @@
 //! `zmount`'s command line.
 
+use crate::cli::complete;
 use clap::{Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -78,12 +80,19 @@ pub enum Command {
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
         /// [default: a fresh name, printed; removed again if the run changes nothing]
-        #[arg(long, value_name = "NAME", requires = "edit")]
+        #[arg(long, value_name = "NAME", requires = "edit",
+              add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
         #[command(flatten)]
         backend: BackendArgs,
+        /// With --name: if the runtime exists on other layers, move its changes (scratch and
+        /// the layers committed from it) onto LAYERs instead of refusing; its own copies of
+        /// files win over the new layers' (refused while a mount uses it)
+        #[arg(long, requires_all = ["name", "layers"])]
+        rebase: bool,
         /// Layers, bottom first: tag, digest or digest prefix
-        #[arg(required_unless_present = "name", value_name = "LAYER")]
+        #[arg(required_unless_present = "name", value_name = "LAYER",
+              add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -130,13 +139,23 @@ pub enum Command {
         #[arg(long)]
         edit: bool,
         /// With --edit: the runtime to create, or to resume (then LAYERs may be left out)
-        /// [default: a fresh name, printed]
-        #[arg(long, value_name = "NAME", requires = "edit")]
+        /// [default: a fresh name, printed; removed again at unmount if nothing changed]
+        #[arg(long, value_name = "NAME", requires = "edit",
+              add = ArgValueCompleter::new(complete::runtime))]
         name: Option<String>,
+        /// Plumbing (the background server of `mount --edit` without --name): remove the
+        /// runtime at unmount if nothing changed
+        #[arg(long, hide = true, requires = "name")]
+        fresh_runtime: bool,
         #[command(flatten)]
         backend: BackendArgs,
+        /// With --name: if the runtime exists on other layers, move its changes onto LAYERs
+        /// (as with `run --rebase`)
+        #[arg(long, requires = "name")]
+        rebase: bool,
         /// Layers, bottom first, then the mount point
-        #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT")]
+        #[arg(required = true, num_args = 1.., value_name = "LAYER... MOUNTPOINT",
+              add = ArgValueCompleter::new(complete::layer_or_dir))]
         args: Vec<OsString>,
     },
 
@@ -153,13 +172,16 @@ pub enum Command {
         long_about = "Show the daemon's version, mount point, health, ancestry-cache figures \
             and views (root process, owner, age, runtime, layers). Names and paths that are \
             not plain printable text (a newline, a space, bytes that are not UTF-8) are \
-            printed in double quotes with C escapes, so every line is one fact. Exits 0 when \
+            quoted as ls quotes them on a terminal ('m nt', 'a'$'\\n''b'), so every line is \
+            one fact. Exits 0 when \
             the daemon answers and its mount point is healthy, 1 otherwise.",
         after_help = "Examples:\n  zmount status -q && echo up\n  zmount status --json | jq '.views[].root_pid'"
     )]
     Status {
         /// Print JSON (fields: version, pid, uptime_secs, mountpoint, views, cache_hits,
-        /// cache_misses, healthy; a path that is not UTF-8 is an array of bytes)
+        /// cache_misses, healthy; each view's nodes are its layers' merged nodes and, for an
+        /// editable view, kept_nodes the node records the daemon keeps while the kernel
+        /// holds them; a path that is not UTF-8 is an array of bytes)
         #[arg(long)]
         json: bool,
         /// Print nothing; the exit status says whether the daemon is up and healthy
@@ -182,7 +204,7 @@ pub enum Command {
     )]
     Stop {
         /// Stop even while views are in use; their processes get errors from then on
-        #[arg(long)]
+        #[arg(short, long)]
         force: bool,
     },
 
@@ -196,7 +218,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
         pid: u32,
-        #[arg(required = true, value_name = "LAYER")]
+        #[arg(required = true, value_name = "LAYER", add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,
     },
 
@@ -285,6 +307,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             edit,
             name,
             backend,
+            rebase,
             layers,
             command,
         } => {
@@ -299,6 +322,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 log_level: level,
                 edit,
                 name,
+                rebase,
             };
             if backend.verbose {
                 say_backend(opts.backend);
@@ -330,18 +354,20 @@ pub fn run(args: Args) -> std::process::ExitCode {
             foreground,
             edit,
             name,
+            fresh_runtime,
             backend,
+            rebase,
             args,
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
             if backend.verbose {
                 say_backend(backend.backend);
             }
-            if layers.is_empty() && name.is_none() {
+            if layers.is_empty() && (name.is_none() || rebase) {
                 <Args as clap::CommandFactory>::command()
                     .error(
                         clap::error::ErrorKind::TooFewValues,
-                        "give LAYER... MOUNTPOINT",
+                        "give LAYER... MOUNTPOINT (--rebase needs the layers to move onto)",
                     )
                     .exit();
             }
@@ -355,6 +381,8 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 foreground,
                 log_level: level,
                 edit: edit.then_some(name),
+                fresh: fresh_runtime,
+                rebase,
             })
         }
         Command::Umount { lazy, mountpoint } => single::umount(&mountpoint, lazy).map(|()| {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
     name = "zwrite",
     version,
     about = "Replace a file atomically and durably with what comes on standard input",
-    long_about = "Replace FILE atomically and durably with standard input (or -f INPUT).\n\n\
+    long_about = "Replace FILE atomically and durably with standard input (or --from INPUT).\n\n\
         The new content is written to a temporary file in FILE's directory, synced, and renamed \
         over FILE, and the directory is synced: readers see the old or the new content, never a \
         mix, whatever is killed when. Mode (setuid/setgid/sticky included), owner, group, \
@@ -33,7 +33,7 @@ use std::process::ExitCode;
         Exit status:\n  \
         0  written (or unchanged with -u)\n  \
         1  failed; FILE was left as it was\n  \
-        2  usage error, nothing was done (also: standard input is a terminal; use a pipe or -f)\n  \
+        2  usage error, nothing was done (also: standard input is a terminal; use a pipe or --from INPUT)\n  \
         3  -i: the flag could not be set again; the message says whether FILE holds the new or \
         the old content, and the chattr command that protects it\n  \
         4  FILE holds the new content, but the directory (--in-place: the file) could not be \
@@ -53,16 +53,31 @@ pub struct Args {
     pub file: PathBuf,
 
     /// Read the new content from INPUT instead of standard input
-    #[arg(short = 'f', long = "from", value_name = "INPUT")]
+    #[arg(long = "from", value_name = "INPUT")]
     pub input: Option<PathBuf>,
+
+    /// The old short form of --from: still accepted, with a warning (-f means --force in
+    /// the other tools)
+    #[arg(
+        short = 'f',
+        value_name = "INPUT",
+        hide = true,
+        conflicts_with = "input"
+    )]
+    pub input_short: Option<PathBuf>,
 
     /// Append: keep the old content and add the input after it, still atomically
     #[arg(short, long, conflicts_with = "truncate")]
     pub append: bool,
 
     /// Replace the whole content (the default; accepted for zeugl compatibility)
-    #[arg(short, long)]
+    #[arg(long)]
     pub truncate: bool,
+
+    /// The old short form of --truncate: still accepted, with a warning (-t means --tag in
+    /// zcommit)
+    #[arg(short = 't', hide = true, conflicts_with = "append")]
+    pub truncate_short: bool,
 
     /// Mode (octal) of FILE if it has to be created [default: 0666 less the umask]
     #[arg(short = 'c', long = "create-mode", value_name = "MODE", value_parser = parse_mode)]
@@ -125,7 +140,7 @@ impl Args {
     }
 
     pub fn source(&self) -> Source<'_> {
-        match &self.input {
+        match self.input.as_ref().or(self.input_short.as_ref()) {
             Some(path) if path.as_os_str() != "-" => Source::File(path),
             _ => Source::Stdin,
         }
@@ -165,10 +180,22 @@ pub fn run(args: &Args) -> ExitCode {
     if matches!(args.source(), Source::Stdin) && std::io::stdin().is_terminal() {
         crate::errln!(
             "zwrite: {}: standard input is a terminal (pipe the content in, `cmd | zwrite FILE`, \
-             or name a file with -f INPUT)",
+             or name a file with --from INPUT)",
             args.file.display()
         );
         return ExitCode::from(super::EXIT_USAGE);
+    }
+    if !args.quiet {
+        if args.input_short.is_some() {
+            crate::errln!(
+                "zwrite: warning: -f INPUT is deprecated: use --from INPUT (-f means --force in zlink and zmount)"
+            );
+        }
+        if args.truncate_short {
+            crate::errln!(
+                "zwrite: warning: -t is deprecated: replacing the whole content is the default (-t means --tag in zcommit)"
+            );
+        }
     }
     let outcome = match atomic::replace(&args.file, args.source(), &args.options()) {
         Ok(outcome) => outcome,

@@ -481,7 +481,7 @@ pub fn default_jobs() -> usize {
 }
 
 /// Blobs a thread keeps open until one sync: half the descriptor limit, shared by the threads.
-fn batch_size(jobs: usize) -> usize {
+pub(crate) fn batch_size(jobs: usize) -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1024) as usize;

@@ -45,7 +45,7 @@ impl Edit {
                 Data::File { digest, .. } => Open::Layer {
                     lower: l,
                     file: match digest {
-                        Some(d) => Some(Arc::new(File::open(view.blob_path(d)).map_err(errno)?)),
+                        Some(d) => Some(Arc::new(view.open_blob(d).map_err(errno)?)),
                         None => None,
                     },
                 },
@@ -164,11 +164,6 @@ impl Edit {
             false => file.sync_all(),
         }
         .map_err(errno)
-    }
-
-    /// The kernel evicted inode `n`: it has no open file of it any more.
-    pub fn forget(&self, n: u32) {
-        self.files.forget(n);
     }
 
     /// Before the name of node `attr.node` goes: a descriptor that keeps its data reachable

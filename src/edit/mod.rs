@@ -14,8 +14,10 @@
 //! Scratch changes under the kernel's feet (renames, deletions), so nodes are not the view's
 //! fixed node indices: each node is a (parent node, name) pair that lookups create and that
 //! renames move, plus the layer node that shows through at its path (`lower`, for reading a
-//! file that was not copied up and for merging a directory's lower entries). Node numbers
-//! are never reused while the view lives, so the kernel never confuses two files.
+//! file that was not copied up and for merging a directory's lower entries). A node lives
+//! while the kernel holds its inode, counted as the kernel counts lookups (see [`names`]),
+//! so a daemon that runs for weeks keeps only what the kernel keeps. A scratch node's number
+//! is never reused while the view lives, so the kernel never confuses two files.
 //!
 //! A hard-linked scratch file is one node for all its names (one inode for the kernel), and
 //! the node records one of them. So whatever acts on a name (rename, unlink) uses the
@@ -148,8 +150,14 @@ impl std::fmt::Debug for Edit {
 }
 
 impl Edit {
-    /// Take `runtime` (locked for the view's life) and open its scratch dir.
-    pub fn new(mut runtime: Runtime, uid: u32, gid: u32) -> crate::Result<Edit> {
+    /// Take `runtime` (locked for the view's life) and open its scratch dir, over a view of
+    /// `lower_nodes` layer nodes.
+    pub fn new(
+        mut runtime: Runtime,
+        uid: u32,
+        gid: u32,
+        lower_nodes: usize,
+    ) -> crate::Result<Edit> {
         runtime.lock(false)?;
         let mut scratch = runtime.scratch()?;
         // A --volatile run marked the runtime: copy-ups need not be durable.
@@ -160,7 +168,7 @@ impl Edit {
             updirs: Mutex::default(),
             xattrs: runtime.xattrs_used().into(),
             runtime,
-            nodes: RwLock::new(Nodes::new()),
+            nodes: RwLock::new(Nodes::new(lower_nodes)),
             files: Files::default(),
             dirs: Mutex::default(),
             next_fh: AtomicU64::new(1),
@@ -266,8 +274,22 @@ impl Edit {
         })
     }
 
-    /// The child `name` of directory node `dir`, made a node.
+    /// How many nodes the view keeps for the kernel now (see [`names`]).
+    pub fn node_count(&self) -> usize {
+        self.nodes.read().unwrap().len()
+    }
+
+    /// The child `name` of directory node `dir`, made a node, for the daemon's own use.
     pub fn lookup(&self, view: &View, dir: u32, name: &OsStr) -> Result<Attr> {
+        self.lookup_as(view, dir, name, false)
+    }
+
+    /// [`Edit::lookup`] for a reply to the kernel: the node is counted as held by it.
+    pub fn lookup_entry(&self, view: &View, dir: u32, name: &OsStr) -> Result<Attr> {
+        self.lookup_as(view, dir, name, true)
+    }
+
+    fn lookup_as(&self, view: &View, dir: u32, name: &OsStr, held: bool) -> Result<Attr> {
         if whiteout::reserved(name) {
             return Err(Errno::NOENT);
         }
@@ -281,7 +303,7 @@ impl Edit {
         if let Some(up) = &upper {
             if let Some(st) = lstat(&up.fd, name)? {
                 let lower = self.lower_under_upper(view, &up.fd, name, &st, lower_child)?;
-                let node = self.node_for_upper(dir, name, &st, lower);
+                let node = self.node_for_upper(dir, name, &st, lower, held);
                 return Ok(Attr {
                     node,
                     source: AttrSource::Upper(st),
@@ -298,7 +320,11 @@ impl Edit {
             return Err(Errno::NOTDIR);
         }
         let child = lower_child.ok_or(Errno::NOENT)?;
-        let node = self.nodes.write().unwrap().insert(dir, name, Some(child));
+        let node = self
+            .nodes
+            .write()
+            .unwrap()
+            .insert(dir, name, Some(child), held);
         Ok(Attr {
             node,
             source: AttrSource::Lower(child),
@@ -306,11 +332,64 @@ impl Edit {
     }
 
     /// The node of a scratch entry: one node per hard-linked file, else per name.
-    fn node_for_upper(&self, dir: u32, name: &OsStr, st: &Stat, lower: Option<u32>) -> u32 {
+    fn node_for_upper(
+        &self,
+        dir: u32,
+        name: &OsStr,
+        st: &Stat,
+        lower: Option<u32>,
+        held: bool,
+    ) -> u32 {
         let mut nodes = self.nodes.write().unwrap();
         match linked(st) {
-            Some(inode) => nodes.insert_linked(dir, name, inode),
-            None => nodes.insert(dir, name, lower),
+            Some(inode) => nodes.insert_linked(dir, name, inode, held),
+            None => nodes.insert(dir, name, lower, held),
+        }
+    }
+
+    /// A listing's entry `child` of directory `dir`, handed to the kernel by readdirplus:
+    /// its node, counted as held. The listing may be older than the node's record, which
+    /// then is made again.
+    pub fn listed_entry(&self, view: &View, dir: u32, child: &Merged<Child>) -> u32 {
+        {
+            let mut nodes = self.nodes.write().unwrap();
+            if let Some(n) = nodes.acquire(dir, &child.name) {
+                return n;
+            }
+            if let AttrSource::Lower(c) = child.item.source {
+                return nodes.insert(dir, &child.name, Some(c), true);
+            }
+        }
+        let AttrSource::Upper(st) = child.item.source else {
+            return child.item.node;
+        };
+        let lower = match self.upper_dir(dir) {
+            Ok(Some(up)) => {
+                let dir_lower = self.lower(dir).filter(|&l| view.children(l).is_some());
+                let lower_child = dir_lower.and_then(|l| view.lookup(l, child.name.as_bytes()));
+                self.lower_under_upper(view, &up.fd, &child.name, &st, lower_child)
+                    .unwrap_or(None)
+            }
+            _ => None,
+        };
+        self.node_for_upper(dir, &child.name, &st, lower, true)
+    }
+
+    /// The kernel forgot `count` entries of node `n` (its inode is gone from the kernel):
+    /// at zero the node goes, with its kept descriptors.
+    pub fn forget(&self, n: u32, count: u64) {
+        let (known, gone) = {
+            let mut nodes = self.nodes.write().unwrap();
+            let known = nodes.get(n).is_some();
+            (known, nodes.forget(n, count))
+        };
+        if !known {
+            // Nameless already (an orphan): nothing can reach its descriptor any more.
+            self.files.forget(n);
+        }
+        for g in gone {
+            self.forget_dir(g);
+            self.files.forget(g);
         }
     }
 
@@ -430,13 +509,13 @@ impl Edit {
                     .unwrap_or(None);
                 e.item = Child {
                     node: match linked(&st) {
-                        Some(inode) => nodes.insert_linked(dir, &e.name, inode),
-                        None => nodes.insert(dir, &e.name, lower),
+                        Some(inode) => nodes.insert_linked(dir, &e.name, inode, false),
+                        None => nodes.insert(dir, &e.name, lower, false),
                     },
                     source: AttrSource::Upper(st),
                 };
             } else if let AttrSource::Lower(c) = e.item.source {
-                e.item.node = nodes.insert(dir, &e.name, Some(c));
+                e.item.node = nodes.insert(dir, &e.name, Some(c), false);
             }
             true
         });
@@ -520,7 +599,7 @@ impl Edit {
         match &node.data {
             Data::File { digest, .. } => {
                 let content = match digest {
-                    Some(d) if content => Some(File::open(view.blob_path(d)).map_err(errno)?),
+                    Some(d) if content => Some(view.open_blob(d).map_err(errno)?),
                     _ => None,
                 };
                 let ppath = self.path(parent)?;
@@ -591,7 +670,8 @@ impl Edit {
             whiteout::remove(updir, name).map_err(errno)?;
         }
         self.changed();
-        Ok(self.nodes.write().unwrap().insert(dir, name, None))
+        // Made for a reply to the kernel (create, mkdir, mknod, symlink): counted.
+        Ok(self.nodes.write().unwrap().insert(dir, name, None, true))
     }
 
     fn give(&self, updir: &File, name: &OsStr, caller: Caller, gid_of_dir: Option<u32>) {

@@ -32,15 +32,20 @@ impl Edit {
         let (updir, whited_out) = match self.prepare_new(view, dir, name) {
             Ok(d) => d,
             Err(Errno::EXIST) if flags & libc::O_EXCL == 0 => {
-                let attr = self.lookup(view, dir, name)?;
-                if attr.source.is_dir(view) {
-                    return Err(Errno::ISDIR);
+                // Handed to the kernel like a lookup's entry: counted, and given back if the
+                // answer is an error after all.
+                let attr = self.lookup_entry(view, dir, name)?;
+                let opened = if attr.source.is_dir(view) {
+                    Err(Errno::ISDIR)
+                } else if flags & libc::O_ACCMODE != libc::O_RDONLY && flags & libc::O_TRUNC != 0 {
+                    self.setattr(view, attr.node, None, None, None, Some(0), None)
+                } else {
+                    Ok(attr)
+                };
+                if opened.is_err() {
+                    self.forget(attr.node, 1);
                 }
-                let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                if writing && flags & libc::O_TRUNC != 0 {
-                    return self.setattr(view, attr.node, None, None, None, Some(0), None);
-                }
-                return Ok(attr);
+                return opened;
             }
             Err(e) => return Err(e),
         };
@@ -152,8 +157,8 @@ impl Edit {
         let st = lstat(&updir, name)?.ok_or(Errno::NOENT)?;
         let mut nodes = self.nodes.write().unwrap();
         let src_parent = src_parent_of(&nodes, n);
-        nodes.insert_linked(src_parent, &src_name, inode_of(&st));
-        let node = nodes.insert_linked(dir, name, inode_of(&st));
+        nodes.insert_linked(src_parent, &src_name, inode_of(&st), false);
+        let node = nodes.insert_linked(dir, name, inode_of(&st), true);
         drop(nodes);
         let source = AttrSource::Upper(st);
         Ok(Attr { node, source })
@@ -346,14 +351,10 @@ pub(super) fn make_node(
     ) {
         return Err(Errno::INVAL);
     }
-    #[cfg(not(target_vendor = "apple"))]
-    return rustix::fs::mknodat(dir, name, kind, mode, rdev as _);
-    // No mknodat(2) on macOS: FIFOs, sockets and devices stay a Linux and BSD feature.
-    #[cfg(target_vendor = "apple")]
-    {
-        let _ = rdev;
-        Err(Errno::NOTSUP)
-    }
+    let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|_| Errno::INVAL)?;
+    crate::sys::mknodat(dir, &name, kind, mode, rdev)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
 }
 
 fn src_parent_of(nodes: &Nodes, n: u32) -> u32 {

@@ -23,7 +23,7 @@ pub fn ino_of(view: &View, n: u32) -> u64 {
     }
 }
 
-fn split(ino: u64) -> (u32, u32) {
+pub(super) fn split(ino: u64) -> (u32, u32) {
     ((ino >> 32) as u32, ino as u32)
 }
 
@@ -258,8 +258,8 @@ impl Fs {
             Data::File { digest: None, .. } => return Ok(Vec::new()),
             _ => return Err(Errno::EISDIR),
         };
-        let path = view.blob_path(&digest);
-        let file = File::open(&path).map_err(|e| {
+        let file = view.open_blob(&digest).map_err(|e| {
+            let path = view.blob_path(&digest);
             tracing::warn!(path = %path.display(), error = %e, "cannot open blob");
             Errno::from(e)
         })?;

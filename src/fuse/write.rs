@@ -103,7 +103,7 @@ impl Fs {
         Some(
             self.editable(req.pid(), parent)?
                 .and_then(|(view, edit, dir)| {
-                    let attr = edit.lookup(&view, dir, name).map_err(errno)?;
+                    let attr = edit.lookup_entry(&view, dir, name).map_err(errno)?;
                     Ok(self.entry(&view, parent, &attr))
                 }),
         )
@@ -180,10 +180,21 @@ impl Fs {
         }
     }
 
-    /// The kernel evicted an inode: an editable view lets go of its descriptor.
-    pub(super) fn edit_forget(&self, ino: u64) {
-        if let Some(Ok((_, edit, n))) = self.editable(0, ino) {
-            edit.forget(n);
+    /// The kernel evicted an inode it had had `nlookup` entries of: an editable view drops
+    /// the node at zero (see [`crate::edit`]). The root (shared by every view of a routed
+    /// mount) is never forgotten before the unmount.
+    pub(super) fn edit_forget(&self, ino: u64, nlookup: u64) {
+        if ino == 1 {
+            return;
+        }
+        let (id, n) = super::ops::split(ino);
+        let view = match &self.mode {
+            super::Mode::Single(v) if v.id == id => Some(v.clone()),
+            super::Mode::Single(_) => None,
+            super::Mode::Routed { router, .. } => router.view(id),
+        };
+        if let Some(edit) = view.as_ref().and_then(|v| v.edit()) {
+            edit.forget(n, nlookup);
         }
     }
 
@@ -456,6 +467,8 @@ struct Item<'a> {
     next: u64,
     name: &'a OsStr,
     attr: Option<Attr>,
+    /// The listing's entry (`None` for `.` and `..`).
+    entry: Option<&'a Merged<Child>>,
 }
 
 impl EditListing {
@@ -469,6 +482,7 @@ impl EditListing {
                 next,
                 name: OsStr::new(name),
                 attr: None,
+                entry: None,
             });
         let rest = listing::after(&self.entries, self.offset.max(2))
             .iter()
@@ -480,6 +494,7 @@ impl EditListing {
                     node: e.item.node,
                     source: e.item.source,
                 }),
+                entry: Some(e),
             });
         dots.chain(rest)
     }
@@ -526,19 +541,38 @@ impl Respond<ReplyDirectory> for Result<EditListing, Errno> {
 }
 
 impl Respond<ReplyDirectoryPlus> for Result<EditListing, Errno> {
+    /// Every entry but `.` and `..` hands the kernel an inode: its node is counted before
+    /// the entry goes in, and given back when the reply has no room for it.
     fn respond(self, mut reply: ReplyDirectoryPlus) {
         match self {
             Ok(l) => {
                 for item in l.items() {
-                    let attr = l.attr(&item);
-                    if reply.add(
-                        INodeNo(item.ino),
+                    let (ino, attr, node) = match item.entry {
+                        Some(entry) => {
+                            let node = l.edit.listed_entry(&l.view, l.dir, entry);
+                            let attr = file_attr(
+                                &l.view,
+                                &Attr {
+                                    node,
+                                    source: entry.item.source,
+                                },
+                            );
+                            (attr.ino.0, attr, Some(node))
+                        }
+                        None => (item.ino, l.attr(&item), None),
+                    };
+                    let full = reply.add(
+                        INodeNo(ino),
                         item.next,
                         item.name,
                         &l.ttl,
                         &attr,
                         Generation(0),
-                    ) {
+                    );
+                    if full {
+                        if let Some(node) = node {
+                            l.edit.forget(node, 1);
+                        }
                         break;
                     }
                 }

@@ -39,7 +39,7 @@ pub mod tree;
 pub use data::clone_or_copy;
 pub use linker::{Linker, Placed};
 pub(crate) use linker::{Side, dev_of, mode_of, perm};
-pub use stats::{Bytes, Stats, Summary};
+pub use stats::{Bytes, Count, Stats, Summary};
 
 /// Which tiers a run may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]

@@ -130,13 +130,16 @@ impl fmt::Display for Summary {
     }
 }
 
-/// `1 file`, `2 files`.
-struct Count(u64, &'static str);
+/// A count for people: `1 file`, `2 files`; `1 entry`, `0 entries`.
+pub struct Count<'a>(pub u64, pub &'a str);
 
-impl fmt::Display for Count {
+impl fmt::Display for Count<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = if self.0 == 1 { "" } else { "s" };
-        write!(f, "{} {}{s}", self.0, self.1)
+        match (self.0, self.1.strip_suffix('y')) {
+            (1, _) => write!(f, "1 {}", self.1),
+            (n, Some(stem)) => write!(f, "{n} {stem}ies"),
+            (n, None) => write!(f, "{n} {}s", self.1),
+        }
     }
 }
 

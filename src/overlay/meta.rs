@@ -216,7 +216,7 @@ fn make(dir: &File, m: &Manifest, i: u32, dir_path: &Path) -> Result<()> {
             .at(&path, "cannot set time")
     };
     let node = |kind: FileType, rdev: u64| -> Result<()> {
-        crate::sys::mknodat(dir, &c, &path, kind.as_raw_mode() as u32, 0o600, rdev)
+        crate::sys::mknodat(dir, &c, kind, Mode::from_raw_mode(0o600), rdev)
             .at(&path, "cannot make node")?;
         rustix::fs::chmodat(dir, c.as_c_str(), perm, AtFlags::empty()).at(&path, "cannot set mode")
     };
@@ -264,15 +264,8 @@ fn make(dir: &File, m: &Manifest, i: u32, dir_path: &Path) -> Result<()> {
             set_time(AtFlags::SYMLINK_NOFOLLOW)?;
         }
         Kind::Whiteout => {
-            crate::sys::mknodat(
-                dir,
-                &c,
-                &path,
-                FileType::CharacterDevice.as_raw_mode() as u32,
-                0,
-                0,
-            )
-            .at(&path, "cannot make whiteout")?;
+            crate::sys::mknodat(dir, &c, FileType::CharacterDevice, Mode::empty(), 0)
+                .at(&path, "cannot make whiteout")?;
         }
     }
     Ok(())

@@ -15,3 +15,26 @@ pub mod meta;
 #[cfg(target_os = "linux")]
 pub mod mount;
 pub mod xattr;
+
+/// The first entry of the upper dir `upper` (a kernel runtime's) whose meaning depends on
+/// the lower layers by path: a metadata-only copy-up (its content is the lower file's) or a
+/// renamed lower directory (its content is the lower one's). Such a runtime cannot move to
+/// other lower layers as it is: the same path there may hold something else.
+pub fn depends_on_lower(upper: &std::path::Path) -> std::io::Result<Option<std::path::PathBuf>> {
+    let dir = std::fs::File::open(upper)?;
+    for entry in std::fs::read_dir(upper)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        for attr in [xattr::METACOPY, xattr::REDIRECT] {
+            if xattr::get(&dir, &name, attr)?.is_some() {
+                return Ok(Some(entry.path()));
+            }
+        }
+        if entry.file_type()?.is_dir()
+            && let Some(found) = depends_on_lower(&entry.path())?
+        {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}

@@ -8,6 +8,7 @@
 //! ROOT/layers/<digest>     a layer's encoded manifest (see [`crate::manifest`]), mode 0444
 //! ROOT/tags/<name>         "<digest>\n"; a name like `app/1.0` is a file in a subdirectory
 //! ROOT/index/              commit caches (see [`crate::commit`]); never needed for reading
+//! ROOT/oci/<digest>        a layer's OCI (SHA-256) digests, once known (see `oci.rs`)
 //! ```
 //!
 //! The root is `--store DIR`, else `$ZKIT_STORE`, else `$XDG_DATA_HOME/zkit`, else
@@ -52,10 +53,14 @@
 //! only after its layer, so nothing durable ever names something that is not.
 
 mod blobs;
+mod checked;
+mod oci;
 mod tags;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
+pub use checked::open_blob;
+pub use oci::{Compression, OciBlob, OciRecord, valid_sha256};
 pub use tags::{Tags, tag_matches, valid_tag};
 pub use verify::Report;
 
@@ -192,17 +197,35 @@ impl Store {
     }
 
     /// Resolve a layer's name: a tag first, then a full digest, then a unique digest prefix.
+    /// A tag of a stack of several layers is refused here, naming them: use
+    /// [`Store::resolve_stack`] where a stack is wanted.
     pub fn resolve(&self, name: &OsStr) -> Result<Digest> {
+        let mut stack = self.resolve_stack(name)?;
+        match stack.len() {
+            1 => Ok(stack.remove(0)),
+            n => Err(Error::new(
+                name,
+                ErrorKind::Invalid(format!(
+                    "is a stack of {n} layers, not one layer (name one of them: zcommit tags \
+                     lists them)"
+                )),
+            )),
+        }
+    }
+
+    /// Resolve a name to its layers, bottom first: every layer of a tag (one for a plain tag),
+    /// else the one layer a full digest or unique digest prefix names.
+    pub fn resolve_stack(&self, name: &OsStr) -> Result<Vec<Digest>> {
         let unknown = || Error::new(name, ErrorKind::UnknownLayer);
         let text = name.to_str().ok_or_else(unknown)?;
         if valid_tag(text)
-            && let Some(digest) = self.tag(text)?
+            && let Some(stack) = self.tag(text)?
         {
-            return Ok(digest);
+            return Ok(stack);
         }
         if let Some(digest) = Digest::parse(text) {
             return match self.has_layer(&digest)? {
-                true => Ok(digest),
+                true => Ok(vec![digest]),
                 false => Err(unknown()),
             };
         }
@@ -216,12 +239,21 @@ impl Store {
             .collect();
         match found.len() {
             0 => Err(unknown()),
-            1 => Ok(found.remove(0)),
+            1 => Ok(vec![found.remove(0)]),
             _ => Err(Error::new(
                 name,
                 ErrorKind::AmbiguousLayer(found.iter().map(Digest::to_hex).collect()),
             )),
         }
+    }
+
+    /// [`Store::resolve_stack`] of each name, concatenated: the stack `names` show.
+    pub fn resolve_stacks(&self, names: &[impl AsRef<OsStr>]) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for name in names {
+            out.extend(self.resolve_stack(name.as_ref())?);
+        }
+        Ok(out)
     }
 
     /// Load a layer's manifest, checking that it is what its digest says.
@@ -405,7 +437,7 @@ mod tests {
         assert_eq!(store.resolve(d.to_hex().as_ref()).unwrap(), d);
         assert_eq!(
             store.tags().unwrap().sound,
-            vec![("app/1.0".to_string(), d)]
+            vec![("app/1.0".to_string(), vec![d])]
         );
         let unique = (8..64)
             .map(|n| d.to_hex()[..n].to_string())
@@ -428,6 +460,14 @@ mod tests {
             ErrorKind::UnknownLayer
         ));
         assert!(store.set_tag("../evil", &d).is_err());
+        // A stack tag resolves to all of its layers, and is refused where one layer is wanted.
+        store.set_stack_tag("img", &layers[..3]).unwrap();
+        assert_eq!(store.resolve_stack("img".as_ref()).unwrap(), &layers[..3]);
+        assert_eq!(
+            store.resolve_stacks(&["img", "app/1.0"]).unwrap(),
+            [&layers[..3], &[d]].concat()
+        );
+        assert!(store.resolve("img".as_ref()).is_err());
     }
 
     #[test]

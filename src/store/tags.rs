@@ -1,5 +1,8 @@
-//! Tags: names like `app/1.0` pointing at layers, each a small file `tags/NAME` holding the
-//! digest, replaced atomically (see [`crate::atomic`]) so a reader sees the old or new layer.
+//! Tags: names like `app/1.0` pointing at a layer or a stack of layers, each a small file
+//! `tags/NAME` holding one digest a line, bottom first, replaced atomically (see
+//! [`crate::atomic`]) so a reader sees the old or the new stack. A tag of one layer is one
+//! line, as it always was; a stack tag (an imported image, `zcommit tag NAME L1 L2`) is what
+//! `zmount run NAME` and `zcommit checkout DEST NAME` show whole.
 
 use super::Store;
 use crate::atomic;
@@ -23,8 +26,9 @@ pub fn valid_tag(name: &str) -> bool {
 }
 
 impl Store {
-    /// The layer a tag points at, `None` if there is no such tag.
-    pub fn tag(&self, name: &str) -> Result<Option<Digest>> {
+    /// The layers a tag points at, bottom first (one for a plain tag); `None` if there is no
+    /// such tag.
+    pub fn tag(&self, name: &str) -> Result<Option<Vec<Digest>>> {
         let path = self.root.join("tags").join(name);
         let content = match std::fs::read(&path) {
             Ok(c) => c,
@@ -38,20 +42,26 @@ impl Store {
             }
             Err(e) => return Err(Error::io(&path, "cannot read tag", e)),
         };
-        let digest = std::str::from_utf8(&content)
+        let stack: Option<Vec<Digest>> = std::str::from_utf8(&content)
             .ok()
-            .and_then(|s| Digest::parse(s.trim_end()));
-        match digest {
-            Some(d) => Ok(Some(d)),
-            None => Err(Error::new(
+            .and_then(|s| s.strip_suffix('\n'))
+            .and_then(|s| s.split('\n').map(Digest::parse).collect());
+        match stack {
+            Some(d) if !d.is_empty() => Ok(Some(d)),
+            _ => Err(Error::new(
                 &path,
-                ErrorKind::Corrupt("a tag must hold a 64-hex digest".into()),
+                ErrorKind::Corrupt("a tag must hold 64-hex digests, one a line".into()),
             )),
         }
     }
 
     /// Point `name` at `digest`, atomically and durably.
     pub fn set_tag(&self, name: &str, digest: &Digest) -> Result<()> {
+        self.set_stack_tag(name, std::slice::from_ref(digest))
+    }
+
+    /// Point `name` at a stack of layers (bottom first), atomically and durably.
+    pub fn set_stack_tag(&self, name: &str, stack: &[Digest]) -> Result<()> {
         if !valid_tag(name) {
             return Err(Error::new(
                 name,
@@ -61,14 +71,22 @@ impl Store {
                 ),
             ));
         }
-        if !self.has_layer(digest)? {
-            return Err(Error::new(digest.to_hex(), ErrorKind::UnknownLayer));
+        if stack.is_empty() {
+            return Err(Error::new(
+                name,
+                ErrorKind::Invalid("a tag needs at least one layer".into()),
+            ));
+        }
+        for digest in stack {
+            if !self.has_layer(digest)? {
+                return Err(Error::new(digest.to_hex(), ErrorKind::UnknownLayer));
+            }
         }
         let path = self.root.join("tags").join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).at(parent, "cannot create tag directory")?;
         }
-        let line = format!("{digest}\n");
+        let line: String = stack.iter().map(|d| format!("{d}\n")).collect();
         let opts = atomic::Options {
             new_mode: Some(0o644),
             ..Default::default()
@@ -157,8 +175,8 @@ impl Store {
 /// What [`Store::tags`] found.
 #[derive(Debug, Default)]
 pub struct Tags {
-    /// Tags and their layers, sorted by name.
-    pub sound: Vec<(String, Digest)>,
+    /// Tags and their layers (bottom first), sorted by name.
+    pub sound: Vec<(String, Vec<Digest>)>,
     /// Tags that could not be read or hold no digest, each naming its file.
     pub bad: Vec<Error>,
 }

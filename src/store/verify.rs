@@ -102,13 +102,15 @@ impl Store {
         let tags = self.tags()?;
         report.tags = tags.sound.len() + tags.bad.len();
         report.problems.extend(tags.bad);
-        for (name, digest) in tags.sound {
-            if !self.has_layer(&digest)? {
-                let what = format!("tag points at layer {digest}, which is missing");
-                let path = self.root.join("tags").join(name);
-                report
-                    .problems
-                    .push(Error::new(path, ErrorKind::Corrupt(what)));
+        for (name, stack) in tags.sound {
+            for digest in stack {
+                if !self.has_layer(&digest)? {
+                    let what = format!("tag points at layer {digest}, which is missing");
+                    let path = self.root.join("tags").join(&name);
+                    report
+                        .problems
+                        .push(Error::new(path, ErrorKind::Corrupt(what)));
+                }
             }
         }
         if repair {

@@ -235,45 +235,35 @@ pub fn widen_pipe(fd: impl std::os::fd::AsFd, _size: usize) -> bool {
     rustix::fs::fstat(fd).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
 }
 
-/// `mknodat(2)`: a FIFO (`S_IFIFO`) or a device node (`S_IFCHR`/`S_IFBLK` with `rdev`) called
-/// `name` in `dir`. macOS has no `mknodat`, so there the node is made by `path` (`dir`/`name`).
+/// `mknodat(2)`: a FIFO (`S_IFIFO`), socket (`S_IFSOCK`) or device node (`S_IFCHR`/`S_IFBLK`
+/// with `rdev`) called `name` in `dir`.
 #[cfg(not(target_vendor = "apple"))]
 pub fn mknodat(
-    dir: &File,
+    dir: &impl std::os::fd::AsFd,
     name: &std::ffi::CStr,
-    _path: &std::path::Path,
-    file_type: u32,
-    perm: u32,
+    kind: rustix::fs::FileType,
+    mode: rustix::fs::Mode,
     rdev: u64,
 ) -> io::Result<()> {
-    let kind = rustix::fs::FileType::from_raw_mode(file_type as _);
-    rustix::fs::mknodat(
-        dir,
-        name,
-        kind,
-        rustix::fs::Mode::from_raw_mode(perm as _),
-        rdev as _,
-    )
-    .map_err(io::Error::from)
+    rustix::fs::mknodat(dir, name, kind, mode, rdev as _).map_err(io::Error::from)
 }
 
+/// `mknodat(2)` (macOS 13 and later; rustix does not wrap it there).
 #[cfg(target_vendor = "apple")]
 pub fn mknodat(
-    _dir: &File,
-    _name: &std::ffi::CStr,
-    path: &std::path::Path,
-    file_type: u32,
-    perm: u32,
+    dir: &impl std::os::fd::AsFd,
+    name: &std::ffi::CStr,
+    kind: rustix::fs::FileType,
+    mode: rustix::fs::Mode,
     rdev: u64,
 ) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a NUL-terminated path that outlives the call; the rest are integers.
+    use std::os::fd::AsRawFd;
+    // SAFETY: `name` is NUL-terminated and outlives the call; `dir` is an open descriptor.
     let rc = unsafe {
-        libc::mknod(
-            c.as_ptr(),
-            (file_type | perm) as libc::mode_t,
+        libc::mknodat(
+            dir.as_fd().as_raw_fd(),
+            name.as_ptr(),
+            kind.as_raw_mode() | mode.bits(),
             rdev as libc::dev_t,
         )
     };

@@ -93,7 +93,11 @@ pub struct ViewStatus {
     pub layers: Vec<String>,
     pub age_secs: u64,
     pub uid: u32,
+    /// Nodes of the merged layers (fixed for the view's life).
     pub nodes: usize,
+    /// An editable view's node records: what the kernel holds now (see [`crate::edit`]).
+    #[serde(default)]
+    pub kept_nodes: Option<usize>,
     /// The runtime an editable view writes to.
     #[serde(default)]
     pub runtime: Option<String>,
@@ -243,43 +247,11 @@ impl From<Error> for Reply {
     }
 }
 
-/// A name or path as one token of a line: as it is when it is plain printable text, else in
-/// double quotes with C escapes (`\n`, `\t`, `\"`, `\\`, `\xNN` for other control characters
-/// and for bytes that are not UTF-8). A newline or space in a name can then neither break a
+/// A name or path as one token of a line, quoted as `ls` and zcommit quote names
+/// ([`crate::cli::quote::shell_escape`]): a newline or space in a name can neither break a
 /// line nor fake one for a line-based reader; the JSON output carries the exact bytes.
 pub fn shown(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let plain = |c: char| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\';
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && !text.is_empty()
-        && text.chars().all(plain)
-    {
-        return text.to_string();
-    }
-    let mut out = String::from("\"");
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        let _ = write!(out, "\\x{b:02x}");
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out.push('"');
-    out
+    String::from_utf8_lossy(&crate::cli::quote::shell_escape(bytes)).into_owned()
 }
 
 fn shown_path(p: &Path) -> String {
@@ -321,9 +293,12 @@ pub fn render_status(s: &Status, verbose: bool) -> String {
     let _ = writeln!(out, "views: {}", s.views.len());
     for v in &s.views {
         let layers: Vec<String> = v.layers.iter().map(|l| shown(l.as_bytes())).collect();
-        let edit = match &v.runtime {
-            Some(r) => format!(", editing runtime {}", shown(r.as_bytes())),
-            None => String::new(),
+        let edit = match (&v.runtime, v.kept_nodes) {
+            (Some(r), Some(kept)) => {
+                format!(", {kept} kept, editing runtime {}", shown(r.as_bytes()))
+            }
+            (Some(r), None) => format!(", editing runtime {}", shown(r.as_bytes())),
+            _ => String::new(),
         };
         let _ = writeln!(
             out,
@@ -347,20 +322,4 @@ pub fn render_status(s: &Status, verbose: bool) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shown;
-
-    #[test]
-    fn plain_names_stay_and_others_are_quoted_with_escapes() {
-        assert_eq!(shown(b"app/1.0"), "app/1.0");
-        assert_eq!(shown("caf\u{e9}".as_bytes()), "caf\u{e9}");
-        assert_eq!(shown(b"a b"), "\"a b\"");
-        assert_eq!(shown(b"a\nb\tc"), "\"a\\nb\\tc\"");
-        assert_eq!(shown(b"q\"\\"), "\"q\\\"\\\\\"");
-        assert_eq!(shown(b"\x1b[31m\xff"), "\"\\x1b[31m\\xff\"");
-        assert_eq!(shown(b""), "\"\"");
-    }
 }

@@ -376,6 +376,7 @@ impl Daemon {
                     .as_secs(),
                 uid: r.view.meta.uid,
                 nodes: r.view.len(),
+                kept_nodes: r.view.edit().map(|e| e.node_count()),
                 runtime: r.view.edit().map(|e| e.runtime_name().to_string()),
             })
             .collect();

@@ -16,16 +16,18 @@ use std::time::{Duration, Instant};
 
 /// The runtime a command edits with `backend`: `name`'s, resumed (its base must be `layers`
 /// or `layers` empty; it must be `backend`'s, see [`crate::backend::claim`]), else a new one
-/// on `layers` (named `name`, or a fresh name). Marks it for a `volatile` run (see
-/// [`crate::backend::begin_volatile`]). Returns its name and its base.
+/// on `layers` (named `name`, or a fresh name). With `rebase`, an existing runtime on other
+/// layers is rebased onto `layers` instead (see [`Runtime::rebase_onto`]). Marks it for a
+/// `volatile` run (see [`crate::backend::begin_volatile`]). Returns its name and its base.
 pub fn prepare(
     store: &Store,
     name: Option<&str>,
     layers: &[OsString],
     backend: Backend,
     volatile: bool,
+    rebase: bool,
 ) -> Result<(String, Vec<Digest>)> {
-    let (name, base) = find_or_create(store, name, layers)?;
+    let (name, base) = find_or_create(store, name, layers, backend, rebase)?;
     let rt = Runtime::open(store, &name)?;
     crate::backend::claim(rt.dir(), &name, backend, rt.changed()?)?;
     crate::backend::begin_volatile(rt.dir(), &name, &rt.scratch_path(), volatile)?;
@@ -36,14 +38,23 @@ fn find_or_create(
     store: &Store,
     name: Option<&str>,
     layers: &[OsString],
+    backend: Backend,
+    rebase: bool,
 ) -> Result<(String, Vec<Digest>)> {
     let wanted = super::resolve_layers(store, layers)?;
     if let Some(name) = name {
         match Runtime::open(store, name) {
             Ok(rt) => {
-                if !layers.is_empty() && rt.base() != wanted.as_slice() {
+                // Its upstream, or all of its base (what `mount` passes on to its server).
+                let same = layers.is_empty()
+                    || rt.upstream() == wanted.as_slice()
+                    || rt.base() == wanted.as_slice();
+                if same {
+                    return Ok((name.to_owned(), rt.base().to_vec()));
+                }
+                if !rebase {
                     let base: Vec<String> = rt
-                        .base()
+                        .upstream()
                         .iter()
                         .map(|d| d.to_hex()[..12].to_string())
                         .collect();
@@ -51,11 +62,15 @@ fn find_or_create(
                         name,
                         ErrorKind::Invalid(format!(
                             "runtime exists on another stack ({}); give no LAYER to resume it, \
-                             or another --name",
+                             --rebase to move its changes onto these LAYERs, or another --name",
                             base.join(" ")
                         )),
                     ));
                 }
+                // The backend that will show it must be able to read it before it moves.
+                crate::backend::claim(rt.dir(), name, backend, rt.changed()?)?;
+                runtime::rebase(store, name, &wanted)?;
+                let rt = Runtime::open(store, name)?;
                 return Ok((name.to_owned(), rt.base().to_vec()));
             }
             Err(Error {
@@ -78,7 +93,8 @@ pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<View> {
     let hex: Vec<String> = rt.base().iter().map(|d| d.to_hex()).collect();
     let (uid, gid) = (meta.uid, meta.gid);
     let view = super::build_view(root, &hex, id, meta)?;
-    Ok(view.with_edit(Edit::new(rt, uid, gid)?))
+    let lower_nodes = view.len();
+    Ok(view.with_edit(Edit::new(rt, uid, gid, lower_nodes)?))
 }
 
 /// The end of a run that made its runtime under a fresh name: nothing changed means nothing

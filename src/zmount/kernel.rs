@@ -165,6 +165,7 @@ pub fn take_runtime(
     name: Option<&str>,
     layers: &[std::ffi::OsString],
     volatile: bool,
+    rebase: bool,
 ) -> Result<(Runtime, Vec<Digest>)> {
     let (name, base) = super::edit::prepare(
         store,
@@ -172,6 +173,7 @@ pub fn take_runtime(
         layers,
         crate::backend::Backend::Kernel,
         volatile,
+        rebase,
     )?;
     let mut rt = Runtime::open(store, &name)?;
     rt.lock(false)?;
@@ -190,8 +192,13 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
     let fresh = opts.edit && opts.name.is_none();
     let (rt, base) = match opts.edit {
         true => {
-            let (rt, base) =
-                take_runtime(&store, opts.name.as_deref(), &opts.layers, opts.volatile)?;
+            let (rt, base) = take_runtime(
+                &store,
+                opts.name.as_deref(),
+                &opts.layers,
+                opts.volatile,
+                opts.rebase,
+            )?;
             (Some(rt), base)
         }
         false => (None, super::resolve_layers(&store, &opts.layers)?),

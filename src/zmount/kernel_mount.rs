@@ -50,13 +50,16 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
                     &opts.layers,
                     crate::backend::Backend::Kernel,
                     opts.volatile,
+                    opts.rebase,
                 )?;
+                args.extend(["--edit".into(), "--name".into(), name.clone().into()]);
                 if given.is_none() {
                     crate::errln!(
-                        "zmount: changes go to runtime {name} (zcommit --runtime {name})"
+                        "zmount: changes go to runtime {name} (zcommit --runtime {name}; \
+                         removed at unmount if nothing changed)"
                     );
+                    args.push("--fresh-runtime".into());
                 }
-                args.extend(["--edit".into(), "--name".into(), name.into()]);
                 Vec::new()
             }
             None => super::resolve_layers(&store, &opts.layers)?
@@ -75,7 +78,8 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     crate::sys::block_termination().at(&mountpoint, "cannot set up signal handling")?;
     let (rt, base) = match &opts.edit {
         Some(given) => {
-            let (rt, base) = take_runtime(&store, given.as_deref(), &opts.layers, opts.volatile)?;
+            let (rt, base) =
+                take_runtime(&store, given.as_deref(), &opts.layers, opts.volatile, false)?;
             (Some(rt), base)
         }
         None => (None, super::resolve_layers(&store, &opts.layers)?),
@@ -120,10 +124,18 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     if let Ok(path) = &record {
         forget(path);
     }
-    if let Some(rt) = rt
-        && opts.volatile
-    {
-        crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
+    if let Some(rt) = rt {
+        if opts.volatile {
+            crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
+        }
+        // Like `run --edit` without --name: an unchanged fresh runtime is litter.
+        if opts.fresh {
+            let name = rt.name().to_owned();
+            drop(rt);
+            if let Err(e) = super::edit::remove_if_unchanged(&store, &name) {
+                tracing::warn!(runtime = %name, error = %e, "cannot remove runtime");
+            }
+        }
     }
     Ok(())
 }

@@ -43,9 +43,10 @@ pub fn open_existing_store(root: &Path) -> Result<Store> {
     Store::open(root)
 }
 
-/// Resolve the user's layer names (tag, digest, digest prefix) to digests, bottom first.
+/// Resolve the user's layer names (tag, stack tag, digest, digest prefix) to digests, bottom
+/// first.
 pub fn resolve_layers(store: &Store, names: &[OsString]) -> Result<Vec<Digest>> {
-    names.iter().map(|n| store.resolve(n)).collect()
+    store.resolve_stacks(names)
 }
 
 /// Merge the layers (hex digests, bottom first) of the store at `root` into a view.

@@ -38,14 +38,17 @@ pub struct RunOptions {
     pub backend: super::backend::Wanted,
     /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
     pub volatile: bool,
+    /// With `name`: rebase an existing runtime onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// What a registration shows: layers, or a runtime's base and scratch dir.
 #[derive(Clone, Copy, Debug)]
 pub enum Editing<'a> {
     ReadOnly,
-    /// Create or resume this runtime (a fresh one for `None`), volatile or not.
-    Runtime(Option<&'a str>, bool),
+    /// Create or resume this runtime (a fresh one for `None`), volatile or not, rebased onto
+    /// the layers if it is on others and `rebase` (the last field) says so.
+    Runtime(Option<&'a str>, bool, bool),
 }
 
 /// A registered view: where it is, and the runtime it edits.
@@ -70,13 +73,14 @@ pub fn register(
     let store = Store::open(&root)?;
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
-        Editing::Runtime(given, volatile) => {
+        Editing::Runtime(given, volatile, rebase) => {
             let (name, base) = super::edit::prepare(
                 &store,
                 given,
                 layers,
                 crate::backend::Backend::Fuse,
                 volatile,
+                rebase,
             )?;
             (base, Some(name))
         }
@@ -99,13 +103,13 @@ pub fn register(
         Ok(Reply::Registered { mountpoint, .. }) => mountpoint,
         other => {
             // A runtime made for this run and never shown to anyone is litter.
-            if let (Editing::Runtime(None, _), Some(name)) = (editing, &edit) {
+            if let (Editing::Runtime(None, ..), Some(name)) = (editing, &edit) {
                 let _ = runtime::discard(&store, name);
             }
             return Err(other.map_or_else(|e| e, |r| unexpected(&paths.socket, r)));
         }
     };
-    if let (Editing::Runtime(None, _), Some(name)) = (editing, &edit) {
+    if let (Editing::Runtime(None, ..), Some(name)) = (editing, &edit) {
         // The user needs the name to resume, commit or discard what they change.
         crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
     }
@@ -148,7 +152,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         me,
         opts.log_level.as_deref(),
         match opts.edit {
-            true => Editing::Runtime(opts.name.as_deref(), opts.volatile),
+            true => Editing::Runtime(opts.name.as_deref(), opts.volatile, opts.rebase),
             false => Editing::ReadOnly,
         },
     )?;

@@ -21,10 +21,16 @@ pub struct MountOptions {
     /// Editable: the runtime (created on `layers` if missing, a fresh one for `Some(None)`)
     /// whose scratch dir goes on top, named the way `run --edit [--name NAME]` names it.
     pub edit: Option<Option<String>>,
+    /// The runtime in `edit` was made under a fresh name for this mount: like `run --edit`
+    /// without `--name`, it is removed at unmount when nothing changed (the background
+    /// server is told so by the client that named it).
+    pub fresh: bool,
     /// Which backend shows the view (see [`super::backend`]).
     pub backend: super::backend::Wanted,
     /// Skip the syncs that make copy-ups durable (see [`crate::backend`]).
     pub volatile: bool,
+    /// With a named runtime: rebase it onto `layers` (see [`super::edit::prepare`]).
+    pub rebase: bool,
 }
 
 /// Mount and serve. In the background (the default) this returns once the mount is ready and
@@ -37,6 +43,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let dead = mounts::recover(&mountpoint)?;
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
+    let mut fresh = opts.fresh;
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
@@ -46,9 +53,14 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
                 &opts.layers,
                 crate::backend::Backend::Fuse,
                 opts.volatile,
+                opts.rebase,
             )?;
             if given.is_none() {
-                crate::errln!("zmount: changes go to runtime {name} (zcommit --runtime {name})");
+                crate::errln!(
+                    "zmount: changes go to runtime {name} (zcommit --runtime {name}; removed \
+                     at unmount if nothing changed)"
+                );
+                fresh = true;
             }
             (base, Some(name))
         }
@@ -67,6 +79,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         ]);
         if let Some(name) = &runtime {
             args.extend(["--edit".into(), "--name".into(), name.into()]);
+            if fresh {
+                args.push("--fresh-runtime".into());
+            }
             if opts.volatile {
                 args.push("--volatile".into());
             }
@@ -114,8 +129,16 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         }
     });
     let _ = session.join();
+    // The session (and with it the view's hold on the runtime) is gone.
     if let Some(name) = &runtime {
         super::run::end_volatile(&store, name)?;
+        if fresh {
+            match super::edit::remove_if_unchanged(&store, name) {
+                Ok(true) => tracing::info!(runtime = %name, "no changes: runtime removed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(runtime = %name, error = %e, "cannot remove runtime"),
+            }
+        }
     }
     Ok(())
 }

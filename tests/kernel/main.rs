@@ -312,3 +312,41 @@ fn status_lists_kernel_runs() {
     let out = env.cmd("zmount").args(["status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "no daemon and no kernel views");
 }
+
+#[test]
+fn an_unnamed_kernel_mount_that_changes_nothing_leaves_no_runtime() {
+    require!(kernel_ready(), "needs root and overlayfs");
+    let env = Env::new();
+    env.layer("a", |d| std::fs::write(d.join("x"), "1").unwrap());
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let runtimes = || {
+        let out = env.cmd("zcommit").arg("runtimes").output().unwrap();
+        util::stdout_of(out, "zcommit runtimes")
+    };
+    for change in [false, true] {
+        let out = env
+            .cmd("zmount")
+            .args(["mount", "--backend", "kernel", "--edit", "a"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("removed at unmount if nothing changed"),
+            "{err}"
+        );
+        if change {
+            std::fs::write(mnt.join("new"), "kept\n").unwrap();
+        }
+        let out = env.cmd("zmount").arg("umount").arg(&mnt).output().unwrap();
+        util::stdout_of(out, "zmount umount");
+        // The server that held the runtime removes it as it exits.
+        let settled = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            runtimes().matches("run-").count() == usize::from(change)
+        });
+        assert!(settled, "{}", runtimes());
+    }
+}

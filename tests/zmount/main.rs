@@ -5,8 +5,10 @@
 //! that stops the daemon and lazily unmounts on drop, panics included. Every command runs
 //! with a timeout, so a broken mount fails a test instead of hanging CI.
 
+mod damage;
 mod errors;
 mod lifecycle;
+mod memory;
 mod runtimes;
 mod status;
 #[path = "../util/mod.rs"]

@@ -106,4 +106,22 @@ fn mount_and_run_name_a_runtime_the_same_way() {
         "{err}"
     );
     env.zmount().arg("umount").arg(&mnt).assert().success();
+    // As with run: unchanged, it goes at unmount (the server removes it as it exits);
+    // changed, it stays.
+    let gone = (0..250).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !runtimes(&env).contains("run-")
+    });
+    assert!(gone, "{}", runtimes(&env));
+    env.zmount()
+        .args(["mount", "--edit", "a"])
+        .arg(&mnt)
+        .assert()
+        .success();
+    std::fs::write(mnt.join("new"), "kept\n").unwrap();
+    env.zmount().arg("umount").arg(&mnt).assert().success();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let list = runtimes(&env);
+    assert_eq!(list.matches("run-").count(), 1, "{list}");
+    assert!(list.contains("changed"), "{list}");
 }

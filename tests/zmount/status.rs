@@ -1,6 +1,7 @@
 //! `zmount status` for scripts: -q, -v, --json, and names that cannot break a line.
 
 use super::*;
+use std::os::unix::ffi::OsStrExt;
 
 #[test]
 fn status_quiet_prints_nothing_and_answers_by_exit_status() {
@@ -61,9 +62,11 @@ fn status_names_with_newlines_and_spaces_stay_on_their_line() {
 
     let lines = status_lines(&env, &[]);
     let canonical = std::fs::canonicalize(&mnt).unwrap();
-    let escaped = canonical.to_str().unwrap().replace('\n', "\\n");
+    let quoted = zkit::cli::quote::shell_escape(canonical.as_os_str().as_bytes());
+    let quoted = String::from_utf8(quoted).unwrap();
+    assert!(quoted.contains("$'\\n'"), "{quoted}");
     assert!(
-        lines.contains(&format!("mount point: \"{escaped}\"")),
+        lines.contains(&format!("mount point: {quoted}")),
         "{lines:#?}"
     );
     assert_eq!(
@@ -74,7 +77,7 @@ fn status_names_with_newlines_and_spaces_stay_on_their_line() {
     let views: Vec<&String> = lines.iter().filter(|l| l.starts_with("  view ")).collect();
     assert_eq!(views.len(), 1, "{lines:#?}");
     assert!(
-        views[0].ends_with(": \"a\\n  view 99: pid 1 (uid 0), 0s old, 1 nodes: fake\""),
+        views[0].ends_with(": 'a'$'\\n''  view 99: pid 1 (uid 0), 0s old, 1 nodes: fake'"),
         "{lines:#?}"
     );
     // JSON keeps the exact names.
