@@ -190,6 +190,9 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
             .unwrap_or(&opts.paths.default_mountpoint),
     );
     let fresh = opts.edit && opts.name.is_none();
+    // From the names to the pin on their layers, no sweep (see `store::lock`); the pin keeps
+    // them (and their meta trees) while this process lives.
+    let lock = store.write_lock()?;
     let (rt, base) = match opts.edit {
         true => {
             let (rt, base) = take_runtime(
@@ -203,6 +206,8 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
         }
         false => (None, super::resolve_layers(&store, &opts.layers)?),
     };
+    let _pin = store.pin(&base, None)?;
+    drop(lock);
     let name = rt.as_ref().map(|r| r.name().to_owned());
     let started = (|| {
         let stack = stack_of(&store, &base, rt.as_ref(), opts.volatile)?;
