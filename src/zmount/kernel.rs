@@ -40,11 +40,11 @@ pub fn stack_of(
     let mut lowers = Vec::new();
     let mut used = Vec::new();
     for layer in base.iter().rev() {
-        lowers.push(meta::ensure(store, layer)?);
+        let tree = meta::ensure(store, layer)?;
+        let opaque = meta::root_opaque(&tree)?;
+        lowers.push(tree);
         used.push(*layer);
-        let m = store.load_layer(layer)?;
-        if let crate::manifest::Kind::Dir { opaque: true, .. } = m.entry(crate::manifest::ROOT).kind
-        {
+        if opaque {
             break;
         }
     }
@@ -99,8 +99,10 @@ pub fn remember(paths: &Paths, record: &Record) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).at(&dir, "cannot create directory")?;
     let path = dir.join(record.root.pid.to_string());
     let text = serde_json::to_vec(record).expect("records serialise");
+    // Complete or absent (atomic), but not durable: it means nothing after a reboot.
     let opts = crate::atomic::Options {
         new_mode: Some(0o644),
+        sync: false,
         ..Default::default()
     };
     crate::atomic::replace(&path, crate::atomic::Source::Bytes(&text), &opts)?;
