@@ -3,7 +3,7 @@
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
-use crate::oci::{archive, export, import, layout, registry};
+use crate::oci::{archive, export, import, layout};
 use crate::store::{Compression, Store};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -166,13 +166,24 @@ fn report_imported(imported: &import::Imported, tag: Option<&str>, quiet: bool) 
     }
 }
 
+#[cfg(not(feature = "registry"))]
+pub fn push(_: &Store, _: &PushArgs, _: bool) -> Result<ExitCode> {
+    Err(crate::oci::not_built("zcommit push", "registry"))
+}
+
+#[cfg(not(feature = "registry"))]
+pub fn pull(_: &Store, _: &PullArgs, _: bool) -> Result<ExitCode> {
+    Err(crate::oci::not_built("zcommit pull", "registry"))
+}
+
+#[cfg(feature = "registry")]
 pub fn push(store: &Store, args: &PushArgs, quiet: bool) -> Result<ExitCode> {
-    let reference = registry::parse_reference(&args.reference)?;
+    let reference = crate::oci::registry::parse_reference(&args.reference)?;
     let stack = load_stack(store, &args.layers)?;
-    let opts = registry::Options {
+    let opts = crate::oci::registry::Options {
         plain_http: args.plain_http,
     };
-    let pushed = registry::push(store, &stack, args.compress.into(), &reference, opts)?;
+    let pushed = crate::oci::registry::push(store, &stack, args.compress.into(), &reference, opts)?;
     if !quiet {
         crate::errln!(
             "zcommit: {}: {} blobs sent ({} bytes), {} already there",
@@ -186,12 +197,13 @@ pub fn push(store: &Store, args: &PushArgs, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "registry")]
 pub fn pull(store: &Store, args: &PullArgs, quiet: bool) -> Result<ExitCode> {
-    let reference = registry::parse_reference(&args.reference)?;
-    let opts = registry::Options {
+    let reference = crate::oci::registry::parse_reference(&args.reference)?;
+    let opts = crate::oci::registry::Options {
         plain_http: args.plain_http,
     };
-    let (imported, _) = registry::pull(store, &reference, args.tag.as_deref(), opts)?;
+    let (imported, _) = crate::oci::registry::pull(store, &reference, args.tag.as_deref(), opts)?;
     report_imported(&imported, args.tag.as_deref(), quiet);
     Ok(ExitCode::SUCCESS)
 }

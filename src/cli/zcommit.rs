@@ -428,11 +428,8 @@ fn commit_runtime(store: &Store, args: &Args) -> Result<ExitCode> {
         true => runtime::After::Discard,
         false => runtime::After::Continue,
     };
-    let onto = args
-        .rebase
-        .iter()
-        .map(|l| store.resolve(l))
-        .collect::<Result<Vec<_>>>()?;
+    // A stack tag gives all of its layers, as wherever a stack is taken.
+    let onto = store.resolve_stacks(&args.rebase)?;
     let onto = (!args.rebase.is_empty()).then_some(onto.as_slice());
     match runtime::commit(store, name, &opts, args.tag.as_deref(), after, onto)? {
         runtime::Committed::Unchanged { tagged } => {

@@ -90,7 +90,8 @@ pub enum Command {
         /// files win over the new layers' (refused while a mount uses it)
         #[arg(long, requires_all = ["name", "layers"])]
         rebase: bool,
-        /// Layers, bottom first: tag, digest or digest prefix
+        /// Layers, bottom first: tag, digest or digest prefix, or an image REGISTRY/REPO:TAG
+        /// (pulled into tag oci/REGISTRY/REPO+TAG when the store lacks it)
         #[arg(required_unless_present = "name", value_name = "LAYER",
               add = ArgValueCompleter::new(complete::layer))]
         layers: Vec<OsString>,

@@ -133,10 +133,13 @@ pub fn import(
         let decoded: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(buffered),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            #[cfg(feature = "zstd")]
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::with_buffer(buffered)
                     .map_err(|e| Error::io(&what, "cannot read", e))?,
             ),
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => return Err(super::not_built("zstd layers", "zstd")),
         };
         let mut tar_in = HashReader::new(decoded, MAX_LAYER);
         let node = layer_in::read_layer(store, &mut writer, &lower, &mut tar_in, &limits, &what)?;

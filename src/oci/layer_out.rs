@@ -24,6 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// zstd's level for layers: its default, what `tar --zstd` and podman use.
+#[cfg(feature = "zstd")]
 const ZSTD_LEVEL: i32 = 3;
 
 /// Write `manifest`'s tar to `out`.
@@ -167,6 +168,7 @@ pub fn write_blob(
             let (gz, diff) = tar_out.finish();
             (diff, gz.finish().map_err(io)?)
         }
+        #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let z = zstd::stream::write::Encoder::new(blob_out, ZSTD_LEVEL).map_err(io)?;
             let mut tar_out = HashWriter::new(z);
@@ -174,6 +176,8 @@ pub fn write_blob(
             let (z, diff) = tar_out.finish();
             (diff, z.finish().map_err(io)?)
         }
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => return Err(super::not_built("zstd layers", "zstd")),
     };
     let (mut w, mut blob) = blob_out.finish();
     w.flush().map_err(io)?;

@@ -23,5 +23,17 @@ pub mod import;
 pub mod layer_in;
 pub mod layer_out;
 pub mod layout;
+#[cfg(feature = "registry")]
 pub mod registry;
 pub mod tar;
+
+/// The error for what this build was made without (`--no-default-features`).
+pub fn not_built(what: &str, feature: &str) -> crate::Error {
+    crate::Error::new(
+        what,
+        crate::error::ErrorKind::Invalid(format!(
+            "this zkit was built without the `{feature}` feature (build it with the default \
+             features)"
+        )),
+    )
+}

@@ -345,6 +345,43 @@ pub fn pull(
     Ok((imported, image))
 }
 
+/// The tag an image reference is pulled into for `zmount run`: `oci/` and the reference with
+/// each `:` as `+` (`127.0.0.1:5000/app:1.0` is `oci/127.0.0.1+5000/app+1.0`).
+pub fn pulled_tag(reference: &str) -> String {
+    format!("oci/{}", reference.replace(':', "+"))
+}
+
+/// Whether `name` names an image in a registry: a reference whose first part is a host
+/// (has a `.` or `:`, or is `localhost`), so that a tag like `app/1.0` never is one.
+fn is_image_reference(name: &str) -> bool {
+    let Some((host, rest)) = name.split_once('/') else {
+        return false;
+    };
+    !rest.is_empty()
+        && (host.contains('.') || host.contains(':') || host == "localhost")
+        && parse_reference(name).is_ok()
+}
+
+/// The stack the image `name` names, for a command that takes layers (`zmount run`): the tag
+/// [`pulled_tag`] once pulled, else pulled now into it (said on stderr). `None` when `name`
+/// is not an image reference.
+pub fn stack_of_reference(store: &Store, name: &std::ffi::OsStr) -> Result<Option<Vec<Digest>>> {
+    let Some(name) = name.to_str().filter(|n| is_image_reference(n)) else {
+        return Ok(None);
+    };
+    let tag = pulled_tag(name);
+    if !crate::store::valid_tag(&tag) {
+        return Ok(None);
+    }
+    if let Some(stack) = store.tag(&tag)? {
+        return Ok(Some(stack));
+    }
+    crate::errln!("zmount: {name}: not in the store; pulling it (as tag {tag})");
+    let reference = parse_reference(name)?;
+    let (imported, _) = pull(store, &reference, Some(&tag), Options::default())?;
+    Ok(Some(imported.layers))
+}
+
 fn is_index(bytes: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -395,5 +432,24 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_with_a_registry_host_are_image_references() {
+        assert!(is_image_reference("127.0.0.1:5000/app:1.0"));
+        assert!(is_image_reference("ghcr.io/org/app:v2"));
+        assert!(is_image_reference("localhost/app"));
+        assert!(!is_image_reference("app/1.0"));
+        assert!(!is_image_reference("app"));
+        assert_eq!(
+            pulled_tag("127.0.0.1:5000/app:1.0"),
+            "oci/127.0.0.1+5000/app+1.0"
+        );
+        assert!(crate::store::valid_tag(&pulled_tag("reg.example/a/b:v1")));
     }
 }

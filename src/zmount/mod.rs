@@ -44,9 +44,25 @@ pub fn open_existing_store(root: &Path) -> Result<Store> {
 }
 
 /// Resolve the user's layer names (tag, stack tag, digest, digest prefix) to digests, bottom
-/// first.
+/// first. A name that is none of these but an image reference (`REGISTRY/REPO:TAG`) is the
+/// stack it was pulled as, pulled first when the store lacks it
+/// ([`crate::oci::registry::stack_of_reference`]).
 pub fn resolve_layers(store: &Store, names: &[OsString]) -> Result<Vec<Digest>> {
-    store.resolve_stacks(names)
+    let mut out = Vec::new();
+    for name in names {
+        match store.resolve_stack(name) {
+            Ok(stack) => out.extend(stack),
+            #[cfg(feature = "registry")]
+            Err(e) if matches!(e.kind, ErrorKind::UnknownLayer) => {
+                match crate::oci::registry::stack_of_reference(store, name)? {
+                    Some(stack) => out.extend(stack),
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Merge the layers (hex digests, bottom first) of the store at `root` into a view.

@@ -135,7 +135,11 @@ fn walk(root: &Path, rel: &Path, out: &mut Tree) {
             "fifo".to_string()
         } else if t.is_char_device() || t.is_block_device() {
             let c = if t.is_char_device() { 'c' } else { 'b' };
-            format!("{c} {}:{}", libc::major(m.rdev()), libc::minor(m.rdev()))
+            format!(
+                "{c} {}:{}",
+                libc::major(m.rdev() as libc::dev_t),
+                libc::minor(m.rdev() as libc::dev_t)
+            )
         } else {
             "other".to_string()
         };

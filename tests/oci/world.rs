@@ -243,3 +243,60 @@ fn a_pull_whose_transfer_breaks_stores_no_layer_and_moves_no_tag() {
     assert_eq!(other.ok(&["tags"]), "");
     other.ok(&["verify"]);
 }
+
+/// Stops the test's zmount daemon and lazily unmounts its mount point, panics included.
+struct Daemon<'e>(&'e Env);
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(util::bin_path("zmount"))
+            .args(["stop", "--force"])
+            .env("ZMOUNT_DIR", self.0.path("zm"))
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path("zm/mnt"))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn zmount_run_takes_an_image_reference_and_pulls_it_once() {
+    require_tools!();
+    crate::require!(util::have_fuse(), "zmount needs /dev/fuse");
+    let env = Env::new();
+    let reg = Registry::start(&env);
+    three_layers(&env);
+    let target = format!("{}/zkit/run:1", reg.addr);
+    env.ok(&["push", "l1", "l2", "l3", &target]);
+    let other = Env::new();
+    let _daemon = Daemon(&other);
+    let run = || {
+        Command::new(util::bin_path("zmount"))
+            .args([
+                "run",
+                &target,
+                "--",
+                "sh",
+                "-c",
+                "cat \"$ZKIT_MOUNT/d/fresh\"",
+            ])
+            .env("ZMOUNT_DIR", other.path("zm"))
+            .env("ZKIT_STORE", other.path("store"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(util::stdout_of(first.clone(), "zmount run"), "fresh\n");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("pulling it"));
+    let second = run();
+    assert_eq!(util::stdout_of(second.clone(), "zmount run"), "fresh\n");
+    assert!(
+        !String::from_utf8_lossy(&second.stderr).contains("pulling"),
+        "pulled once: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+}
