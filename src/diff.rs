@@ -108,11 +108,35 @@ impl Item {
 /// `base` with a runtime's scratch directory, as walked with its markers, put on top: what
 /// the runtime shows, and what its commit would record over `base`.
 pub fn with_scratch(mut base: Item, scratch: &walk::Walk) -> Item {
+    // An overlayfs upper dir's renamed directories show their lower content, from where it
+    // was (see crate::commit::overlay).
+    let renamed = scratch.dirs.iter().any(|d| d.redirect.is_some());
+    let original = renamed.then(|| base.clone());
+    let lowers = match renamed {
+        true => crate::commit::overlay::lower_paths(&scratch.dirs),
+        false => Default::default(),
+    };
     // Parents come before children in a walk, so each directory is there when it is reached.
     for dir in &scratch.dirs {
         let Some(at) = find_dir(&mut base, &dir.rel) else {
             continue;
         };
+        if let (Some(original), Some(_)) = (&original, &dir.redirect) {
+            let mut lower = Some(original);
+            for part in &lowers[&dir.rel] {
+                lower = match lower.map(|l| &l.kind) {
+                    Some(ItemKind::Dir(c)) => c.get(part),
+                    _ => None,
+                };
+            }
+            if let Some(Item {
+                kind: ItemKind::Dir(c),
+                ..
+            }) = lower
+            {
+                at.kind = ItemKind::Dir(c.clone());
+            }
+        }
         at.mode = dir.mode;
         at.mtime = dir.mtime;
         let children = at.children_mut().expect("find_dir gives directories");

@@ -116,6 +116,9 @@ impl Runtime {
     /// [`ErrorKind::RuntimeExists`] when the name is taken.
     pub fn create(store: &Store, name: &str, base: &[Digest]) -> Result<Runtime> {
         check_name(name)?;
+        // The base must not be swept before the state names it; callers that resolved it
+        // from names hold the lock from then on.
+        let _lock = store.write_lock()?;
         // The top layer's root mode is the view's: scratch's root must not change it when
         // committed over it.
         let root_mode = match base.last() {
@@ -438,6 +441,8 @@ pub fn commit(
             ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
         ));
     }
+    // No sweep between the layer, its tag and the runtime's new base.
+    let _lock = store.write_lock()?;
     let mut rt = Runtime::open(store, name)?;
     rt.lock(false)?;
     if let Some(upstream) = onto {

@@ -12,7 +12,8 @@ use util::{Scratch, sh};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A store and a zmount directory of one test; unmounts what it mounted when dropped.
+/// A store and a zmount directory of one test; unmounts what it mounted, and stops the daemon
+/// a `zmount run` started, when dropped.
 struct Env {
     s: Scratch,
     mounts: Vec<PathBuf>,
@@ -78,6 +79,11 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let _ = Command::new(util::bin_path("zmount"))
+            .env("ZMOUNT_DIR", self.path("zm"))
+            .args(["stop", "--force"])
+            .stderr(Stdio::null())
+            .status();
         for m in &self.mounts {
             let _ = Command::new("umount")
                 .arg("-l")

@@ -43,6 +43,7 @@ mod meta;
 mod over;
 mod protected;
 mod stale;
+pub(crate) use stale::remove_all as remove_stale_temporaries;
 mod target;
 mod temp;
 

@@ -48,6 +48,29 @@ pub fn remove(dir: &File, stem: &OsStr) {
     }
 }
 
+/// Remove every temporary in `dir`, whatever file it was for, whose writer is gone (for
+/// `zcommit gc`); how many went. Best effort, as [`remove`].
+pub fn remove_all(dir: &File) -> usize {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        let bytes = name.as_bytes();
+        let Some(at) = bytes.windows(4).rposition(|w| w == b".zw-") else {
+            continue;
+        };
+        if bytes.starts_with(b".")
+            && let Some((pid, start)) = parse_writer(&bytes[at + 4..])
+            && !alive(pid, start)
+        {
+            removed += usize::from(remove_if_unlocked(dir, name));
+        }
+    }
+    removed
+}
+
 /// `PID-START-RANDHEX` -> (pid, start).
 fn parse_writer(rest: &[u8]) -> Option<(u32, u64)> {
     let rest = std::str::from_utf8(rest).ok()?;
@@ -59,28 +82,26 @@ fn parse_writer(rest: &[u8]) -> Option<(u32, u64)> {
     (hex && parts.next().is_none()).then_some((pid, start))
 }
 
-fn remove_if_unlocked(dir: &File, name: &OsStr) {
+fn remove_if_unlocked(dir: &File, name: &OsStr) -> bool {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
-        return;
+        return false;
     };
     let file = File::from(fd);
     let Ok(st) = rustix::fs::fstat(&file) else {
-        return;
+        return false;
     };
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return;
+        return false;
     }
     match file.try_lock() {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => return,
+        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => return false,
     }
     // Another cleaner may have removed it and a new writer reused the name meanwhile.
     let same = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|now| (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino));
-    if same {
-        let _ = unlinkat(dir, name, AtFlags::empty());
-    }
+    same && unlinkat(dir, name, AtFlags::empty()).is_ok()
 }
 
 /// Whether the process that recorded (`pid`, `start`) still runs.

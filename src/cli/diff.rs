@@ -52,15 +52,27 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
     let (before, after) = match &args.runtime {
         Some(name) => {
             let rt = Runtime::open(store, name)?;
-            let base = stack(store, rt.base().iter().map(|d| d.to_hex().into()))?;
+            let layers: Vec<Manifest> = rt
+                .base()
+                .iter()
+                .map(|d| store.load_layer(d))
+                .collect::<Result<_>>()?;
+            let merged = checkout::merge(&layers);
+            let base = Item::of_node(&merged);
             let scratch = rt.scratch_path();
             let root = std::fs::File::open(&scratch).at(&scratch, "cannot open directory")?;
+            // A kernel runtime's scratch is an overlayfs upper dir (see commit::overlay).
+            let kernel = crate::backend::of_runtime(rt.dir())? == crate::backend::Backend::Kernel;
             let opts = walk::Options {
                 jobs,
-                markers: true,
+                markers: !kernel,
+                overlay: kernel,
                 ..Default::default()
             };
-            let found = walk::walk(&root, &scratch, &opts)?;
+            let mut found = walk::walk(&root, &scratch, &opts)?;
+            if kernel {
+                crate::commit::overlay::resolve(&mut found.dirs, &scratch, &merged)?;
+            }
             (base.clone(), diff::with_scratch(base, &found))
         }
         None => {

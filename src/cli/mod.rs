@@ -3,6 +3,8 @@
 
 pub mod complete;
 pub mod diff;
+pub mod du;
+pub mod gc;
 pub mod json;
 pub mod lists;
 pub mod log;

@@ -203,6 +203,15 @@ pub enum Command {
     /// deleted, `T` kind changed, `M` content, mode, link target or device changed (with -v
     /// also `m`: only the time). Manifests are compared, never file contents
     Diff(crate::cli::diff::Args),
+    /// Remove the layers, blobs, commit caches and per-layer data that no tag, no runtime,
+    /// no live view (`zmount run`, `zmount mount`) and no --keep reaches; a summary of what
+    /// was freed on stderr. Safe beside commits, checkouts, mounts and other gcs: they hold
+    /// the store's lock shared, the sweep exclusively, and what appears after gc starts stays
+    Gc(crate::cli::gc::Args),
+    /// What layers cost: entries, bytes of the distinct blobs each names, bytes unique to it
+    /// (no other layer in the store names them: removing it frees them) and shared. Without
+    /// LAYER: every tag, then the store's blobs, layers and what `zcommit gc` would free
+    Du(crate::cli::du::Args),
     /// Rehash every blob, check every layer and tag; exit 1 naming each damaged object
     Verify {
         /// Remove damaged blobs and layers (content that does not hash to its name), so that
@@ -307,6 +316,15 @@ pub fn run(args: &Args) -> ExitCode {
             );
             let _ = std::io::stderr().write_all(&line);
         }
+        // Writers hold the store lock shared from their first look at the store to their last
+        // name (see `store::lock`); readers of blobs too, so that theirs stay.
+        let _lock = match &args.command {
+            None | Some(Command::Import(_) | Command::Pull(_)) => Some(store.write_lock()?),
+            Some(Command::Checkout { .. } | Command::Export(_) | Command::Push(_)) => {
+                store.read_lock()?
+            }
+            Some(_) => None,
+        };
         match &args.command {
             None if args.runtime.is_some() => commit_runtime(&store, args),
             None => commit_dir(&store, args),
@@ -458,6 +476,8 @@ fn subcommand(store: &Store, args: &Args, cmd: &Command) -> Result<ExitCode> {
         Command::Layers { format } => lists::layers(store, *format),
         Command::Untag { names } => untag(store, names),
         Command::Diff(diff) => crate::cli::diff::run(store, diff, jobs(args)),
+        Command::Gc(gc) => crate::cli::gc::run(store, gc, jobs(args), args.quiet),
+        Command::Du(du) => crate::cli::du::run(store, du),
         Command::Verify { repair, format } => {
             let report = store.verify(jobs(args), *repair)?;
             // Meta trees (the kernel backend's): checked against their layers, removed

@@ -405,7 +405,11 @@ pub fn run(args: Args) -> std::process::ExitCode {
             level.as_deref(),
             run::Editing::ReadOnly,
         )
-        .map(|r| crate::outln!("{}", r.mountpoint.display())),
+        .map(|r| {
+            crate::outln!("{}", r.mountpoint.display());
+            // The registration outlives us: PID's end lets `zcommit gc` drop the pin.
+            r.pin.keep();
+        }),
         Command::Unregister { pid } => run::unregister(&paths, pid),
     };
     match result {

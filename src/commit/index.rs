@@ -79,10 +79,17 @@ impl Index {
 impl Index {
     /// The saved index, or an empty one when there is none usable.
     pub fn load(path: &Path) -> Index {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| decode(&b))
-            .unwrap_or_default()
+        Index::read(path).unwrap_or_default()
+    }
+
+    /// The saved index, `None` when it is missing, damaged or from another version.
+    pub fn read(path: &Path) -> Option<Index> {
+        std::fs::read(path).ok().and_then(|b| decode(&b))
+    }
+
+    /// The blob of every entry.
+    pub fn digests(&self) -> impl Iterator<Item = &Digest> {
+        self.entries.values().map(|(_, d)| d)
     }
 
     /// The digest of the file at `rel` if its stamp is unchanged.

@@ -101,7 +101,7 @@ pub(super) fn read_marks(root_dir: &File, root: &Path, dir: &mut Dir) -> Result<
 }
 
 /// A path in the base, as name components.
-type LowerPath = Vec<Vec<u8>>;
+pub type LowerPath = Vec<Vec<u8>>;
 
 /// Where a redirect points, from the lower path of the directory holding the entry.
 fn redirected(parent: &LowerPath, redirect: &[u8]) -> LowerPath {
@@ -121,7 +121,7 @@ fn redirected(parent: &LowerPath, redirect: &[u8]) -> LowerPath {
 
 /// Every walked directory's path in the base (its own redirect or its parent's path and its
 /// name); `dirs` are sorted parents first.
-fn lower_paths(dirs: &[Dir]) -> HashMap<PathBuf, LowerPath> {
+pub fn lower_paths(dirs: &[Dir]) -> HashMap<PathBuf, LowerPath> {
     let mut out: HashMap<PathBuf, LowerPath> = HashMap::new();
     for d in dirs {
         let lower = match (d.rel.parent(), d.rel.file_name()) {
@@ -149,7 +149,7 @@ fn find<'a>(base: &'a Node, path: &LowerPath) -> Option<&'a Node> {
 }
 
 /// Give every metacopy file the digest of its lower file (see the module docs).
-pub(super) fn resolve(dirs: &mut [Dir], root: &Path, base: &Node) -> Result<()> {
+pub fn resolve(dirs: &mut [Dir], root: &Path, base: &Node) -> Result<()> {
     let lowers = lower_paths(dirs);
     let mut by_ino: HashMap<u64, (u64, Digest)> = HashMap::new();
     let mut unresolved: Vec<(usize, usize)> = Vec::new();
@@ -281,4 +281,70 @@ fn clean(mut node: Node) -> Node {
             .collect::<BTreeMap<_, _>>();
     }
     node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Time;
+
+    fn file(byte: u8) -> Node {
+        Node {
+            mode: 0o644,
+            mtime: Time::FIXED,
+            kind: NodeKind::File {
+                size: 1,
+                digest: Digest::of_blob(&[byte]),
+            },
+        }
+    }
+
+    fn dir(children: Vec<(&str, Node)>) -> Node {
+        let mut d = Node::dir(0o755);
+        for (n, c) in children {
+            d.children_mut().unwrap().insert(n.as_bytes().to_vec(), c);
+        }
+        d
+    }
+
+    #[test]
+    fn redirects_are_absolute_from_the_root_or_a_name_beside() {
+        let parent: LowerPath = vec![b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(
+            redirected(&parent, b"/x//y"),
+            vec![b"x".to_vec(), b"y".to_vec()]
+        );
+        assert_eq!(
+            redirected(&parent, b"old"),
+            vec![b"a".to_vec(), b"b".to_vec(), b"old".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_renamed_directory_is_its_lower_content_with_the_upper_changes() {
+        let lower = dir(vec![
+            ("keep", file(1)),
+            ("gone", file(2)),
+            ("sub", dir(vec![("deep", file(3))])),
+        ]);
+        let whiteout = Node {
+            mode: 0,
+            mtime: Time::default(),
+            kind: NodeKind::Whiteout,
+        };
+        let upper = dir(vec![
+            ("gone", whiteout.clone()),
+            ("new", file(4)),
+            ("sub", dir(vec![("deep", whiteout)])),
+        ]);
+        let full = clean(over(lower, upper));
+        let names: Vec<&[u8]> = full.children().unwrap().keys().map(Vec::as_slice).collect();
+        assert_eq!(names, [&b"keep"[..], b"new", b"sub"]);
+        assert!(
+            full.children().unwrap()[&b"sub"[..]]
+                .children()
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

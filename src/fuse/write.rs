@@ -7,7 +7,11 @@
 //!
 //! An editable view's inodes are per view like any other (`view << 32 | node`), so no other
 //! view's process can reach them except through the mount's root, whose entries are never
-//! cached in a routed mount (see [`crate::fuse`]). What one tree writes is therefore never
+//! cached in a routed mount (see [`crate::fuse`]). Their nodes live while the kernel holds them: every
+//! reply that hands the kernel an entry counts one (lookup, create, mkdir, mknod, symlink,
+//! link, and each readdirplus entry but `.` and `..`, counted before it goes into the reply
+//! and given back if it does not fit), and FORGET takes the kernel's count off (see
+//! [`crate::edit`]'s `names` for why a FORGET racing a new lookup is safe). What one tree writes is therefore never
 //! seen by another through a cached dentry, attribute or page. Within the view, the kernel
 //! learns of every change because every change goes through it; attributes and entries are
 //! cached briefly ([`EDIT_TTL`]). Reads and writes name the inode, not a handle (see

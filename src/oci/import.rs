@@ -87,6 +87,8 @@ pub fn import(
             ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
         ));
     }
+    // From the first "is this layer or blob there?" to the tag: no sweep (see `store::lock`).
+    let _lock = store.write_lock()?;
     let mut writer = store.blob_writer(Mode::CloneOrCopy, crate::commit::batch_size(1))?;
     let mut stack: Vec<Manifest> = Vec::new();
     let mut out = Imported::default();

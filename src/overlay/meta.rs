@@ -73,6 +73,8 @@ pub fn ensure(store: &Store, layer: &Digest) -> Result<PathBuf> {
     if final_path.is_dir() {
         return Ok(final_path);
     }
+    // The tree names the layer's blobs: no sweep while it is built (see `store::lock`).
+    let _store_lock = store.write_lock()?;
     let _lock = lock(store)?;
     if final_path.is_dir() {
         return Ok(final_path);
@@ -104,6 +106,13 @@ pub fn ensure(store: &Store, layer: &Digest) -> Result<PathBuf> {
         return Err(e);
     }
     Ok(final_path)
+}
+
+/// Whether the layer of the meta tree at `tree` has an opaque root: it hides every layer below.
+pub fn root_opaque(tree: &Path) -> Result<bool> {
+    let dir = File::open(tree).at(tree, "cannot open meta tree")?;
+    let mark = xattr::get(&dir, OsStr::new("."), xattr::OPAQUE).at(tree, "cannot read xattr")?;
+    Ok(mark.is_some_and(|v| v == b"y"))
 }
 
 /// Take the builders' lock (waiting for a build in progress).
@@ -149,7 +158,13 @@ fn check_showable(m: &Manifest, layer: &Digest) -> Result<()> {
 /// time, and a read-only mode must not stop it being filled).
 fn write_tree(root: &Path, m: &Manifest) -> Result<()> {
     let root_dir = File::open(root).at(root, "cannot open meta tree")?;
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Overlayfs ignores an opaque layer root; the mount leaves out what is below it instead
+    // (see [`root_opaque`]), and the mark says so without a look at the manifest.
+    if let Kind::Dir { opaque: true, .. } = m.entry(ROOT).kind {
+        xattr::set(&root_dir, xattr::OPAQUE, b"y").at(root, "cannot mark opaque")?;
+    }
+    // Threads mostly wait on the file system (as a commit does), not on the CPU.
+    let jobs = crate::commit::default_jobs();
     let states = crate::pool::queue(
         jobs,
         vec![ROOT],

@@ -4,9 +4,8 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+use {std::os::fd::AsRawFd, std::os::unix::ffi::OsStrExt, std::path::PathBuf};
 
 /// A regular file whose data is in a lower layer; the upper or meta file is sparse.
 pub const METACOPY: &str = "trusted.overlay.metacopy";
@@ -22,12 +21,14 @@ pub const PREFIX: &[u8] = b"trusted.overlay.";
 
 /// `/proc/self/fd/N/NAME`: a path to `name` in the open directory `dir` that the kernel
 /// resolves from the descriptor, so the `l*xattr` calls never follow a symlink on the way.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
 fn proc_path(dir: &File, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
 }
 
 /// The value of attribute `attr` on `name` in `dir` (`.` for `dir` itself; a symlink is not
 /// followed), `None` when it has none (or its file system keeps no xattrs).
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
 pub fn get(dir: &File, name: &OsStr, attr: &str) -> io::Result<Option<Vec<u8>>> {
     let path = proc_path(dir, name);
     let read = |buf: &mut Vec<u8>| match name.as_bytes() {
@@ -49,7 +50,20 @@ pub fn get(dir: &File, name: &OsStr, attr: &str) -> io::Result<Option<Vec<u8>>> 
 }
 
 /// Set attribute `attr` on an open file or directory.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
 pub fn set(file: &File, attr: &str, value: &[u8]) -> io::Result<()> {
     rustix::fs::fsetxattr(file, attr, value, rustix::fs::XattrFlags::empty())?;
     Ok(())
+}
+
+// The BSDs keep extended attributes in another API (extattr), and have no overlayfs to read
+// these ones: a tree there carries none of them.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub fn get(_dir: &File, _name: &OsStr, _attr: &str) -> io::Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+pub fn set(_file: &File, _attr: &str, _value: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }

@@ -60,6 +60,9 @@ pub struct BlobWriter<'s> {
     /// A reflink was answered with a copy: this file system does not share blocks with the
     /// sources (see [`BlobWriter::wants_bytes`]).
     copies: bool,
+    /// No sweep while blobs are being written (see `lock.rs`); a writer that then names
+    /// them in a layer holds its own [`Store::write_lock`] across both.
+    _lock: super::WriteLock,
 }
 
 /// What [`BlobWriter::add`] did.
@@ -84,6 +87,7 @@ impl Store {
                 pending: Vec::new(),
                 batch: batch.max(1),
                 copies: false,
+                _lock: self.write_lock()?,
             }),
             Mode::Hardlink | Mode::Auto => Err(Error::new(
                 mode.name(),

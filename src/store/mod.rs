@@ -9,6 +9,10 @@
 //! ROOT/tags/<name>         "<digest>\n"; a name like `app/1.0` is a file in a subdirectory
 //! ROOT/index/              commit caches (see [`crate::commit`]); never needed for reading
 //! ROOT/oci/<digest>        a layer's OCI (SHA-256) digests, once known (see `oci.rs`)
+//! ROOT/runtimes/NAME/       editable runtimes (see [`crate::runtime`]); their base stacks are roots
+//! ROOT/pins/PID-START-N     layers a live view shows, kept from gc (see `pins.rs`)
+//! ROOT/meta/HEX, oci/HEX    data kept per layer ([`gc::LAYER_AREAS`]); goes with its layer
+//! ROOT/lock, lock.gate      the store lock: writers shared, gc's sweep exclusive
 //! ```
 //!
 //! The root is `--store DIR`, else `$ZKIT_STORE`, else `$XDG_DATA_HOME/zkit`, else
@@ -51,16 +55,35 @@
 //! `.NAME.zw-XXXXXXXX` temporaries behind where `O_TMPFILE` is missing; readers and `verify`
 //! never look at them. A layer is written only after all of its blobs are durable, and a tag
 //! only after its layer, so nothing durable ever names something that is not.
+//!
+//! # Removing: `zcommit gc`, and the lock every writer takes
+//!
+//! [`Store::gc`] removes what no tag, runtime, live pin or `--keep` reaches ([`gc`]). So that
+//! a writer never names an object a sweep is removing, every writer holds the store lock
+//! shared ([`Store::write_lock`], `lock.rs`) from its first "is this object there?" to its
+//! last name (layer, tag, runtime state, pin): the commit of a directory or a runtime,
+//! tagging, a view's pin, a runtime's creation, an OCI import, a meta tree's build;
+//! [`Store::blob_writer`], [`Store::put_layer`] and [`Store::set_tag`] take it too, for
+//! writers that forget. The sweep holds it exclusively and reads its roots again
+//! under it; objects that appeared after the gc began are not removed (a grace period with
+//! no clock). Removal goes per-layer data, layers, sync, then blobs, so a gc killed at any
+//! moment leaves a store that [`Store::verify`] calls sound.
 
 mod blobs;
 mod checked;
+pub mod gc;
+mod lock;
 mod oci;
+mod pins;
 mod tags;
+pub mod usage;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};
 pub use checked::open_blob;
+pub use lock::WriteLock;
 pub use oci::{Compression, OciBlob, OciRecord, valid_sha256};
+pub use pins::Pin;
 pub use tags::{Tags, tag_matches, valid_tag};
 pub use verify::Report;
 
@@ -112,6 +135,8 @@ pub struct Store {
     mode: u32,
     /// `blobs/00` … `blobs/ff`, opened and listed on first use.
     fanout: Vec<OnceLock<Fanout>>,
+    /// The store lock's acquisition the fanout listings date from (see `lock.rs`).
+    lock_serial: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -163,6 +188,7 @@ impl Store {
             root: root.to_owned(),
             mode,
             fanout: (0..256).map(|_| OnceLock::new()).collect(),
+            lock_serial: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -283,6 +309,7 @@ impl Store {
     /// Store a manifest as a layer (a no-op when it is already there) and return its digest.
     /// Its blobs must already be durable in the store.
     pub fn put_layer(&self, manifest: &Manifest) -> Result<Digest> {
+        let _lock = self.write_lock()?;
         let bytes = manifest.encode();
         let digest = Digest::of_layer(&bytes);
         if self.has_layer(&digest)? {

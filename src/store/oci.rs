@@ -123,6 +123,11 @@ impl Store {
 
     /// Remember `form` of `layer`, with what was known before.
     pub fn remember_oci(&self, layer: &Digest, form: Compression, blob: &OciBlob) -> Result<()> {
+        // Not for a layer a sweep is removing: its record would outlive it.
+        let _lock = self.write_lock()?;
+        if !self.has_layer(layer)? {
+            return Ok(());
+        }
         let mut record = self.oci_record(layer);
         if record.forms.get(&form) == Some(blob) {
             return Ok(());

@@ -77,6 +77,8 @@ impl Store {
                 ErrorKind::Invalid("a tag needs at least one layer".into()),
             ));
         }
+        // No sweep between the check and the tag: it would leave a tag without its layers.
+        let _lock = self.write_lock()?;
         for digest in stack {
             if !self.has_layer(digest)? {
                 return Err(Error::new(digest.to_hex(), ErrorKind::UnknownLayer));

@@ -41,6 +41,8 @@ fn find_or_create(
     backend: Backend,
     rebase: bool,
 ) -> Result<(String, Vec<Digest>)> {
+    // From the names to the runtime that keeps their layers (see `store::lock`).
+    let _lock = store.write_lock()?;
     let wanted = super::resolve_layers(store, layers)?;
     if let Some(name) = name {
         match Runtime::open(store, name) {

@@ -27,19 +27,24 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The overlay stack of `base` (bottom first): meta trees built where missing, top first,
-/// cut below a layer whose root is opaque (it hides everything under it).
+/// cut below a layer whose root is opaque (it hides everything under it). With the pin that
+/// keeps its layers and their meta trees from `zcommit gc` while it is held; a caller that
+/// resolved `base` from names holds the store lock from then until this returns.
 pub fn stack_of(
     store: &Store,
     base: &[Digest],
     rt: Option<&Runtime>,
     volatile: bool,
-) -> Result<mount::Stack> {
+) -> Result<(mount::Stack, store::Pin)> {
+    let _lock = store.write_lock()?;
     let mut lowers = Vec::new();
+    let mut used = Vec::new();
     for layer in base.iter().rev() {
-        lowers.push(meta::ensure(store, layer)?);
-        let m = store.load_layer(layer)?;
-        if let crate::manifest::Kind::Dir { opaque: true, .. } = m.entry(crate::manifest::ROOT).kind
-        {
+        let tree = meta::ensure(store, layer)?;
+        let opaque = meta::root_opaque(&tree)?;
+        lowers.push(tree);
+        used.push(*layer);
+        if opaque {
             break;
         }
     }
@@ -48,7 +53,9 @@ pub fn stack_of(
         let empty = crate::manifest::Manifest::from_tree(&crate::manifest::Node::dir(0o755));
         let digest = store.put_layer(&empty)?;
         lowers.push(meta::ensure(store, &digest)?);
+        used.push(digest);
     }
+    let pin = store.pin(&used, None)?;
     let upper = match rt {
         Some(rt) => {
             let work = rt.dir().join("overlay-work");
@@ -57,12 +64,13 @@ pub fn stack_of(
         }
         None => None,
     };
-    Ok(mount::Stack {
+    let stack = mount::Stack {
         lowers,
         data: store.root().join("blobs"),
         upper,
         volatile,
-    })
+    };
+    Ok((stack, pin))
 }
 
 /// What `zmount status` shows of a kernel view.
@@ -91,8 +99,10 @@ pub fn remember(paths: &Paths, record: &Record) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).at(&dir, "cannot create directory")?;
     let path = dir.join(record.root.pid.to_string());
     let text = serde_json::to_vec(record).expect("records serialise");
+    // Complete or absent (atomic), but not durable: it means nothing after a reboot.
     let opts = crate::atomic::Options {
         new_mode: Some(0o644),
+        sync: false,
         ..Default::default()
     };
     crate::atomic::replace(&path, crate::atomic::Source::Bytes(&text), &opts)?;
@@ -188,6 +198,8 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
             .unwrap_or(&opts.paths.default_mountpoint),
     );
     let fresh = opts.edit && opts.name.is_none();
+    // From the names to the pin, no sweep; let go before CMD runs (it may run a gc).
+    let lock = store.write_lock()?;
     let (rt, base) = match opts.edit {
         true => {
             let (rt, base) = take_runtime(
@@ -202,8 +214,12 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
         false => (None, super::resolve_layers(&store, &opts.layers)?),
     };
     let name = rt.as_ref().map(|r| r.name().to_owned());
+    let staged = stack_of(&store, &base, rt.as_ref(), opts.volatile);
+    drop(lock);
+    let mut _pin = None;
     let started = (|| {
-        let stack = stack_of(&store, &base, rt.as_ref(), opts.volatile)?;
+        let (stack, pin) = staged?;
+        _pin = Some(pin);
         mounts::ensure_dir(&mountpoint)?;
         crate::sys::unshare_mount_namespace().at(&mountpoint, "cannot make a mount namespace")?;
         rustix::mount::mount_change(

@@ -28,6 +28,9 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
     }
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
+    // From the names to the pin on their layers, no sweep (see `store::lock`): the client's
+    // pin covers the moments until its server has its own.
+    let lock = store.write_lock()?;
     if !opts.foreground {
         let mut args: Vec<OsString> = vec!["--dir".into(), opts.paths.base.clone().into()];
         if let Some(l) = &opts.log_level {
@@ -41,10 +44,10 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
             "--store".into(),
             root.into(),
         ]);
-        let layers: Vec<OsString> = match &opts.edit {
+        let (pinned, layers): (Vec<_>, Vec<OsString>) = match &opts.edit {
             Some(given) => {
                 // Made here, so the name is printed in the user's terminal.
-                let (name, _) = super::edit::prepare(
+                let (name, base) = super::edit::prepare(
                     &store,
                     given.as_deref(),
                     &opts.layers,
@@ -60,13 +63,16 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
                     );
                     args.push("--fresh-runtime".into());
                 }
-                Vec::new()
+                (base, Vec::new())
             }
-            None => super::resolve_layers(&store, &opts.layers)?
-                .iter()
-                .map(|d| OsString::from(d.to_hex()))
-                .collect(),
+            None => {
+                let digests = super::resolve_layers(&store, &opts.layers)?;
+                let hex = digests.iter().map(|d| OsString::from(d.to_hex())).collect();
+                (digests, hex)
+            }
         };
+        let _pin = store.pin(&pinned, None)?;
+        drop(lock);
         if opts.volatile {
             args.push("--volatile".into());
         }
@@ -84,7 +90,8 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
         }
         None => (None, super::resolve_layers(&store, &opts.layers)?),
     };
-    let stack = stack_of(&store, &base, rt.as_ref(), opts.volatile)?;
+    let (stack, _pin) = stack_of(&store, &base, rt.as_ref(), opts.volatile)?;
+    drop(lock);
     let before = std::fs::metadata(&mountpoint)
         .at(&mountpoint, "cannot stat")?
         .dev();

@@ -56,6 +56,8 @@ pub struct Registered {
     pub mountpoint: PathBuf,
     pub store: Store,
     pub runtime: Option<String>,
+    /// Keeps the view's layers from `zcommit gc` until dropped (see [`store::Pin`]).
+    pub pin: store::Pin,
 }
 
 /// Register a view of `layers` for process `pid` with the daemon at `paths` (starting it if
@@ -71,6 +73,8 @@ pub fn register(
 ) -> Result<Registered> {
     let root = super::absolute(&store::root_from(store)?);
     let store = Store::open(&root)?;
+    // From the names to the pin on their layers, no sweep (see `store::lock`).
+    let lock = store.write_lock()?;
     let (digests, edit) = match editing {
         Editing::ReadOnly => (super::resolve_layers(&store, layers)?, None),
         Editing::Runtime(given, volatile, rebase) => {
@@ -86,6 +90,12 @@ pub fn register(
         }
     };
     let start = crate::process::stat(pid).ok().map(|s| s.id.start);
+    let owner = crate::process::ProcId {
+        pid,
+        start: start.unwrap_or(0),
+    };
+    let pin = store.pin(&digests, Some(owner))?;
+    drop(lock);
     let req = Request::Register {
         pid,
         start,
@@ -117,6 +127,7 @@ pub fn register(
         mountpoint: registered,
         store,
         runtime: edit,
+        pin,
     })
 }
 
@@ -144,6 +155,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         mountpoint,
         store,
         runtime,
+        pin: _pin,
     } = register(
         &opts.paths,
         opts.store.as_deref(),

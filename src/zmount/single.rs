@@ -44,6 +44,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
     let root = super::absolute(&store::root_from(opts.store.as_deref())?);
     let store = Store::open(&root)?;
     let mut fresh = opts.fresh;
+    // The layers stay while this process lives: a background client's pin covers the
+    // moments until its server has its own.
+    let lock = store.write_lock()?;
     let (digests, runtime) = match &opts.edit {
         // The server mounts the runtime's base; the client creates or checks it.
         Some(given) => {
@@ -66,6 +69,8 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         }
         None => (super::resolve_layers(&store, &opts.layers)?, None),
     };
+    let _pin = store.pin(&digests, None)?;
+    drop(lock);
     if !opts.foreground {
         let mut args: Vec<OsString> = Vec::new();
         if let Some(l) = &opts.log_level {

@@ -68,7 +68,22 @@ fn one_script_in_a_plain_dir_a_kernel_and_a_fuse_runtime_gives_one_tree_and_one_
 
     // The commits: each runtime's layer over the base checks out as the plain tree does
     // (hard links become separate files in a layer, in every one of the three).
+    // What a commit would record, asked before it: the same as the diff of the layers after.
+    let diff = |args: &[&str]| {
+        let out = env.cmd("zcommit").arg("diff").args(args).output().unwrap();
+        util::stdout_of(out, "zcommit diff")
+    };
+    let before = diff(&["--runtime", "k"]);
     env.commit_runtime("k", "k1");
+    assert_eq!(
+        before,
+        diff(&["base", "base,k1"]),
+        "zcommit diff --runtime of a kernel runtime"
+    );
+    assert!(
+        before.contains("D\tdir\n") && before.contains("A\tdir2/a\n"),
+        "{before}"
+    );
     env.commit_runtime("f", "f1");
     env.commit_dir("p1", &env.path("plain"));
     let from_plain = env.checkout("out-p", &["p1"]);
