@@ -181,7 +181,7 @@ impl Error {
             ErrorKind::Immutable | ErrorKind::AppendOnly => {
                 Some("use -i to lift the flag for the replacement and set it again")
             }
-            ErrorKind::Locked => Some("drop -n to wait for it"),
+            ErrorKind::Locked => Some("drop --no-wait to wait for it"),
             ErrorKind::MissingDir => Some("create the directory first"),
             ErrorKind::Missing => Some("drop -e to create it"),
             ErrorKind::UnknownLayer => {

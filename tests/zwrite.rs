@@ -86,7 +86,13 @@ fn the_old_short_options_still_work_with_a_warning() {
     let input = s.write("input", b"from a file\n");
     let f = s.write("f", b"old");
     let a = zwrite(
-        &["-t", "-f", input.to_str().unwrap(), f.to_str().unwrap()],
+        &[
+            "-t",
+            "-n",
+            "-f",
+            input.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
         b"",
     )
     .success();
@@ -97,6 +103,7 @@ fn the_old_short_options_still_work_with_a_warning() {
         "{err}"
     );
     assert!(err.contains("-t is deprecated"), "{err}");
+    assert!(err.contains("-n is deprecated: use --no-wait"), "{err}");
     let a = zwrite(
         &["-q", "-f", input.to_str().unwrap(), f.to_str().unwrap()],
         b"",
@@ -892,7 +899,7 @@ fn no_wait_fails_at_once_when_the_lock_is_held() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let a = zwrite(&["-a", "-n", f.to_str().unwrap()], b"new\n").code(1);
+    let a = zwrite(&["-a", "--no-wait", f.to_str().unwrap()], b"new\n").code(1);
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(stderr_of(&a).contains("lock"), "{}", stderr_of(&a));

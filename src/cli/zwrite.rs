@@ -92,8 +92,13 @@ pub struct Args {
     pub immutable: bool,
 
     /// With -a or -i: fail at once if another zwrite holds FILE's lock instead of waiting
-    #[arg(short = 'n', long = "no-wait")]
+    #[arg(long = "no-wait")]
     pub no_wait: bool,
+
+    /// The old short form of --no-wait: still accepted, with a warning (-n means --dry-run
+    /// in zcommit gc)
+    #[arg(short = 'n', hide = true)]
+    pub no_wait_short: bool,
 
     /// Leave FILE (and its mtime) untouched when the new content is identical
     #[arg(short = 'u', long = "if-changed")]
@@ -131,7 +136,7 @@ impl Args {
             new_mode: self.create_mode,
             must_exist: self.existing,
             lift_flags: self.immutable,
-            wait: !self.no_wait,
+            wait: !(self.no_wait || self.no_wait_short),
             if_changed: self.if_changed,
             sync: !self.no_sync,
             allow_metadata_loss: self.allow_metadata_loss,
@@ -189,6 +194,11 @@ pub fn run(args: &Args) -> ExitCode {
         if args.input_short.is_some() {
             crate::errln!(
                 "zwrite: warning: -f INPUT is deprecated: use --from INPUT (-f means --force in zlink and zmount)"
+            );
+        }
+        if args.no_wait_short {
+            crate::errln!(
+                "zwrite: warning: -n is deprecated: use --no-wait (-n means --dry-run in zcommit gc)"
             );
         }
         if args.truncate_short {
