@@ -433,13 +433,8 @@ pub fn commit(
     after: After,
     onto: Option<&[Digest]>,
 ) -> Result<Committed> {
-    if let Some(tag) = tag
-        && !crate::store::valid_tag(tag)
-    {
-        return Err(Error::new(
-            tag,
-            ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
-        ));
+    if let Some(tag) = tag {
+        crate::store::check_tag(tag)?;
     }
     // No sweep between the layer, its tag and the runtime's new base.
     let _lock = store.write_lock()?;

@@ -355,14 +355,9 @@ fn commit_dir(store: &Store, args: &Args) -> Result<ExitCode> {
         )?,
         overlay: None,
     };
-    if let Some(tag) = &args.tag
-        && !store::valid_tag(tag)
-    {
-        // Before the work, not after it.
-        return Err(Error::new(
-            tag,
-            ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
-        ));
+    // Before the work, not after it.
+    if let Some(tag) = &args.tag {
+        crate::store::check_tag(tag)?;
     }
     let outcome = commit::commit(store, dir, &opts)?;
     if let Some(tag) = &args.tag {

@@ -79,13 +79,8 @@ pub fn import(
     source: &mut dyn Source,
     tag: Option<&str>,
 ) -> Result<Imported> {
-    if let Some(tag) = tag
-        && !crate::store::valid_tag(tag)
-    {
-        return Err(Error::new(
-            tag,
-            ErrorKind::Invalid("invalid tag name (letters, digits, `._+-@=`, `/`)".into()),
-        ));
+    if let Some(tag) = tag {
+        crate::store::check_tag(tag)?;
     }
     // From the first "is this layer or blob there?" to the tag: no sweep (see `store::lock`).
     let _lock = store.write_lock()?;

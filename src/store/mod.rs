@@ -84,7 +84,7 @@ pub use checked::open_blob;
 pub use lock::WriteLock;
 pub use oci::{Compression, OciBlob, OciRecord, valid_sha256};
 pub use pins::Pin;
-pub use tags::{Tags, tag_matches, valid_tag};
+pub use tags::{Tags, check_tag, tag_matches, valid_tag};
 pub use verify::Report;
 
 use crate::atomic::{self, TempFile};

@@ -25,6 +25,20 @@ pub fn valid_tag(name: &str) -> bool {
         })
 }
 
+/// [`valid_tag`] as an error that names the rule, for callers that check a tag before the
+/// work whose result it will name.
+pub fn check_tag(name: &str) -> Result<()> {
+    match valid_tag(name) {
+        true => Ok(()),
+        false => Err(Error::new(
+            name,
+            ErrorKind::Invalid(
+                "invalid tag name (use letters, digits, `._+-@=`, parts separated by `/`)".into(),
+            ),
+        )),
+    }
+}
+
 impl Store {
     /// The layers a tag points at, bottom first (one for a plain tag); `None` if there is no
     /// such tag.
@@ -62,15 +76,7 @@ impl Store {
 
     /// Point `name` at a stack of layers (bottom first), atomically and durably.
     pub fn set_stack_tag(&self, name: &str, stack: &[Digest]) -> Result<()> {
-        if !valid_tag(name) {
-            return Err(Error::new(
-                name,
-                ErrorKind::Invalid(
-                    "invalid tag name (use letters, digits, `._+-@=`, parts separated by `/`)"
-                        .into(),
-                ),
-            ));
-        }
+        check_tag(name)?;
         if stack.is_empty() {
             return Err(Error::new(
                 name,
