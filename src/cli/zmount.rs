@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[command(
     name = "zmount",
     version,
-    about = "Show stacks of layers through FUSE, a different stack to each process tree",
+    about = "Show stacks of layers at one mount point, a different stack to each process tree (kernel overlayfs or FUSE)",
     long_about = "Show a stack of layers (bottom first; later layers win, whiteouts hide, opaque \
         directories hide what is below) as a read-only directory tree.\n\n\
         `zmount run` shows a stack to one command and all its descendants at the daemon's \
