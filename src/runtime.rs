@@ -533,8 +533,9 @@ pub fn rebase(store: &Store, name: &str, upstream: &[Digest]) -> Result<bool> {
     rt.rebase_onto(upstream)
 }
 
-/// Every runtime in the store, sorted by name.
-pub fn list(store: &Store) -> Result<Vec<Info>> {
+/// Every runtime in the store, opened (not locked), in no particular order; one discarded
+/// meanwhile is left out.
+pub fn open_all(store: &Store) -> Result<Vec<Runtime>> {
     let all = runtimes(store);
     let entries = match std::fs::read_dir(&all) {
         Ok(e) => e,
@@ -552,15 +553,22 @@ pub fn list(store: &Store) -> Result<Vec<Info>> {
         else {
             continue;
         };
-        let mut rt = match Runtime::open(store, &name) {
-            Ok(rt) => rt,
-            // Vanished meanwhile (discarded).
+        match Runtime::open(store, &name) {
+            Ok(rt) => out.push(rt),
             Err(Error {
                 kind: ErrorKind::UnknownRuntime,
                 ..
-            }) => continue,
+            }) => {}
             Err(e) => return Err(e),
-        };
+        }
+    }
+    Ok(out)
+}
+
+/// Every runtime in the store, sorted by name.
+pub fn list(store: &Store) -> Result<Vec<Info>> {
+    let mut out = Vec::new();
+    for mut rt in open_all(store)? {
         let in_use = match rt.lock(false) {
             Ok(()) => false,
             Err(Error {
@@ -573,7 +581,7 @@ pub fn list(store: &Store) -> Result<Vec<Info>> {
             changed: rt.changed()?,
             base: rt.base.clone(),
             in_use,
-            name,
+            name: rt.name.clone(),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

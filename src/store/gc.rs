@@ -237,34 +237,11 @@ impl Store {
 
     /// Every runtime's base stack.
     fn runtime_bases(&self) -> Result<Vec<Digest>> {
-        let all = self.root.join("runtimes");
-        let entries = match std::fs::read_dir(&all) {
-            Ok(e) => e,
-            Err(e) if e.kind() == Io::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&all, "cannot list runtimes", e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.at(&all, "cannot list runtimes")?;
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .filter(|n| crate::runtime::valid_name(n))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            match crate::runtime::Runtime::open(self, &name) {
-                Ok(rt) => out.extend_from_slice(rt.base()),
-                // Discarded meanwhile.
-                Err(Error {
-                    kind: ErrorKind::UnknownRuntime,
-                    ..
-                }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        let all = crate::runtime::open_all(self)?;
+        Ok(all
+            .iter()
+            .flat_map(|rt| rt.base().iter().copied())
+            .collect())
     }
 
     /// Mark `roots` and the blobs they name. A root whose layer is missing reaches nothing
