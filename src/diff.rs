@@ -11,7 +11,8 @@
 //! changed unless its size and time are the lower file's.
 
 use crate::commit::walk::{self, What};
-use crate::manifest::{Device, Node, NodeKind, Time};
+use crate::manifest::{Device, Kind, Manifest, Node, NodeKind, Time};
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -59,15 +60,6 @@ pub enum ItemKind {
     Symlink(OsString),
     Fifo,
     Device(Device),
-}
-
-impl ItemKind {
-    fn same_kind(&self, other: &ItemKind) -> bool {
-        match (self, other) {
-            (ItemKind::Device(a), ItemKind::Device(b)) => a.block == b.block,
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
 }
 
 impl Item {
@@ -192,58 +184,269 @@ fn find_dir<'t>(root: &'t mut Item, rel: &Path) -> Option<&'t mut Item> {
     at.children_mut().is_some().then_some(at)
 }
 
+/// What the comparison reads of a tree: each entry's attributes, and a directory's entries in
+/// name order without whiteouts. A merged stack is an [`Item`] tree; a single layer is read
+/// straight from its [`Manifest`], whose directories are already sorted, so comparing two
+/// layers builds nothing.
+pub trait Tree {
+    type Node<'t>: Copy
+    where
+        Self: 't;
+    fn root(&self) -> Self::Node<'_>;
+    fn shown<'t>(&'t self, node: Self::Node<'t>) -> Shown<'t>;
+    fn children<'t>(
+        &'t self,
+        dir: Self::Node<'t>,
+    ) -> impl Iterator<Item = (&'t [u8], Self::Node<'t>)>;
+}
+
+/// One entry as the comparison sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown<'t> {
+    pub mode: u32,
+    pub mtime: Time,
+    pub kind: ShownKind<'t>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShownKind<'t> {
+    Dir,
+    File {
+        size: u64,
+        digest: Option<crate::digest::Digest>,
+    },
+    Symlink(&'t OsStr),
+    Fifo,
+    Device(Device),
+}
+
+impl ShownKind<'_> {
+    fn same_kind(&self, other: &ShownKind) -> bool {
+        match (self, other) {
+            (ShownKind::Device(a), ShownKind::Device(b)) => a.block == b.block,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Tree for Item {
+    type Node<'t> = &'t Item;
+
+    fn root(&self) -> &Item {
+        self
+    }
+
+    fn shown<'t>(&'t self, item: &'t Item) -> Shown<'t> {
+        let kind = match &item.kind {
+            ItemKind::Dir(_) => ShownKind::Dir,
+            ItemKind::File { size, digest } => ShownKind::File {
+                size: *size,
+                digest: *digest,
+            },
+            ItemKind::Symlink(target) => ShownKind::Symlink(target),
+            ItemKind::Fifo => ShownKind::Fifo,
+            ItemKind::Device(d) => ShownKind::Device(*d),
+        };
+        Shown {
+            mode: item.mode,
+            mtime: item.mtime,
+            kind,
+        }
+    }
+
+    fn children<'t>(&'t self, dir: &'t Item) -> impl Iterator<Item = (&'t [u8], &'t Item)> {
+        let children = match &dir.kind {
+            ItemKind::Dir(c) => Some(c),
+            _ => None,
+        };
+        children
+            .into_iter()
+            .flatten()
+            .map(|(name, item)| (name.as_slice(), item))
+    }
+}
+
+impl Tree for Manifest {
+    type Node<'t> = u32;
+
+    fn root(&self) -> u32 {
+        crate::manifest::ROOT
+    }
+
+    fn shown(&self, index: u32) -> Shown<'_> {
+        let e = self.entry(index);
+        let kind = match e.kind {
+            Kind::Dir { .. } => ShownKind::Dir,
+            Kind::File { size, digest } => ShownKind::File {
+                size,
+                digest: Some(digest),
+            },
+            Kind::Symlink { .. } => ShownKind::Symlink(self.target(index).unwrap_or_default()),
+            Kind::Fifo => ShownKind::Fifo,
+            Kind::Device(d) => ShownKind::Device(d),
+            // A layer seen alone shows nothing of its whiteouts; children() skips them.
+            Kind::Whiteout => unreachable!("children() leaves whiteouts out"),
+        };
+        Shown {
+            mode: e.mode,
+            mtime: e.mtime,
+            kind,
+        }
+    }
+
+    fn children(&self, dir: u32) -> impl Iterator<Item = (&[u8], u32)> {
+        Manifest::children(self, dir)
+            .filter(|&i| !matches!(self.entry(i).kind, Kind::Whiteout))
+            .map(|i| (self.name(i).as_bytes(), i))
+    }
+}
+
+/// A stack as [`diff`] reads it: one layer as it is stored, or several merged.
+pub enum Stack {
+    Layer(Manifest),
+    Merged(Item),
+}
+
+impl Stack {
+    /// The tree the layers (bottom first) show.
+    pub fn of(mut layers: Vec<Manifest>) -> Stack {
+        match layers.len() {
+            1 => Stack::Layer(layers.remove(0)),
+            _ => Stack::Merged(Item::of_node(&crate::checkout::merge(&layers))),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum StackNode<'t> {
+    Layer(u32),
+    Merged(&'t Item),
+}
+
+impl Tree for Stack {
+    type Node<'t> = StackNode<'t>;
+
+    fn root(&self) -> StackNode<'_> {
+        match self {
+            Stack::Layer(m) => StackNode::Layer(m.root()),
+            Stack::Merged(i) => StackNode::Merged(i),
+        }
+    }
+
+    fn shown<'t>(&'t self, node: StackNode<'t>) -> Shown<'t> {
+        match (self, node) {
+            (Stack::Layer(m), StackNode::Layer(n)) => m.shown(n),
+            (Stack::Merged(i), StackNode::Merged(n)) => i.shown(n),
+            _ => unreachable!("a stack's nodes are its own"),
+        }
+    }
+
+    fn children<'t>(
+        &'t self,
+        dir: StackNode<'t>,
+    ) -> impl Iterator<Item = (&'t [u8], StackNode<'t>)> {
+        let (layer, merged) = match (self, dir) {
+            (Stack::Layer(m), StackNode::Layer(n)) => (Some(Tree::children(m, n)), None),
+            (Stack::Merged(i), StackNode::Merged(n)) => (None, Some(Tree::children(i, n))),
+            _ => unreachable!("a stack's nodes are its own"),
+        };
+        let layer = layer.into_iter().flatten();
+        let merged = merged.into_iter().flatten();
+        layer
+            .map(|(name, n)| (name, StackNode::Layer(n)))
+            .chain(merged.map(|(name, n)| (name, StackNode::Merged(n))))
+    }
+}
+
 /// Every path that differs between `a` and `b`, in name order (see the module docs).
-pub fn diff(a: &Item, b: &Item, metadata: bool) -> Vec<(Change, PathBuf)> {
+pub fn diff(a: &impl Tree, b: &impl Tree, metadata: bool) -> Vec<(Change, PathBuf)> {
     let mut out = Vec::new();
-    compare_dirs(a, b, Path::new(""), metadata, &mut out);
+    let mut cmp = Compare {
+        a,
+        b,
+        metadata,
+        out: &mut out,
+    };
+    cmp.dirs(a.root(), b.root(), Path::new(""));
     out
 }
 
-fn compare_dirs(a: &Item, b: &Item, at: &Path, metadata: bool, out: &mut Vec<(Change, PathBuf)>) {
-    let empty = BTreeMap::new();
-    fn children<'i>(
-        i: &'i Item,
-        empty: &'i BTreeMap<Vec<u8>, Item>,
-    ) -> &'i BTreeMap<Vec<u8>, Item> {
-        match &i.kind {
-            ItemKind::Dir(c) => c,
-            _ => empty,
+struct Compare<'c, A, B> {
+    a: &'c A,
+    b: &'c B,
+    metadata: bool,
+    out: &'c mut Vec<(Change, PathBuf)>,
+}
+
+impl<'c, A: Tree, B: Tree> Compare<'c, A, B> {
+    /// Walk two directories' sorted entries side by side.
+    fn dirs(&mut self, x: A::Node<'c>, y: B::Node<'c>, at: &Path) {
+        let (a, b) = (self.a, self.b);
+        let mut xs = a.children(x).peekable();
+        let mut ys = b.children(y).peekable();
+        loop {
+            let order = match (xs.peek(), ys.peek()) {
+                (None, None) => return,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((nx, _)), Some((ny, _))) => nx.cmp(ny),
+            };
+            match order {
+                Ordering::Less => {
+                    let (name, x) = xs.next().expect("peeked");
+                    all_below(
+                        a,
+                        x,
+                        at.join(OsStr::from_bytes(name)),
+                        Change::Deleted,
+                        self.out,
+                    );
+                }
+                Ordering::Greater => {
+                    let (name, y) = ys.next().expect("peeked");
+                    all_below(
+                        b,
+                        y,
+                        at.join(OsStr::from_bytes(name)),
+                        Change::Added,
+                        self.out,
+                    );
+                }
+                Ordering::Equal => {
+                    let ((name, x), (_, y)) =
+                        (xs.next().expect("peeked"), ys.next().expect("peeked"));
+                    self.entry(x, y, at.join(OsStr::from_bytes(name)));
+                }
+            }
         }
     }
-    let (ca, cb) = (children(a, &empty), children(b, &empty));
-    let mut names: Vec<&Vec<u8>> = ca.keys().chain(cb.keys()).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let path = at.join(OsStr::from_bytes(name));
-        match (ca.get(name), cb.get(name)) {
-            (Some(x), None) => all_below(x, path, Change::Deleted, out),
-            (None, Some(y)) => all_below(y, path, Change::Added, out),
-            (Some(x), Some(y)) if !x.kind.same_kind(&y.kind) => {
-                out.push((Change::Kind, path.clone()));
-                below(x, &path, Change::Deleted, out);
-                below(y, &path, Change::Added, out);
-            }
-            (Some(x), Some(y)) => {
-                if let Some(change) = compare(x, y, metadata) {
-                    out.push((change, path.clone()));
-                }
-                compare_dirs(x, y, &path, metadata, out);
-            }
-            (None, None) => unreachable!("every name is in one of the two"),
+
+    fn entry(&mut self, x: A::Node<'c>, y: B::Node<'c>, path: PathBuf) {
+        let (sx, sy) = (self.a.shown(x), self.b.shown(y));
+        if !sx.kind.same_kind(&sy.kind) {
+            self.out.push((Change::Kind, path.clone()));
+            below(self.a, x, &path, Change::Deleted, self.out);
+            below(self.b, y, &path, Change::Added, self.out);
+            return;
+        }
+        if let Some(change) = compare(&sx, &sy, self.metadata) {
+            self.out.push((change, path.clone()));
+        }
+        if sx.kind == ShownKind::Dir {
+            self.dirs(x, y, &path);
         }
     }
 }
 
 /// How two entries of the same kind differ, if they do.
-fn compare(x: &Item, y: &Item, metadata: bool) -> Option<Change> {
+fn compare(x: &Shown, y: &Shown, metadata: bool) -> Option<Change> {
     let content = match (&x.kind, &y.kind) {
         (
-            ItemKind::File {
+            ShownKind::File {
                 size: s1,
                 digest: d1,
             },
-            ItemKind::File {
+            ShownKind::File {
                 size: s2,
                 digest: d2,
             },
@@ -252,8 +455,8 @@ fn compare(x: &Item, y: &Item, metadata: bool) -> Option<Change> {
             // Not hashed yet: a scratch file of the same size and time is taken as the same.
             _ => s1 != s2 || x.mtime != y.mtime,
         },
-        (ItemKind::Symlink(t1), ItemKind::Symlink(t2)) => t1 != t2,
-        (ItemKind::Device(d1), ItemKind::Device(d2)) => d1 != d2,
+        (ShownKind::Symlink(t1), ShownKind::Symlink(t2)) => t1 != t2,
+        (ShownKind::Device(d1), ShownKind::Device(d2)) => d1 != d2,
         _ => false,
     };
     if content || x.mode != y.mode {
@@ -265,17 +468,27 @@ fn compare(x: &Item, y: &Item, metadata: bool) -> Option<Change> {
     }
 }
 
-/// `item` at `path` and everything below it, all with `change`.
-fn all_below(item: &Item, path: PathBuf, change: Change, out: &mut Vec<(Change, PathBuf)>) {
+/// `node` at `path` and everything below it, all with `change`.
+fn all_below<'t, T: Tree>(
+    tree: &'t T,
+    node: T::Node<'t>,
+    path: PathBuf,
+    change: Change,
+    out: &mut Vec<(Change, PathBuf)>,
+) {
     out.push((change, path.clone()));
-    below(item, &path, change, out);
+    below(tree, node, &path, change, out);
 }
 
-fn below(item: &Item, path: &Path, change: Change, out: &mut Vec<(Change, PathBuf)>) {
-    if let ItemKind::Dir(children) = &item.kind {
-        for (name, child) in children {
-            all_below(child, path.join(OsStr::from_bytes(name)), change, out);
-        }
+fn below<'t, T: Tree>(
+    tree: &'t T,
+    node: T::Node<'t>,
+    path: &Path,
+    change: Change,
+    out: &mut Vec<(Change, PathBuf)>,
+) {
+    for (name, child) in tree.children(node) {
+        all_below(tree, child, path.join(OsStr::from_bytes(name)), change, out);
     }
 }
 
@@ -350,5 +563,80 @@ mod tests {
         );
         assert!(shown(&diff(&a, &b, true)).contains(&"m touched".to_string()));
         assert!(diff(&a, &a, true).is_empty());
+    }
+
+    /// A small deterministic generator, so the trees are the same on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// A random layer over a few shared names, so two of them overlap, with every kind of
+    /// entry, whiteouts and opaque directories among them.
+    fn random_dir(rng: &mut Rng, depth: u32) -> Node {
+        let mut dir = Node::dir(0o755 - 0o20 * rng.below(2) as u32);
+        if let NodeKind::Dir { opaque, children } = &mut dir.kind {
+            *opaque = rng.below(4) == 0;
+            for name in ["a", "b", "c", "d", "e"] {
+                let kind = match rng.below(9) {
+                    0 | 1 => continue,
+                    2 if depth < 3 => {
+                        children.insert(name.into(), random_dir(rng, depth + 1));
+                        continue;
+                    }
+                    3 => NodeKind::Symlink {
+                        target: ["x", "y"][rng.below(2) as usize].into(),
+                    },
+                    4 => NodeKind::Fifo,
+                    5 => NodeKind::Device(Device {
+                        block: rng.below(2) == 0,
+                        major: 1,
+                        minor: rng.below(2) as u32,
+                    }),
+                    6 => NodeKind::Whiteout,
+                    _ => NodeKind::File {
+                        size: rng.below(2),
+                        digest: crate::digest::Digest::of_blob(&[rng.below(2) as u8]),
+                    },
+                };
+                let node = Node {
+                    mode: 0o644 | (rng.below(2) as u32 * 0o100),
+                    mtime: Time {
+                        secs: rng.below(2) as i64,
+                        nanos: 0,
+                    },
+                    kind,
+                };
+                children.insert(name.into(), node);
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn two_layers_compare_alike_read_as_stored_and_merged() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut differed = 0;
+        for _ in 0..2000 {
+            let a = Manifest::from_tree(&random_dir(&mut rng, 0));
+            let b = Manifest::from_tree(&random_dir(&mut rng, 0));
+            let merged = |m: &Manifest| Item::of_node(&crate::checkout::merge([m]));
+            for metadata in [false, true] {
+                let stored = diff(&a, &b, metadata);
+                assert_eq!(stored, diff(&merged(&a), &merged(&b), metadata));
+                assert_eq!(
+                    stored,
+                    diff(&Stack::of(vec![a.clone()]), &merged(&b), metadata)
+                );
+                differed += !stored.is_empty() as usize;
+            }
+        }
+        assert!(differed > 1000, "the generator makes differing pairs");
     }
 }

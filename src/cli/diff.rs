@@ -5,7 +5,7 @@ use crate::checkout;
 use crate::cli::complete;
 use crate::cli::quote::shell_escape;
 use crate::commit::walk;
-use crate::diff::{self, Change, Item};
+use crate::diff::{self, Change, Item, Stack};
 use crate::error::{IoContext, Result};
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
@@ -49,7 +49,7 @@ pub struct Args {
 }
 
 pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
-    let (before, after) = match &args.runtime {
+    let changes = match &args.runtime {
         Some(name) => {
             let rt = Runtime::open(store, name)?;
             let layers: Vec<Manifest> = rt
@@ -73,7 +73,11 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
             if kernel {
                 crate::commit::overlay::resolve(&mut found.dirs, &scratch, &merged)?;
             }
-            (base.clone(), diff::with_scratch(base, &found))
+            diff::diff(
+                &base,
+                &diff::with_scratch(base.clone(), &found),
+                args.verbose,
+            )
         }
         None => {
             let names = |s: &Option<OsString>| -> Vec<OsString> {
@@ -83,13 +87,11 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
                     .map(|n| OsStr::from_bytes(n).to_owned())
                     .collect()
             };
-            (
-                stack(store, names(&args.a).into_iter())?,
-                stack(store, names(&args.b).into_iter())?,
-            )
+            let a = stack(store, names(&args.a))?;
+            let b = stack(store, names(&args.b))?;
+            diff::diff(&a, &b, args.verbose)
         }
     };
-    let changes = diff::diff(&before, &after, args.verbose);
     let written = write(
         &changes,
         args,
@@ -107,14 +109,13 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
 }
 
 /// The tree the layers `names` (bottom first) show.
-fn stack(store: &Store, names: impl Iterator<Item = OsString>) -> Result<Item> {
-    let names: Vec<OsString> = names.collect();
+fn stack(store: &Store, names: Vec<OsString>) -> Result<Stack> {
     let layers: Vec<Manifest> = store
         .resolve_stacks(&names)?
         .iter()
         .map(|d| store.load_layer(d))
         .collect::<Result<_>>()?;
-    Ok(Item::of_node(&checkout::merge(&layers)))
+    Ok(Stack::of(layers))
 }
 
 fn write(changes: &[(Change, PathBuf)], args: &Args, out: &mut impl Write) -> std::io::Result<()> {

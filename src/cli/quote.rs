@@ -6,6 +6,10 @@
 
 /// `name` quoted (see the module docs).
 pub fn shell_escape(name: &[u8]) -> Vec<u8> {
+    // Most names need nothing: say so without building runs.
+    if !name.is_empty() && name.iter().all(|&b| b.is_ascii() && safe(b as char)) {
+        return name.to_vec();
+    }
     let mut runs: Vec<Run> = Vec::new();
     for chunk in name.utf8_chunks() {
         for c in chunk.valid().chars() {

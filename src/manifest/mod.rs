@@ -301,5 +301,5 @@ impl Manifest {
 
 /// Whether `name` may be an entry's name: not empty, `.` or `..`, no `/` and no NUL.
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
 }
