@@ -132,6 +132,7 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
         forget(path);
     }
     if let Some(rt) = rt {
+        rt.unmark_mounted();
         if opts.volatile {
             crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
         }
