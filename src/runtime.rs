@@ -520,9 +520,13 @@ pub fn commit(
             }
             None => None,
         };
-        if after == After::Discard {
-            drop(rt);
-            discard(store, name)?;
+        match after {
+            // Nothing in scratch for a crash to lose.
+            After::Continue => crate::backend::forget_volatile(&rt.dir)?,
+            After::Discard => {
+                drop(rt);
+                discard(store, name)?;
+            }
         }
         return Ok(Committed::Unchanged { tagged });
     }
@@ -544,6 +548,7 @@ pub fn commit(
             let mut base = rt.base.clone();
             base.push(outcome.digest);
             rt.rebase(&base)?;
+            crate::backend::forget_volatile(&rt.dir)?;
         }
         After::Discard => {
             drop(rt);

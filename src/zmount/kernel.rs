@@ -274,7 +274,7 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
         rt.unmark_mounted();
         let name = rt.name().to_owned();
         if opts.volatile {
-            crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
+            crate::backend::end_volatile(rt.dir())?;
         }
         drop(rt);
         if fresh {
