@@ -10,6 +10,10 @@
 //! 4. Stay a child subreaper, wait for CMD and every descendant; the namespace, and with it
 //!    the overlay, ends with the last of them. No daemon is involved.
 //!
+//! If `run` is killed alone, CMD goes on in the namespace and the overlay with it: the
+//! overlay's tag (its mount source, see [`crate::mounted`]), recorded in the runtime and the
+//! pin, keeps the runtime taken and the layers pinned until the namespace's last process ends.
+//!
 //! `zmount status` finds kernel views through `DIR/kernel/PID`, a record each run writes and
 //! removes (a record whose process is gone is ignored and removed by the next reader).
 
