@@ -123,8 +123,18 @@ fn a_run_killed_alone_keeps_its_runtime_until_cmd_ends() {
     assert!(!out.status.success(), "a second run took the runtime");
     let out = env.cmd("zcommit").arg("runtimes").output().unwrap();
     assert!(util::stdout_of(out, "runtimes").contains("in-use"));
+    // The run's pin outlives it too, for as long as its overlay does.
+    let pins = env.store().join("pins");
+    env.cmd("zcommit").arg("gc").assert().success();
+    assert_eq!(util::names_in(&pins).len(), 1, "the killed run's pin stays");
     std::fs::write(&stop, "").unwrap();
     util::wait_for("the runtime", TIMEOUT, || try_commit(&env, "w").0);
+    env.cmd("zcommit").arg("gc").assert().success();
+    assert!(
+        util::names_in(&pins).is_empty(),
+        "{:?}",
+        util::names_in(&pins)
+    );
     env.checkout("out", &["base", "done"]);
     let log = std::fs::read_to_string(env.path("out/log")).unwrap();
     assert!(
