@@ -24,7 +24,8 @@ pub fn new_tag() -> String {
     format!("{SOURCE}:{:016x}", crate::sys::random_u64())
 }
 
-/// Whether `source` (a mount table's source field) is one of zkit's overlays.
+/// Whether `source` (a mount table's source field) is a zmount mount's: `zmount` (FUSE, and
+/// kernel overlays of older versions) or `zmount:ID`.
 pub fn is_ours(source: &str) -> bool {
     source == SOURCE
         || source
