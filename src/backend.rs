@@ -7,11 +7,12 @@
 //! runtime made before the kernel backend); the other backend then refuses it and names the
 //! one to use, and `zcommit --runtime` reads the format the file names.
 //!
-//! `ROOT/runtimes/NAME/volatile` holds the boot id of a `--volatile` run that has not ended
-//! cleanly yet. Nothing such a run wrote was synced, so a runtime marked by an earlier boot
-//! (the machine crashed, or lost power) may hold anything and is refused until discarded. A
-//! mark of this boot is only a killed run: the kernel still has every write, so the next user
-//! syncs and goes on.
+//! `ROOT/runtimes/NAME/volatile` holds the boot id of the `--volatile` runs that wrote to the
+//! runtime since it was last synced. Nothing such a run wrote was synced, not even at its end,
+//! so a runtime marked by an earlier boot (the machine crashed, lost power or rebooted) may
+//! hold anything and is refused until discarded. A mark of this boot means the kernel still
+//! has every write: a run that is not volatile syncs once and removes it, and a commit (whose
+//! layer is durable, and which leaves an empty scratch dir) removes it.
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use std::io::ErrorKind as Io;
@@ -90,9 +91,9 @@ fn boot_id() -> String {
 }
 
 /// Before a run uses the runtime at `dir` (locked): refuse it when a volatile run of an
-/// earlier boot left it, then mark it for this run when `volatile`. A mark of this boot is a
-/// killed run whose writes the kernel still holds: they are synced (`upper` is the scratch
-/// dir) and the mark goes.
+/// earlier boot left it, then mark it for this run when `volatile`. A mark of this boot is
+/// an earlier volatile run (ended or killed) whose writes the kernel still holds: a run that
+/// is not volatile syncs them (`upper` is the scratch dir) and the mark goes.
 pub fn begin_volatile(dir: &Path, name: &str, upper: &Path, volatile: bool) -> Result<()> {
     let mark = dir.join("volatile");
     match std::fs::read_to_string(&mark) {
@@ -105,7 +106,7 @@ pub fn begin_volatile(dir: &Path, name: &str, upper: &Path, volatile: bool) -> R
                 )),
             ));
         }
-        Ok(_) if !volatile => end_volatile(dir, upper)?,
+        Ok(_) if !volatile => make_durable(dir, upper)?,
         Ok(_) => {}
         Err(e) if e.kind() == Io::NotFound => {}
         Err(e) => return Err(Error::io(&mark, "cannot read", e)),
@@ -121,20 +122,42 @@ pub fn begin_volatile(dir: &Path, name: &str, upper: &Path, volatile: bool) -> R
     Ok(())
 }
 
-/// After a volatile run: make what it wrote durable (one `syncfs`), then remove the mark, and
-/// overlayfs's own (`work/work/incompat/volatile`, which would make it refuse the next mount).
-pub fn end_volatile(dir: &Path, upper: &Path) -> Result<()> {
+/// After a volatile run's view is gone. Nothing is synced: a sync of everything the run wrote
+/// (a 512 MiB copy-up, say) costs what --volatile is asked to save, and syncs the whole file
+/// system's dirty data besides. The mark stays, so the runtime is refused after a crash of
+/// the machine, until [`make_durable`] or a commit ([`forget_volatile`]). Only overlayfs's own
+/// mark goes (`work/work/incompat/volatile`, which would make it refuse the next mount): the
+/// kernel still has every write, so the upper dir is sound for as long as this boot lasts.
+pub fn end_volatile(dir: &Path) -> Result<()> {
+    let incompat = dir.join("overlay-work/work/incompat");
+    match std::fs::remove_dir_all(&incompat) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == Io::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&incompat, "cannot remove", e)),
+    }
+}
+
+/// Make what volatile runs of this boot wrote to the runtime at `dir` durable (one `syncfs`
+/// of `upper`, its scratch dir), and drop the mark.
+pub fn make_durable(dir: &Path, upper: &Path) -> Result<()> {
     let mark = dir.join("volatile");
     if !mark.exists() {
         return Ok(());
     }
     let top = std::fs::File::open(upper).at(upper, "cannot open scratch")?;
     crate::sys::sync_file_system(&top).at(upper, "cannot sync scratch")?;
-    let incompat = dir.join("overlay-work/work/incompat");
-    match std::fs::remove_dir_all(&incompat) {
-        Ok(()) => {}
-        Err(e) if e.kind() == Io::NotFound => {}
-        Err(e) => return Err(Error::io(&incompat, "cannot remove", e)),
-    }
+    end_volatile(dir)?;
     std::fs::remove_file(&mark).at(&mark, "cannot remove")
+}
+
+/// The runtime's scratch was committed (the layer is durable) and replaced by an empty one:
+/// a mark of this boot has nothing left to protect. A mark of an earlier boot stays.
+pub fn forget_volatile(dir: &Path) -> Result<()> {
+    let mark = dir.join("volatile");
+    match std::fs::read_to_string(&mark) {
+        Ok(id) if id.trim() == boot_id() => std::fs::remove_file(&mark).at(&mark, "cannot remove"),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == Io::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&mark, "cannot read", e)),
+    }
 }

@@ -58,6 +58,9 @@ pub enum ErrorKind {
     /// A mount or a commit holds the runtime.
     #[error("runtime is in use")]
     RuntimeBusy,
+    /// The overlay of a killed kernel view still writes the runtime; where it is mounted.
+    #[error("runtime is still written by the overlay of a killed zmount, mounted at {0}")]
+    RuntimeMounted(String),
     /// A strict link mode's only tier cannot serve this file; `instead` names what would work.
     #[error("cannot {what}: {} [{}]", strerror(source), errno_name(source))]
     TierRefused {
@@ -201,6 +204,10 @@ impl Error {
                 Some("resume it with --name, or `zcommit discard` it first")
             }
             ErrorKind::RuntimeBusy => Some("a mount is using it: end that run or unmount it first"),
+            ErrorKind::RuntimeMounted(_) => Some(
+                "end the processes of that run (they still write to it), or unmount it \
+                 (zmount umount MOUNTPOINT); then try again",
+            ),
             ErrorKind::IsDir => Some("use -r to mirror a directory tree"),
             ErrorKind::Special(_) => Some("special files are refused; remove or skip it"),
             ErrorKind::DestInsideSource => {

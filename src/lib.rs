@@ -29,6 +29,7 @@ pub mod flags;
 pub mod fuse;
 pub mod link;
 pub mod manifest;
+pub mod mounted;
 pub mod oci;
 pub mod overlay;
 mod pool;

@@ -11,6 +11,7 @@
 //! ROOT/runtimes/NAME/DIR/        the scratch dir (see [`crate::scratch`])
 //! ROOT/runtimes/NAME/work/       scratch's work dir, same file system
 //! ROOT/runtimes/NAME/lock        flock'd by whoever uses the runtime (a mount, a commit)
+//! ROOT/runtimes/NAME/overlay     the tag of the kernel overlay writing scratch, while one may
 //! ```
 //!
 //! # Crashes
@@ -37,6 +38,15 @@
 //! One user at a time: a mount holds `lock` exclusively for as long as it serves the runtime,
 //! and commit and discard take it without waiting, so they never change scratch under a live
 //! view. The lock is the kernel's (`flock`): a killed daemon releases it.
+//!
+//! A kernel view's overlay writes scratch without any process of ours: kill a `zmount run`
+//! alone and CMD, and whatever it started, go on writing in the run's mount namespace; kill
+//! a `zmount mount` holder and the overlay stays in the host's table. So the holder writes
+//! the overlay's tag to `overlay` before mounting it ([`Runtime::mark_mounted`]) and removes
+//! it once the overlay is gone, and [`Runtime::lock`] refuses the runtime, the flock
+//! notwithstanding, while an overlay with that tag is mounted in any mount namespace
+//! ([`crate::mounted`]): until the last process of a killed run has ended, or a killed
+//! holder's mount is unmounted. Then the first taker removes the stale tag.
 
 use crate::atomic;
 use crate::commit;
@@ -268,11 +278,58 @@ impl Runtime {
             Err(e) => return Err(Error::io(&path, "cannot lock runtime", e.into())),
         }
         self.lock = Some(file.into());
+        if let Err(e) = self.check_not_mounted() {
+            self.lock = None;
+            return Err(e);
+        }
         // Another process may have committed between our open and our lock.
         let fresh = Runtime::open_at(&self.dir, &self.name)?;
         (self.scratch_dir, self.base, self.upstream) =
             (fresh.scratch_dir, fresh.base, fresh.upstream);
         Ok(())
+    }
+
+    /// Record that the overlay tagged `tag` is about to write scratch (see "Who may use it"
+    /// in the module docs). Needs [`Runtime::lock`]; undone by [`Runtime::unmark_mounted`].
+    pub fn mark_mounted(&self, tag: &str) -> Result<()> {
+        assert!(self.lock.is_some(), "mark_mounted needs the runtime's lock");
+        let opts = atomic::Options {
+            new_mode: Some(0o644),
+            // A reboot ends every mount: the tag means nothing after a crash of the machine.
+            sync: false,
+            ..Default::default()
+        };
+        let path = self.dir.join("overlay");
+        atomic::replace(&path, atomic::Source::Bytes(tag.as_bytes()), &opts).map(drop)
+    }
+
+    /// The overlay [`Runtime::mark_mounted`] named is unmounted everywhere.
+    pub fn unmark_mounted(&self) {
+        let _ = std::fs::remove_file(self.dir.join("overlay"));
+    }
+
+    /// Under the flock: refuse while the overlay of a killed holder still writes scratch.
+    fn check_not_mounted(&self) -> Result<()> {
+        let path = self.dir.join("overlay");
+        let tag = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == Io::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&path, "cannot read runtime", e)),
+        };
+        match crate::mounted::find(tag.trim()) {
+            Some(place) => Err(Error::new(
+                &self.name,
+                ErrorKind::RuntimeMounted(format!(
+                    "{} in the mount namespace of process {}",
+                    place.mountpoint.display(),
+                    place.pid
+                )),
+            )),
+            None => {
+                self.unmark_mounted();
+                Ok(())
+            }
+        }
     }
 
     fn open_at(dir: &Path, name: &str) -> Result<Runtime> {
@@ -463,9 +520,13 @@ pub fn commit(
             }
             None => None,
         };
-        if after == After::Discard {
-            drop(rt);
-            discard(store, name)?;
+        match after {
+            // Nothing in scratch for a crash to lose.
+            After::Continue => crate::backend::forget_volatile(&rt.dir)?,
+            After::Discard => {
+                drop(rt);
+                discard(store, name)?;
+            }
         }
         return Ok(Committed::Unchanged { tagged });
     }
@@ -487,6 +548,7 @@ pub fn commit(
             let mut base = rt.base.clone();
             base.push(outcome.digest);
             rt.rebase(&base)?;
+            crate::backend::forget_volatile(&rt.dir)?;
         }
         After::Discard => {
             drop(rt);
@@ -572,7 +634,7 @@ pub fn list(store: &Store) -> Result<Vec<Info>> {
         let in_use = match rt.lock(false) {
             Ok(()) => false,
             Err(Error {
-                kind: ErrorKind::RuntimeBusy,
+                kind: ErrorKind::RuntimeBusy | ErrorKind::RuntimeMounted(_),
                 ..
             }) => true,
             Err(e) => return Err(e),

@@ -245,8 +245,9 @@ pub struct BackendArgs {
     )]
     pub backend: crate::zmount::backend::Wanted,
     /// With --edit: skip the syncs that make changes durable (overlayfs `volatile`; FUSE
-    /// copy-ups unsynced). A crash of the machine may lose or garble them, and a runtime a
-    /// volatile run left at a crash is refused until discarded
+    /// copy-ups unsynced; none at the end either). A crash of the machine may lose or garble
+    /// them: until a commit or a run without --volatile syncs them, a reboot leaves the
+    /// runtime refused until discarded
     #[arg(long, requires = "edit")]
     pub volatile: bool,
     /// Say which backend was chosen and why

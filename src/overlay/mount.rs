@@ -27,6 +27,9 @@ pub struct Stack {
     pub upper: Option<(PathBuf, PathBuf)>,
     /// Skip every sync (overlayfs `volatile`); a crash of the machine loses the upper dir.
     pub volatile: bool,
+    /// The mount source, `zmount:ID` ([`crate::mounted::new_tag`]): what finds this overlay
+    /// in any mount table after the process that made it is gone.
+    pub tag: String,
 }
 
 /// A configured, not yet attached overlay.
@@ -50,7 +53,7 @@ pub fn make(stack: &Stack) -> Result<Detached> {
     let set = |key: &str, value: &Path| {
         fsconfig_set_string(&fs, key, value).map_err(|e| fail(key, value, e))
     };
-    set("source", Path::new("zmount"))?;
+    set("source", Path::new(&stack.tag))?;
     for lower in &stack.lowers {
         set("lowerdir+", lower)?;
     }

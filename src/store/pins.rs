@@ -10,6 +10,13 @@
 //! whose file is locked or whose process (pid and start time) still runs, and removes the
 //! others: a killed `zmount run` leaves a pin that the next sweep removes.
 //!
+//! A kernel view's overlay shows its layers without any process of ours: a `zmount mount`
+//! holder or a `zmount run` killed alone leaves the overlay mounted (in the host's table, or
+//! in the run's namespace with CMD still in it). Its pin names the overlay's tag
+//! (`overlay zmount:ID`, see [`crate::mounted`]), and stays live for as long as that overlay
+//! is mounted in any mount namespace, whoever made it; the first sweep after the unmount
+//! removes it.
+//!
 //! `zmount run` pins its stack for itself; `zmount mount` for its server (the client's pin
 //! covers the moments until the server's own is written); `zmount register PID` for PID.
 
@@ -46,6 +53,21 @@ impl Store {
     /// Pin `layers` for the process `owner` (this one if `None`) until the pin is dropped or,
     /// after [`Pin::keep`], until that process ends.
     pub fn pin(&self, layers: &[Digest], owner: Option<ProcId>) -> Result<Pin> {
+        self.pin_with(layers, owner, None)
+    }
+
+    /// Pin `layers` for this process and, beyond its life, for as long as the overlay tagged
+    /// `tag` is mounted anywhere (see the module docs).
+    pub fn pin_overlay(&self, layers: &[Digest], tag: &str) -> Result<Pin> {
+        self.pin_with(layers, None, Some(tag))
+    }
+
+    fn pin_with(
+        &self,
+        layers: &[Digest],
+        owner: Option<ProcId>,
+        overlay: Option<&str>,
+    ) -> Result<Pin> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let _lock = self.write_lock()?;
         let owner = match owner {
@@ -70,6 +92,9 @@ impl Store {
         let mut text = format!("{HEADER}\n");
         for d in layers {
             text.push_str(&format!("layer {d}\n"));
+        }
+        if let Some(tag) = overlay {
+            text.push_str(&format!("overlay {tag}\n"));
         }
         let mut temp = TempFile::new_in(&dir, &dir_path, name.as_ref())
             .at(&dir_path, "cannot create temporary file")?;
@@ -99,6 +124,8 @@ impl Store {
             Err(e) => return Err(Error::io(&dir, "cannot list pins", e)),
         };
         let mut out = Pins::default();
+        // Looked up once per sweep, and only if a dead holder's pin names an overlay.
+        let mut mounted = None;
         for entry in entries {
             let entry = entry.at(&dir, "cannot list pins")?;
             let name = entry.file_name();
@@ -112,12 +139,20 @@ impl Store {
                 Err(e) => return Err(Error::io(&path, "cannot read pin", e)),
             };
             let locked = matches!(file.try_lock(), Err(TryLockError::WouldBlock));
-            if !locked && !process::alive(owner) {
+            let holder = locked || process::alive(owner);
+            let text = std::io::read_to_string(&file).at(&path, "cannot read pin")?;
+            let parsed = parse(&text);
+            let mut shown = || match parsed.as_ref().and_then(|(_, tag)| tag.as_ref()) {
+                Some(tag) => mounted
+                    .get_or_insert_with(crate::mounted::mounted)
+                    .contains_key(tag),
+                None => false,
+            };
+            if !holder && !shown() {
                 out.dead.push(path);
                 continue;
             }
-            let text = std::io::read_to_string(&file).at(&path, "cannot read pin")?;
-            out.live.extend(parse(&text).ok_or_else(|| {
+            let (layers, _) = parsed.ok_or_else(|| {
                 Error::new(
                     &path,
                     ErrorKind::Corrupt(
@@ -126,7 +161,8 @@ impl Store {
                             .into(),
                     ),
                 )
-            })?);
+            })?;
+            out.live.extend(layers);
         }
         Ok(out)
     }
@@ -161,12 +197,19 @@ fn parse_name(name: &str) -> Option<ProcId> {
     parts.next().is_none().then_some(ProcId { pid, start })
 }
 
-fn parse(text: &str) -> Option<Vec<Digest>> {
+/// The layers of a pin, and the tag of the overlay it follows, if any.
+fn parse(text: &str) -> Option<(Vec<Digest>, Option<String>)> {
     let mut lines = text.lines();
     if lines.next()? != HEADER {
         return None;
     }
-    lines
-        .map(|l| l.strip_prefix("layer ").and_then(Digest::parse))
-        .collect()
+    let (mut layers, mut overlay) = (Vec::new(), None);
+    for line in lines {
+        match line.split_once(' ')? {
+            ("layer", hex) => layers.push(Digest::parse(hex)?),
+            ("overlay", tag) if overlay.is_none() => overlay = Some(tag.to_owned()),
+            _ => return None,
+        }
+    }
+    Some((layers, overlay))
 }

@@ -1,5 +1,6 @@
 //! The one door for `unsafe` and for the few system calls rustix does not cover.
 
+pub mod mountinfo;
 pub mod signals;
 
 use std::fs::File;

@@ -10,6 +10,10 @@
 //! 4. Stay a child subreaper, wait for CMD and every descendant; the namespace, and with it
 //!    the overlay, ends with the last of them. No daemon is involved.
 //!
+//! If `run` is killed alone, CMD goes on in the namespace and the overlay with it: the
+//! overlay's tag (its mount source, see [`crate::mounted`]), recorded in the runtime and the
+//! pin, keeps the runtime taken and the layers pinned until the namespace's last process ends.
+//!
 //! `zmount status` finds kernel views through `DIR/kernel/PID`, a record each run writes and
 //! removes (a record whose process is gone is ignored and removed by the next reader).
 
@@ -27,9 +31,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The overlay stack of `base` (bottom first): meta trees built where missing, top first,
-/// cut below a layer whose root is opaque (it hides everything under it). With the pin that
-/// keeps its layers and their meta trees from `zcommit gc` while it is held; a caller that
-/// resolved `base` from names holds the store lock from then until this returns.
+/// cut below a layer whose root is opaque (it hides everything under it), with a fresh tag.
+/// With the pin that keeps its layers and their meta trees from `zcommit gc` while it is
+/// held or the overlay is mounted; a caller that resolved `base` from names holds the store
+/// lock from then until this returns. `rt`, locked, is marked as written by the overlay
+/// ([`Runtime::mark_mounted`]) until the caller unmarks it.
 pub fn stack_of(
     store: &Store,
     base: &[Digest],
@@ -55,9 +61,11 @@ pub fn stack_of(
         lowers.push(meta::ensure(store, &digest)?);
         used.push(digest);
     }
-    let pin = store.pin(&used, None)?;
+    let tag = crate::mounted::new_tag();
+    let pin = store.pin_overlay(&used, &tag)?;
     let upper = match rt {
         Some(rt) => {
+            rt.mark_mounted(&tag)?;
             let work = rt.dir().join("overlay-work");
             std::fs::create_dir_all(&work).at(&work, "cannot create work directory")?;
             Some((rt.scratch_path(), work))
@@ -69,6 +77,7 @@ pub fn stack_of(
         data: store.root().join("blobs"),
         upper,
         volatile,
+        tag,
     };
     Ok((stack, pin))
 }
@@ -232,6 +241,9 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
             .at(Path::new("prctl"), "cannot become a child subreaper")
     })();
     if let Err(e) = started {
+        if let Some(rt) = &rt {
+            rt.unmark_mounted();
+        }
         if let (true, Some(rt)) = (fresh, rt) {
             let name = rt.name().to_owned();
             drop(rt);
@@ -263,9 +275,10 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
     // Every process of the namespace is gone but this one: let go of the upper dir.
     let _ = rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH);
     if let Some(rt) = rt {
+        rt.unmark_mounted();
         let name = rt.name().to_owned();
         if opts.volatile {
-            crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
+            crate::backend::end_volatile(rt.dir())?;
         }
         drop(rt);
         if fresh {

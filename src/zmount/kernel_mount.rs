@@ -132,8 +132,9 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
         forget(path);
     }
     if let Some(rt) = rt {
+        rt.unmark_mounted();
         if opts.volatile {
-            crate::backend::end_volatile(rt.dir(), &rt.scratch_path())?;
+            crate::backend::end_volatile(rt.dir())?;
         }
         // Like `run --edit` without --name: an unchanged fresh runtime is litter.
         if opts.fresh {

@@ -3,59 +3,25 @@
 #![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The file system type and source mounted exactly at `path`, from `/proc/self/mountinfo`
 /// (the last one when mounts are stacked). zmount's own mounts are `fuse` (or `fuse.zmount`
-/// through fusermount3) with source `zmount`.
+/// through fusermount3) with source `zmount`, and kernel overlays with `zmount:ID` (see
+/// [`crate::mounted`]).
 #[cfg(target_os = "linux")]
 pub fn fstype_at(path: &Path) -> Option<(String, String)> {
     let table = std::fs::read("/proc/self/mountinfo").ok()?;
     let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mut found = None;
-    for line in table.split(|&b| b == b'\n') {
-        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
-        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
-            continue;
-        };
-        if fields.len() < 5 || fields.len() <= dash + 2 {
-            continue;
-        }
-        if unescape(fields[4]) == want {
-            let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
-            found = Some((text(fields[dash + 1]), text(fields[dash + 2])));
-        }
-    }
-    found
+    crate::sys::mountinfo::entries(&table)
+        .filter(|e| e.mountpoint == want)
+        .last()
+        .map(|e| (e.fstype, e.source))
 }
 
 #[cfg(not(target_os = "linux"))]
 pub fn fstype_at(_path: &Path) -> Option<(String, String)> {
     None
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &[u8]) -> PathBuf {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && let Some(v) = field
-                .get(i + 1..i + 4)
-                .and_then(|o| std::str::from_utf8(o).ok())
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    PathBuf::from(OsString::from_vec(out))
 }
 
 /// A FUSE mount whose server is gone answers ENOTCONN to everything.

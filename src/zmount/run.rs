@@ -201,19 +201,17 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     if let Some(name) = &runtime
         && let Err(e) = end_volatile(&store, name)
     {
-        crate::errln!(
-            "zmount: {name}: cannot sync the volatile run's changes: {}",
-            e.kind
-        );
+        crate::errln!("zmount: {name}: cannot end the volatile run: {}", e.kind);
     }
     remove_fresh_runtime(opts, &store, runtime.as_deref());
     Ok(code)
 }
 
-/// After a run: make a volatile run's changes durable and drop its mark.
+/// After a run: let a volatile run's runtime be mounted again (see
+/// [`crate::backend::end_volatile`]).
 pub(super) fn end_volatile(store: &Store, name: &str) -> Result<()> {
     let rt = runtime::Runtime::open(store, name)?;
-    crate::backend::end_volatile(rt.dir(), &rt.scratch_path())
+    crate::backend::end_volatile(rt.dir())
 }
 
 /// Run CMD with `$ZKIT_MOUNT` set, forwarding termination signals to it, and wait for it:

@@ -171,7 +171,8 @@ pub fn umount(mountpoint: &Path, lazy: bool) -> Result<()> {
     if cfg!(target_os = "linux") && !mounts::is_dead_fuse(&mountpoint) {
         match mounts::fstype_at(&mountpoint) {
             Some((t, source))
-                if (t.starts_with("fuse") || t == "overlay") && source == "zmount" => {}
+                if (t.starts_with("fuse") || t == "overlay")
+                    && crate::mounted::is_ours(&source) => {}
             Some((t, _)) => {
                 let what = format!("{t} is mounted there, not zmount; use umount(8)");
                 return Err(Error::new(&mountpoint, ErrorKind::Invalid(what)));

@@ -7,6 +7,7 @@
 
 mod crash;
 mod differential;
+mod killed;
 mod meta;
 #[path = "../util/mod.rs"]
 mod util;
