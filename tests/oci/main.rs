@@ -5,6 +5,7 @@
 //! Trees are compared as a user would compare them: every path's kind, permission bits,
 //! content, symlink target, device numbers and modification time (to the nanosecond).
 
+mod blobs;
 mod hostile;
 #[path = "../util/mod.rs"]
 mod util;
