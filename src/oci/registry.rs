@@ -100,7 +100,7 @@ fn connect(
         .enable_all()
         .build()
         .map_err(|e| Error::io("zcommit", "cannot start the network runtime", e))?;
-    let auth = match auth::login_for(reference.registry()) {
+    let auth = match auth::login_for(reference.registry())? {
         Some(l) => RegistryAuth::Basic(l.user, l.password),
         None => RegistryAuth::Anonymous,
     };
