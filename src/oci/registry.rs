@@ -8,7 +8,8 @@
 //! store lacks to the import ([`super::import`]) on a thread of its own, which verifies and
 //! stores it exactly as an import from a file does. So an interrupted pull stores no layer.
 //!
-//! Blobs the registry has (a `HEAD` by digest) are not sent. Credentials come from
+//! Blobs the registry has (a `HEAD` by digest) are not sent, nor those it holds in another
+//! repository a push from this store went to (a cross-repository mount). Credentials come from
 //! [`super::auth`]. HTTPS unless `--plain-http`, or the registry is on a loopback address.
 
 use super::auth;
@@ -21,7 +22,7 @@ use crate::atomic::TempFile;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Manifest;
-use crate::store::{Compression, Store};
+use crate::store::{Compression, OciRecord, Store};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -47,8 +48,10 @@ pub struct Pushed {
     /// Blobs sent, and their bytes.
     pub sent: usize,
     pub bytes: u64,
-    /// Blobs the registry had already.
+    /// Blobs the registry had already in this repository.
     pub present: usize,
+    /// Blobs the registry mounted from another of its repositories (no bytes sent).
+    pub mounted: usize,
     /// The manifest's digest.
     pub manifest: String,
 }
@@ -141,6 +144,7 @@ pub fn push(
     let err = |e| registry_error(reference, e);
     let spool = Spool::open(store)?;
     let spool_path = spool.path.as_path();
+    let here = repo_name(reference);
     let mut out = Pushed::default();
     std::thread::scope(|scope| {
         runtime.block_on(async {
@@ -170,6 +174,12 @@ pub fn push(
                     .map_err(err)?
                 {
                     out.present += 1;
+                    store.remember_repo(digest, &blob.digest, &here)?;
+                    continue;
+                }
+                if mount(&client, reference, &record, &blob.digest).await {
+                    out.mounted += 1;
+                    store.remember_repo(digest, &blob.digest, &here)?;
                     continue;
                 }
                 let staged =
@@ -225,6 +235,7 @@ pub fn push(
                 }
                 out.sent += 1;
                 out.bytes += blob.size;
+                store.remember_repo(digest, &blob.digest, &here)?;
             }
             let plan = Plan::of(layers, form);
             let config_digest = super::hash::of(&plan.config);
@@ -252,6 +263,36 @@ pub fn push(
         })
     })?;
     Ok(out)
+}
+
+/// `REGISTRY/REPO` of a reference, as the store remembers where blobs went.
+fn repo_name(reference: &Reference) -> String {
+    format!("{}/{}", reference.registry(), reference.repository())
+}
+
+/// Ask the registry to mount `digest` into `reference`'s repository from another of its
+/// repositories that the store remembers holding it (a push there went before). Whether it
+/// did: a registry may refuse (it answers by starting an upload instead, which is left to
+/// expire), and then the blob is sent.
+async fn mount(client: &Client, reference: &Reference, record: &OciRecord, digest: &str) -> bool {
+    let prefix = format!("{}/", reference.registry());
+    for repo in record.repos_of(digest) {
+        let Some(name) = repo.strip_prefix(&prefix) else {
+            continue;
+        };
+        if name == reference.repository() {
+            continue;
+        }
+        let from = Reference::with_digest(
+            reference.registry().to_string(),
+            name.to_string(),
+            digest.to_string(),
+        );
+        if client.mount_blob(reference, &from, digest).await.is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Sends what is written as chunks to the runtime; a closed channel (the push failed) is a

@@ -81,9 +81,12 @@ fn a_push_of_a_layer_never_exported_reads_each_blob_once() {
     let first = format!("{}/zkit/once:1", reg.addr);
     assert_eq!(blob_opens(&env, &["push", "g", &first]), 2, "tarred once");
     assert_eq!(reg.uploads(), 2, "the layer and the config");
-    // Digests now remembered: a push elsewhere makes the blob as it sends it, once.
-    let second = format!("{}/zkit/twice:1", reg.addr);
+    // Digests now remembered: a push to another registry makes the blob as it sends it, once.
+    let elsewhere = Env::new();
+    let other = Registry::start(&elsewhere);
+    let second = format!("{}/zkit/twice:1", other.addr);
     assert_eq!(blob_opens(&env, &["push", "g", &second]), 2);
+    assert_eq!(other.uploads(), 2);
     // The blob made before asking the registry was an anonymous file: none is left.
     let names = util::names_in(&env.path("store/oci"));
     assert_eq!(names.len(), 1, "only the layer's record: {names:?}");
@@ -97,5 +100,44 @@ fn a_push_of_a_layer_never_exported_reads_each_blob_once() {
         &umoci_unpack(&env, &theirs, "x", "bundle"),
         &env.checkout("co", &["g"]),
         "pushed from the staged blob",
+    );
+}
+
+#[test]
+fn a_push_to_another_repository_mounts_the_blobs_a_push_there_sent() {
+    require_tools!();
+    let env = Env::new();
+    let reg = Registry::start(&env);
+    fixed_tree(&env);
+    env.commit("g", "g");
+    env.ok(&["push", "g", &format!("{}/zkit/first:1", reg.addr)]);
+    let second = format!("{}/zkit/second:1", reg.addr);
+    let out = env.zcommit().args(["push", "g", &second]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    util::stdout_of(out, "push to another repository");
+    // The layer is mounted from the first repository; the config is small and sent.
+    assert!(
+        err.contains("1 blobs sent") && err.contains("1 mounted"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(&reg.log).unwrap();
+    let requests = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    let mounts = requests("\"POST /v2/zkit/second/blobs/uploads/?mount=");
+    let granted = requests("&from=zkit%2Ffirst HTTP/1.1\" 201");
+    assert_eq!((mounts, granted), (1, 1), "one mount, granted");
+    assert_eq!(
+        requests("\"PUT /v2/zkit/second/blobs/uploads/"),
+        1,
+        "only the config's bytes were uploaded"
+    );
+    let theirs = env.path("pulled");
+    run(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{second}"))
+        .arg(format!("oci:{}:x", theirs.display())));
+    assert_same(
+        &umoci_unpack(&env, &theirs, "x", "bundle"),
+        &env.checkout("co", &["g"]),
+        "the mounted image",
     );
 }
