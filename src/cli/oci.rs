@@ -186,10 +186,12 @@ pub fn push(store: &Store, args: &PushArgs, quiet: bool) -> Result<ExitCode> {
     let pushed = crate::oci::registry::push(store, &stack, args.compress.into(), &reference, opts)?;
     if !quiet {
         crate::errln!(
-            "zcommit: {}: {} blobs sent ({} bytes), {} already there",
+            "zcommit: {}: {} blobs sent ({} bytes), {} mounted from other repositories, {} \
+             already there",
             args.reference,
             pushed.sent,
             pushed.bytes,
+            pushed.mounted,
             pushed.present
         );
     }

@@ -18,18 +18,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Describe the image of `stack`: each layer's digests from the store's record, or by
-    /// making its blob once when none is remembered.
-    pub fn new(store: &Store, stack: &[(Digest, Manifest)], form: Compression) -> Result<Plan> {
-        let mut layers = Vec::new();
-        for (digest, manifest) in stack {
-            let (diff, blob) = layer_out::identify(store, digest, manifest, form)?;
-            layers.push((*digest, diff, blob));
-        }
-        Ok(Plan::of(layers, form))
-    }
-
-    fn of(layers: Vec<(Digest, OciBlob, OciBlob)>, form: Compression) -> Plan {
+    /// The image of `layers` (each: the zkit layer, its diff_id and its blob in `form`).
+    pub fn of(layers: Vec<(Digest, OciBlob, OciBlob)>, form: Compression) -> Plan {
         let diff_ids: Vec<String> = layers.iter().map(|(_, d, _)| d.digest.clone()).collect();
         let config = image::config_json(&diff_ids);
         let config_blob = OciBlob {
@@ -78,12 +68,13 @@ pub fn to_layout(
             layers.push((*digest, diff.clone(), blob.clone()));
             continue;
         }
-        let mut ids = None;
-        let blob = out.put(|w| {
-            ids = Some(layer_out::write_blob(store, digest, manifest, form, w)?);
-            Ok(())
+        let mut diff = None;
+        let blob = out.put(|file| {
+            let (d, blob) = layer_out::write_blob(store, digest, manifest, form, file)?;
+            diff = Some(d);
+            Ok(blob)
         })?;
-        let (diff, _) = ids.expect("put() ran the writer");
+        let diff = diff.expect("put() ran the writer");
         layers.push((*digest, diff, blob));
         written += 1;
     }

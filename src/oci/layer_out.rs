@@ -13,6 +13,7 @@
 //! both are remembered in the store ([`Store::remember_oci`]).
 
 use super::hash::HashWriter;
+use super::pipe::{Pipe, piped};
 use super::tar::{self, Header, Type};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
@@ -143,66 +144,54 @@ fn copy_blob(
 
 /// Write `layer`'s blob in `form` to `out`; return its diff_id and blob identities, and
 /// remember both in the store.
+///
+/// The stages run on threads of their own ([`piped`]): this one makes the tar (reading and
+/// checking the store's blobs), the next hashes it (the diff_id) and compresses it, the last
+/// hashes the blob and writes it to `out`. Uncompressed, the tar's hash is the blob's. The
+/// bytes are those the stages made one after the other: a compressor's output does not
+/// depend on how its input was cut into writes, only on where it is flushed (at the end).
 pub fn write_blob(
     store: &Store,
     layer: &Digest,
     manifest: &Manifest,
     form: Compression,
-    out: impl Write,
+    out: impl Write + Send,
 ) -> Result<(OciBlob, OciBlob)> {
     let io = |e: io::Error| Error::io("layer", "cannot write the layer's blob", e);
-    let blob_out = HashWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+    let tar = |w: &mut Pipe| write_tar(store, manifest, w);
+    let blob_out = HashWriter::new(out);
     let (diff, blob_out) = match form {
         Compression::None => {
-            let mut tar_out = blob_out;
-            write_tar(store, manifest, &mut tar_out)?;
-            let (w, blob) = tar_out.finish();
-            (blob, HashWriter::new(w))
+            let ((), blob_out) = piped(blob_out, io, tar)?;
+            let (out, diff) = blob_out.finish();
+            (diff, HashWriter::new(out))
         }
-        Compression::Gzip => {
+        Compression::Gzip => piped(blob_out, io, |w| {
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
-                .write(blob_out, flate2::Compression::default());
-            let mut tar_out = HashWriter::new(gz);
-            write_tar(store, manifest, &mut tar_out)?;
+                .write(w, flate2::Compression::default());
+            let ((), tar_out) = piped(HashWriter::new(gz), io, tar)?;
             let (gz, diff) = tar_out.finish();
-            (diff, gz.finish().map_err(io)?)
-        }
+            gz.finish().map_err(io)?;
+            Ok(diff)
+        })?,
         #[cfg(feature = "zstd")]
-        Compression::Zstd => {
-            let z = zstd::stream::write::Encoder::new(blob_out, ZSTD_LEVEL).map_err(io)?;
-            let mut tar_out = HashWriter::new(z);
-            write_tar(store, manifest, &mut tar_out)?;
+        Compression::Zstd => piped(blob_out, io, |w| {
+            let z = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL).map_err(io)?;
+            let ((), tar_out) = piped(HashWriter::new(z), io, tar)?;
             let (z, diff) = tar_out.finish();
-            (diff, z.finish().map_err(io)?)
-        }
+            z.finish().map_err(io)?;
+            Ok(diff)
+        })?,
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd => return Err(super::not_built("zstd layers", "zstd")),
     };
-    let (mut w, mut blob) = blob_out.finish();
-    w.flush().map_err(io)?;
+    let (mut out, mut blob) = blob_out.finish();
+    out.flush().map_err(io)?;
     if form == Compression::None {
         blob = diff.clone();
     }
     store.remember_oci(layer, Compression::None, &diff)?;
     store.remember_oci(layer, form, &blob)?;
     Ok((diff, blob))
-}
-
-/// `layer`'s diff_id and blob in `form`: remembered, or computed by making the blob once
-/// into nowhere.
-pub fn identify(
-    store: &Store,
-    layer: &Digest,
-    manifest: &Manifest,
-    form: Compression,
-) -> Result<(OciBlob, OciBlob)> {
-    let record = store.oci_record(layer);
-    if let (Some(diff), Some(blob)) = (
-        record.forms.get(&Compression::None),
-        record.forms.get(&form),
-    ) {
-        return Ok((diff.clone(), blob.clone()));
-    }
-    write_blob(store, layer, manifest, form, io::sink())
 }

@@ -5,7 +5,7 @@
 //! atomically last, so a reader of the layout never sees a manifest that names a missing or
 //! partial blob. An image already in the index under the same ref is replaced; others stay.
 
-use super::hash::{self, HashWriter};
+use super::hash;
 use super::image::{self, Descriptor, Index};
 use super::import::{Image, LayerDesc, Source, layer_desc};
 use crate::atomic::{self, TempFile};
@@ -61,13 +61,12 @@ impl Writer {
         blob_path(&self.dir, digest).is_some_and(|p| p.exists())
     }
 
-    /// Write a blob whose bytes `fill` gives; its digest and size.
-    pub fn put(&self, fill: impl FnOnce(&mut HashWriter<&File>) -> Result<()>) -> Result<OciBlob> {
+    /// Write a blob: `fill` writes its bytes to the file it is given and returns their
+    /// digest and size (hashed as they were made, so they are not read again).
+    pub fn put(&self, fill: impl FnOnce(&File) -> Result<OciBlob>) -> Result<OciBlob> {
         let mut temp = TempFile::new_in(&self.blobs_dir, &self.blobs, "blob".as_ref())
             .at(&self.blobs, "cannot create temporary file")?;
-        let mut out = HashWriter::new(temp.file());
-        fill(&mut out)?;
-        let (_, blob) = out.finish();
+        let blob = fill(temp.file())?;
         let hex = &blob.digest["sha256:".len()..];
         let path = self.blobs.join(hex);
         temp.prepare(true).at(&path, "cannot write blob")?;
@@ -77,14 +76,17 @@ impl Writer {
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<OciBlob> {
-        let digest = hash::of(bytes);
-        if self.has(&digest) {
-            return Ok(OciBlob {
-                digest,
-                size: bytes.len() as u64,
-            });
+        let blob = OciBlob {
+            digest: hash::of(bytes),
+            size: bytes.len() as u64,
+        };
+        if self.has(&blob.digest) {
+            return Ok(blob);
         }
-        self.put(|out| out.write_all(bytes).at(&self.blobs, "cannot write blob"))
+        self.put(|mut file| {
+            file.write_all(bytes).at(&self.blobs, "cannot write blob")?;
+            Ok(blob)
+        })
     }
 
     /// Name the manifest `manifest` in `index.json`, under `reference` if given.

@@ -6,6 +6,7 @@
 //! layer per image layer, [`import`]), and both go to and from any registry ([`registry`]).
 //!
 //! - [`tar`]: the tar format, written deterministically and read with every size bounded.
+//! - [`pipe`]: the stages of making a layer blob, on threads of their own.
 //! - [`layer_out`] / [`layer_in`]: one layer to a tar and back.
 //! - [`image`]: the JSON of manifests, indexes and configs.
 //! - [`layout`] (`oci:DIR[:REF]`) and [`archive`] (`docker-archive:FILE`): images on disk.
@@ -23,6 +24,7 @@ pub mod import;
 pub mod layer_in;
 pub mod layer_out;
 pub mod layout;
+pub mod pipe;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod tar;

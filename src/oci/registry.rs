@@ -8,7 +8,8 @@
 //! store lacks to the import ([`super::import`]) on a thread of its own, which verifies and
 //! stores it exactly as an import from a file does. So an interrupted pull stores no layer.
 //!
-//! Blobs the registry has (a `HEAD` by digest) are not sent. Credentials come from
+//! Blobs the registry has (a `HEAD` by digest) are not sent, nor those it holds in another
+//! repository a push from this store went to (a cross-repository mount). Credentials come from
 //! [`super::auth`]. HTTPS unless `--plain-http`, or the registry is on a loopback address.
 
 use super::auth;
@@ -17,16 +18,17 @@ use super::image;
 use super::import::{self, Image, Imported, LayerDesc, Source};
 use super::layer_out;
 use super::layout;
+use crate::atomic::TempFile;
 use crate::digest::Digest;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Manifest;
-use crate::store::{Compression, Store};
+use crate::store::{Compression, OciRecord, Store};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use tokio::sync::mpsc;
 
 /// Chunks in flight between a thread and the runtime.
@@ -46,8 +48,10 @@ pub struct Pushed {
     /// Blobs sent, and their bytes.
     pub sent: usize,
     pub bytes: u64,
-    /// Blobs the registry had already.
+    /// Blobs the registry had already in this repository.
     pub present: usize,
+    /// Blobs the registry mounted from another of its repositories (no bytes sent).
+    pub mounted: usize,
     /// The manifest's digest.
     pub manifest: String,
 }
@@ -99,7 +103,7 @@ fn connect(
         .enable_all()
         .build()
         .map_err(|e| Error::io("zcommit", "cannot start the network runtime", e))?;
-    let auth = match auth::login_for(reference.registry()) {
+    let auth = match auth::login_for(reference.registry())? {
         Some(l) => RegistryAuth::Basic(l.user, l.password),
         None => RegistryAuth::Anonymous,
     };
@@ -124,6 +128,11 @@ fn registry_error(reference: &Reference, e: OciDistributionError) -> Error {
 }
 
 /// Push the stack (its layers and manifests, bottom first) as `reference`.
+///
+/// A layer's blob is made once however the push goes: with its digests remembered, the
+/// registry is asked for it by digest and it is made as it is sent; without them, it is made
+/// into an anonymous file in the store (learning its digests), and sent from that file if
+/// the registry lacks it.
 pub fn push(
     store: &Store,
     stack: &[(Digest, Manifest)],
@@ -131,31 +140,67 @@ pub fn push(
     reference: &Reference,
     opts: Options,
 ) -> Result<Pushed> {
-    let plan = Plan::new(store, stack, form)?;
     let (runtime, client, auth) = connect(reference, opts)?;
     let err = |e| registry_error(reference, e);
+    let spool = Spool::open(store)?;
+    let spool_path = spool.path.as_path();
+    let here = repo_name(reference);
     let mut out = Pushed::default();
     std::thread::scope(|scope| {
         runtime.block_on(async {
             client
                 .store_auth_if_needed(reference.resolve_registry(), &auth)
                 .await;
-            for ((digest, _, blob), (_, manifest)) in plan.layers.iter().zip(stack) {
+            let mut layers = Vec::new();
+            for (digest, manifest) in stack {
+                let record = store.oci_record(digest);
+                let known = (
+                    record.forms.get(&Compression::None),
+                    record.forms.get(&form),
+                );
+                let (diff, blob, staged) = match known {
+                    (Some(diff), Some(blob)) => (diff.clone(), blob.clone(), None),
+                    _ => {
+                        let temp = spool.temp()?;
+                        let (diff, blob) =
+                            layer_out::write_blob(store, digest, manifest, form, temp.file())?;
+                        (diff, blob, Some(temp))
+                    }
+                };
+                layers.push((*digest, diff, blob.clone()));
                 if client
                     .blob_exists(reference, &blob.digest)
                     .await
                     .map_err(err)?
                 {
                     out.present += 1;
+                    store.remember_repo(digest, &blob.digest, &here)?;
                     continue;
                 }
+                if mount(&client, reference, &record, &blob.digest).await {
+                    out.mounted += 1;
+                    store.remember_repo(digest, &blob.digest, &here)?;
+                    continue;
+                }
+                let staged =
+                    match &staged {
+                        Some(temp) => Some(temp.file().try_clone().map_err(|e| {
+                            Error::io(&spool.path, "cannot reopen temporary file", e)
+                        })?),
+                        None => None,
+                    };
                 let (tx, rx) = mpsc::channel::<io::Result<bytes::Bytes>>(CHANNEL);
+                let staged_blob = blob.clone();
                 let maker = scope.spawn(move || {
                     let mut w = ChannelWriter {
                         tx,
                         buf: Vec::with_capacity(CHUNK),
                     };
-                    let made = layer_out::write_blob(store, digest, manifest, form, &mut w);
+                    let made = match staged {
+                        Some(file) => send_file(file, spool_path, &mut w).map(|()| staged_blob),
+                        None => layer_out::write_blob(store, digest, manifest, form, &mut w)
+                            .map(|(_, blob)| blob),
+                    };
                     if let Err(e) = &made {
                         let _ = w.tx.blocking_send(Err(io::Error::other(e.to_string())));
                     }
@@ -176,13 +221,13 @@ pub fn push(
                     .await;
                 let made = maker.join().expect("the layer writer does not panic")?;
                 sent.map_err(err)?;
-                if made.1 != *blob {
+                if made != blob {
                     return Err(Error::new(
                         digest.to_hex(),
                         ErrorKind::Corrupt(format!(
                             "its blob came out as {}, not the {} remembered (remove {} and \
                              push again)",
-                            made.1.digest,
+                            made.digest,
                             blob.digest,
                             store.root().join("oci").join(digest.to_hex()).display()
                         )),
@@ -190,7 +235,9 @@ pub fn push(
                 }
                 out.sent += 1;
                 out.bytes += blob.size;
+                store.remember_repo(digest, &blob.digest, &here)?;
             }
+            let plan = Plan::of(layers, form);
             let config_digest = super::hash::of(&plan.config);
             if client
                 .blob_exists(reference, &config_digest)
@@ -216,6 +263,36 @@ pub fn push(
         })
     })?;
     Ok(out)
+}
+
+/// `REGISTRY/REPO` of a reference, as the store remembers where blobs went.
+fn repo_name(reference: &Reference) -> String {
+    format!("{}/{}", reference.registry(), reference.repository())
+}
+
+/// Ask the registry to mount `digest` into `reference`'s repository from another of its
+/// repositories that the store remembers holding it (a push there went before). Whether it
+/// did: a registry may refuse (it answers by starting an upload instead, which is left to
+/// expire), and then the blob is sent.
+async fn mount(client: &Client, reference: &Reference, record: &OciRecord, digest: &str) -> bool {
+    let prefix = format!("{}/", reference.registry());
+    for repo in record.repos_of(digest) {
+        let Some(name) = repo.strip_prefix(&prefix) else {
+            continue;
+        };
+        if name == reference.repository() {
+            continue;
+        }
+        let from = Reference::with_digest(
+            reference.registry().to_string(),
+            name.to_string(),
+            digest.to_string(),
+        );
+        if client.mount_blob(reference, &from, digest).await.is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Sends what is written as chunks to the runtime; a closed channel (the push failed) is a
@@ -249,6 +326,46 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.send()
     }
+}
+
+/// Where a push makes the blobs of layers whose digests it does not know yet: anonymous
+/// files in `ROOT/oci` (the store's file system, gone when closed, whatever ends the push).
+struct Spool {
+    path: std::path::PathBuf,
+    dir: std::fs::File,
+}
+
+impl Spool {
+    fn open(store: &Store) -> Result<Spool> {
+        let path = store.root().join("oci");
+        std::fs::create_dir_all(&path).at(&path, "cannot create store directory")?;
+        let dir = std::fs::File::open(&path).at(&path, "cannot open directory")?;
+        Ok(Spool { path, dir })
+    }
+
+    fn temp(&self) -> Result<TempFile<'_>> {
+        TempFile::new_in(&self.dir, &self.path, "push".as_ref())
+            .at(&self.path, "cannot create temporary file")
+    }
+}
+
+/// Send a blob made into `file` from its first byte.
+fn send_file(mut file: std::fs::File, path: &std::path::Path, w: &mut ChannelWriter) -> Result<()> {
+    let read_err = |e| Error::io(path, "cannot read temporary file", e);
+    file.seek(io::SeekFrom::Start(0)).map_err(read_err)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io("registry", "cannot send the blob", e))?;
+    }
+    w.flush()
+        .map_err(|e| Error::io("registry", "cannot send the blob", e))
 }
 
 /// Pull `reference` into the store and, with `tag`, tag the stack.

@@ -11,7 +11,11 @@
 //! none sha256:<64 hex> <size>      the uncompressed tar: its digest is the diff_id
 //! gzip sha256:<64 hex> <size>
 //! zstd sha256:<64 hex> <size>
+//! from sha256:<64 hex> REGISTRY/REPO   a repository that blob was pushed to
 //! ```
+//!
+//! The `from` lines let a push to another repository of the same registry ask it to mount
+//! the blob from one it already holds instead of sending it; the most recent few are kept.
 //!
 //! It is a cache: a missing or unreadable record is computed again, never trusted over the
 //! layer. It is replaced atomically ([`crate::atomic`]), so a reader sees the old or new
@@ -58,10 +62,15 @@ pub struct OciBlob {
     pub size: u64,
 }
 
+/// The most repositories remembered per layer (the newest first).
+const REPOS: usize = 8;
+
 /// A layer's known OCI forms; `forms[None]`'s digest is the layer's diff_id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OciRecord {
     pub forms: BTreeMap<Compression, OciBlob>,
+    /// Blobs of the layer and a repository (`REGISTRY/REPO`) that holds each, newest first.
+    pub repos: Vec<(String, String)>,
 }
 
 impl OciRecord {
@@ -71,8 +80,17 @@ impl OciRecord {
             .map(|b| b.digest.as_str())
     }
 
+    /// Repositories (`REGISTRY/REPO`) that hold the blob `digest`, newest first.
+    pub fn repos_of<'a>(&'a self, digest: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.repos
+            .iter()
+            .filter(move |(d, _)| d == digest)
+            .map(|(_, r)| r.as_str())
+    }
+
     fn parse(text: &str) -> OciRecord {
         let mut forms = BTreeMap::new();
+        let mut repos = Vec::new();
         for line in text.lines() {
             let mut parts = line.split(' ');
             let (Some(c), Some(d), Some(n), None) =
@@ -80,6 +98,12 @@ impl OciRecord {
             else {
                 continue;
             };
+            if c == "from" {
+                if valid_sha256(d) && !n.is_empty() {
+                    repos.push((d.to_string(), n.to_string()));
+                }
+                continue;
+            }
             let (Some(c), Ok(size)) = (Compression::parse(c), n.parse()) else {
                 continue;
             };
@@ -88,14 +112,16 @@ impl OciRecord {
                 forms.insert(c, OciBlob { digest, size });
             }
         }
-        OciRecord { forms }
+        OciRecord { forms, repos }
     }
 
     fn encode(&self) -> String {
-        self.forms
+        let forms = self
+            .forms
             .iter()
-            .map(|(c, b)| format!("{} {} {}\n", c.name(), b.digest, b.size))
-            .collect()
+            .map(|(c, b)| format!("{} {} {}\n", c.name(), b.digest, b.size));
+        let repos = self.repos.iter().map(|(d, r)| format!("from {d} {r}\n"));
+        forms.chain(repos).collect()
     }
 }
 
@@ -123,16 +149,44 @@ impl Store {
 
     /// Remember `form` of `layer`, with what was known before.
     pub fn remember_oci(&self, layer: &Digest, form: Compression, blob: &OciBlob) -> Result<()> {
+        self.update_oci(layer, |record| {
+            if record.forms.get(&form) == Some(blob) {
+                return false;
+            }
+            record.forms.insert(form, blob.clone());
+            true
+        })
+    }
+
+    /// Remember that the repository `repo` (`REGISTRY/REPO`) holds `layer`'s blob `digest`.
+    pub fn remember_repo(&self, layer: &Digest, digest: &str, repo: &str) -> Result<()> {
+        self.update_oci(layer, |record| {
+            let entry = (digest.to_string(), repo.to_string());
+            if record.repos.first() == Some(&entry) {
+                return false;
+            }
+            record.repos.retain(|e| *e != entry);
+            record.repos.insert(0, entry);
+            record.repos.truncate(REPOS);
+            true
+        })
+    }
+
+    /// Change `layer`'s record by `change` (which says whether it changed anything).
+    fn update_oci(
+        &self,
+        layer: &Digest,
+        change: impl FnOnce(&mut OciRecord) -> bool,
+    ) -> Result<()> {
         // Not for a layer a sweep is removing: its record would outlive it.
         let _lock = self.write_lock()?;
         if !self.has_layer(layer)? {
             return Ok(());
         }
         let mut record = self.oci_record(layer);
-        if record.forms.get(&form) == Some(blob) {
+        if !change(&mut record) {
             return Ok(());
         }
-        record.forms.insert(form, blob.clone());
         let dir = self.root.join("oci");
         std::fs::create_dir_all(&dir).at(&dir, "cannot create store directory")?;
         let opts = atomic::Options {
@@ -175,9 +229,12 @@ mod tests {
     #[test]
     fn records_round_trip_and_ignore_junk() {
         let d = format!("sha256:{}", "ab".repeat(32));
-        let text = format!("none {d} 10\ngzip {d} 3\nbogus line\nzstd sha256:xyz 1\n");
+        let text = format!(
+            "none {d} 10\ngzip {d} 3\nbogus line\nzstd sha256:xyz 1\nfrom {d} reg:5000/a/b\n"
+        );
         let r = OciRecord::parse(&text);
         assert_eq!(r.forms.len(), 2);
+        assert_eq!(r.repos_of(&d).collect::<Vec<_>>(), ["reg:5000/a/b"]);
         assert_eq!(r.diff_id(), Some(d.as_str()));
         assert_eq!(OciRecord::parse(&r.encode()), r);
     }

@@ -5,6 +5,8 @@
 //! Trees are compared as a user would compare them: every path's kind, permission bits,
 //! content, symlink target, device numbers and modification time (to the nanosecond).
 
+mod auth;
+mod blobs;
 mod hostile;
 #[path = "../util/mod.rs"]
 mod util;
@@ -191,6 +193,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(env: &Env) -> Registry {
+        Registry::start_with(env, "")
+    }
+
+    /// With `extra` appended to its configuration (top-level YAML sections).
+    pub fn start_with(env: &Env, extra: &str) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -202,7 +209,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{extra}",
                 env.path("registry-data").display()
             ),
         )
