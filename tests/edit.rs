@@ -250,6 +250,43 @@ fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
     assert_eq!(env.zcommit_runtime("dev"), None);
 }
 
+/// A copy-up of a blob no read has proven yet copies and hashes it in pieces: a file of many
+/// pieces, not a multiple of one, comes up whole, in a routed and in a single-view mount.
+#[test]
+fn a_big_layer_file_copies_up_whole() {
+    require!(util::have_fuse(), "needs root and /dev/fuse");
+    let env = Env::new();
+    // 3 MiB and a bit of bytes that do not repeat with any power-of-two period.
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 4099u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    env.layer("base", |d| std::fs::write(d.join("big"), &big).unwrap());
+    let mut expected = big.clone();
+    expected.extend_from_slice(b"tail\n");
+    env.serve();
+    let copy = env.path("copy");
+    let out = env
+        .cmd("zmount")
+        .args(["run", "--edit", "--name", "r", "base", "--", "sh", "-c"])
+        .arg(format!(
+            r#"echo tail >> "$ZKIT_MOUNT/big" && cat "$ZKIT_MOUNT/big" > {}"#,
+            copy.display()
+        ))
+        .output()
+        .unwrap();
+    util::stdout_of(out, "zmount run");
+    assert!(std::fs::read(&copy).unwrap() == expected, "routed copy-up");
+    let mp = env.mount(Some("s"), &["base"], "mnt");
+    ok_in(&mp, "echo tail >> big");
+    env.umount(&mp);
+    let mp = env.mount(Some("s"), &[], "mnt");
+    assert!(
+        std::fs::read(mp.join("big")).unwrap() == expected,
+        "single-view copy-up"
+    );
+    env.umount(&mp);
+}
+
 #[test]
 fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
     require!(util::have_fuse(), "needs root and /dev/fuse");

@@ -598,14 +598,9 @@ impl Edit {
         let attrs = self.layer_attrs(node);
         match &node.data {
             Data::File { digest, .. } => {
-                let content = match digest {
-                    Some(d) if content => Some(view.open_blob(d).map_err(errno)?),
-                    _ => None,
-                };
+                let digest = digest.as_ref().filter(|_| content);
                 let ppath = self.path(parent)?;
-                self.scratch
-                    .copy_up(&pdir, &ppath, &name, content.as_ref(), &attrs)
-                    .map_err(errno)?;
+                self.copy_up_blob(view, digest, &pdir, &ppath, &name, &attrs)?;
                 // Its blob is no longer its content once the copy changes.
                 self.files.drop_cached(n);
             }
