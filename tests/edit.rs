@@ -8,42 +8,27 @@ mod util;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
-use util::{Scratch, bin_path, have};
+use util::have;
 use zkit::digest::Digest;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Env {
-    t: Scratch,
-    mounts: std::sync::Mutex<Vec<PathBuf>>,
+/// The test's store and daemon directory (see [`util::StoreEnv`]: stops the daemon and
+/// lazily unmounts every mount point below the test's directory on drop).
+struct Env(util::StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = util::StoreEnv;
+    fn deref(&self) -> &util::StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let t = Scratch::new();
-        std::fs::set_permissions(t.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env {
-            t,
-            mounts: Default::default(),
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.t.path(p)
-    }
-
-    fn store(&self) -> PathBuf {
-        self.path("store")
-    }
-
-    fn cmd(&self, bin: &str) -> assert_cmd::Command {
-        let mut c = util::bin(bin);
-        c.env("ZKIT_STORE", self.store())
-            .env("ZMOUNT_DIR", self.path("zm"))
-            .timeout(TIMEOUT);
-        c
+        Env(util::StoreEnv::new(TIMEOUT))
     }
 
     /// Commit the directory `src` (made by `fill`) as a layer tagged `tag`.
@@ -76,7 +61,6 @@ impl Env {
             c.args(["--edit", "--name", name]);
         }
         c.args(layers).arg(&mp).assert().success();
-        self.mounts.lock().unwrap().push(mp.clone());
         mp
     }
 
@@ -116,23 +100,6 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         Digest::parse(String::from_utf8(out.stdout).unwrap().trim())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new(bin_path("zmount"))
-            .env("ZMOUNT_DIR", self.path("zm"))
-            .arg("stop")
-            .stderr(Stdio::null())
-            .status();
-        for m in self.mounts.lock().unwrap().iter() {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(m)
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -590,10 +557,7 @@ cat existing"#
         )
     };
     let spawn = |tag: &str| {
-        Command::new(bin_path("zmount"))
-            .env("ZMOUNT_BACKEND", "fuse")
-            .env("ZKIT_STORE", env.store())
-            .env("ZMOUNT_DIR", env.path("zm"))
+        env.std_cmd("zmount")
             .args([
                 "run",
                 "--edit",

@@ -100,10 +100,8 @@ fn edit_run(env: &Env, name: &str, script: &str) -> (Option<i32>, String) {
 }
 
 fn commit_runtime(env: &Env, name: &str) -> std::process::Output {
-    util::bin("zcommit")
-        .env("ZKIT_STORE", env.store())
+    env.cmd("zcommit")
         .args(["--runtime", name])
-        .timeout(TIMEOUT)
         .output()
         .unwrap()
 }

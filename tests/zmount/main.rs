@@ -21,52 +21,36 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{Scratch, bin_path, have};
+use util::{bin_path, have};
 use zkit::digest::Digest;
 use zkit::manifest::{Manifest, Node, NodeKind};
 use zkit::store::Store;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A store, a daemon directory and a mount point of one test; stops and unmounts on drop.
-struct Env {
-    scratch: Scratch,
+/// A store, a daemon directory and a mount point of one test; stops and unmounts on drop
+/// (see [`util::StoreEnv`]).
+struct Env(util::StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = util::StoreEnv;
+    fn deref(&self) -> &util::StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let scratch = Scratch::new();
-        std::fs::create_dir(scratch.path("store")).unwrap();
-        // World-traversable, so tests that switch users can reach what they are meant to.
-        std::fs::set_permissions(scratch.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env { scratch }
+        Env(util::StoreEnv::new(TIMEOUT))
     }
 
-    fn store(&self) -> PathBuf {
-        self.scratch.path("store")
-    }
-    fn dir(&self) -> PathBuf {
-        self.scratch.path("zm")
-    }
-    fn mnt(&self) -> PathBuf {
-        self.scratch.path("zm/mnt")
-    }
-
-    /// `zmount --dir DIR ARGS...` with the test's store, under a timeout.
+    /// `zmount ARGS...` with the test's store and daemon directory, under a timeout.
     fn zmount(&self) -> assert_cmd::Command {
-        let mut c = util::bin("zmount");
-        c.env("ZMOUNT_DIR", self.dir())
-            .env("ZKIT_STORE", self.store())
-            .timeout(TIMEOUT);
-        c
+        self.cmd("zmount")
     }
 
     fn std_zmount(&self) -> Command {
-        let mut c = Command::new(bin_path("zmount"));
-        c.env("ZMOUNT_BACKEND", "fuse")
-            .env("ZMOUNT_DIR", self.dir())
-            .env("ZKIT_STORE", self.store());
-        c
+        self.std_cmd("zmount")
     }
 
     /// Commit `files` (path -> content; a trailing `/` makes a directory, `@target` a
@@ -107,57 +91,6 @@ impl Env {
         );
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Forced: a test that failed half-way may leave views, and a plain stop refuses then.
-        let _ = self
-            .std_zmount()
-            .args(["stop", "--force"])
-            .stderr(Stdio::null())
-            .status();
-        // Every mount under the test's directory (a forced stop leaves its mount dead),
-        // deepest first.
-        let root = std::fs::canonicalize(self.scratch.root()).unwrap();
-        let mut mounts: Vec<PathBuf> = std::fs::read("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .split(|&b| b == b'\n')
-            .filter_map(|l| l.split(|&b| b == b' ').nth(4).map(unescape_mount_path))
-            .filter(|p| p.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-        for m in mounts {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&m)
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// A mountinfo path field: space, tab, newline and backslash are `\ooo`.
-fn unescape_mount_path(field: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
-        match (field[i], octal) {
-            (b'\\', Some(v)) => {
-                out.push(v);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn blob_node(store: &Store, content: &[u8], mode: u32) -> Node {

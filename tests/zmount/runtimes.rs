@@ -3,11 +3,7 @@
 use super::*;
 
 fn runtimes(env: &Env) -> String {
-    let out = Command::new(bin_path("zcommit"))
-        .env("ZKIT_STORE", env.store())
-        .arg("runtimes")
-        .output()
-        .unwrap();
+    let out = env.cmd("zcommit").arg("runtimes").output().unwrap();
     util::stdout_of(out, "zcommit runtimes")
 }
 
