@@ -166,12 +166,11 @@ fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
     let base = env.layer("base", base_tree);
     env.serve();
     let before = SystemTime::now() - Duration::from_secs(2);
-    let out = env
-        .cmd("zmount")
-        .args(["run", "--edit", "--name", "dev", "base", "--", "sh", "-c"])
-        .arg(r#"cd "$ZKIT_MOUNT" && echo appended >> existing && cat existing && stat -c '%a %s %Y' existing"#)
-        .output()
-        .unwrap();
+    let out = env.edit_run(
+        Some("dev"),
+        &["base"],
+        r#"cd "$ZKIT_MOUNT" && echo appended >> existing && cat existing && stat -c '%a %s %Y' existing"#,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -232,15 +231,14 @@ fn a_big_layer_file_copies_up_whole() {
     expected.extend_from_slice(b"tail\n");
     env.serve();
     let copy = env.path("copy");
-    let out = env
-        .cmd("zmount")
-        .args(["run", "--edit", "--name", "r", "base", "--", "sh", "-c"])
-        .arg(format!(
+    let out = env.edit_run(
+        Some("r"),
+        &["base"],
+        &format!(
             r#"echo tail >> "$ZKIT_MOUNT/big" && cat "$ZKIT_MOUNT/big" > {}"#,
             copy.display()
-        ))
-        .output()
-        .unwrap();
+        ),
+    );
     util::stdout_of(out, "zmount run");
     assert!(std::fs::read(&copy).unwrap() == expected, "routed copy-up");
     let mp = env.mount(Some("s"), &["base"], "mnt");
@@ -740,12 +738,7 @@ fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
     // The layer directory shows the time it was committed with; a change makes it now.
     assert!(t[0] <= t[1] && t[1] <= t[2] && t[1] >= before, "{out}");
     env.serve();
-    let out = env
-        .cmd("zmount")
-        .args(["run", "--edit", "base", "--", "sh", "-c"])
-        .arg(r#"echo x > "$ZKIT_MOUNT/made""#)
-        .output()
-        .unwrap();
+    let out = env.edit_run(None, &["base"], r#"echo x > "$ZKIT_MOUNT/made""#);
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     let name = err

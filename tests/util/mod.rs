@@ -311,6 +311,23 @@ impl StoreEnv {
         c
     }
 
+    /// `zmount run --edit [--name NAME] LAYERS... -- sh -c SCRIPT`: the script finds the
+    /// view at `$ZKIT_MOUNT`; no LAYERS resumes the runtime.
+    pub fn edit_run(
+        &self,
+        name: Option<&str>,
+        layers: &[&str],
+        script: &str,
+    ) -> std::process::Output {
+        let mut c = self.cmd("zmount");
+        c.args(["run", "--edit"]);
+        if let Some(name) = name {
+            c.args(["--name", name]);
+        }
+        c.args(layers).args(["--", "sh", "-c", script]);
+        c.output().expect("run zmount")
+    }
+
     /// [`StoreEnv::cmd`] as a plain `std::process::Command` (for spawning), without the
     /// timeout.
     pub fn std_cmd(&self, name: &str) -> Std {

@@ -28,11 +28,7 @@ fn a_damaged_blob_reads_as_eio_in_every_view_and_is_never_copied_up() {
     env.layer("a", &[("bad", "sound content\n"), ("good", "fine\n")]);
     damage(&env, "sound content\n");
     let script = |cmd: &str| -> (i32, String, String) {
-        let out = env
-            .zmount()
-            .args(["run", "--edit", "--name", "rt", "a", "--", "sh", "-c", cmd])
-            .output()
-            .unwrap();
+        let out = env.edit_run(Some("rt"), &["a"], cmd);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -86,13 +82,7 @@ fn a_damaged_blob_reads_as_eio_in_every_view_and_is_never_copied_up() {
 
 /// `zmount run --edit --name NAME a -- sh -c SCRIPT`: its exit code and stderr.
 fn edit_run(env: &Env, name: &str, script: &str) -> (Option<i32>, String) {
-    let out = env
-        .zmount()
-        .args([
-            "run", "--edit", "--name", name, "a", "--", "sh", "-c", script,
-        ])
-        .output()
-        .unwrap();
+    let out = env.edit_run(Some(name), &["a"], script);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -152,11 +142,10 @@ fn a_reflinked_copy_of_a_damaged_blob_is_refused_at_commit() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = env
-        .zmount()
-        .args(["run", "--edit", "--name", "rt", "--", "sh", "-c"])
-        .arg("cat \"$ZKIT_MOUNT/good\"; ls \"$ZKIT_MOUNT\"")
-        .output()
-        .unwrap();
+    let out = env.edit_run(
+        Some("rt"),
+        &[],
+        "cat \"$ZKIT_MOUNT/good\"; ls \"$ZKIT_MOUNT\"",
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\nmore\ngood\n");
 }

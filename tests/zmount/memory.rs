@@ -129,15 +129,14 @@ fn changes_between_cache_drops_give_the_same_tree_as_a_plain_directory() {
         script.replace('\'', "'\\''"),
         plain.display()
     ));
-    let out = env
-        .zmount()
-        .args(["run", "--edit", "--name", "steps", "tree", "--", "sh", "-c"])
-        .arg(format!(
+    let out = env.edit_run(
+        Some("steps"),
+        &["tree"],
+        &format!(
             "sh -c '{}' sh \"$ZKIT_MOUNT\"",
             script.replace('\'', "'\\''")
-        ))
-        .output()
-        .unwrap();
+        ),
+    );
     let in_view = util::stdout_of(out, "the steps in the view");
     assert!(in_view.lines().count() > 100, "{in_view}");
     assert_eq!(in_view, in_plain);

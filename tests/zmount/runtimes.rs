@@ -77,12 +77,11 @@ fn mount_and_run_name_a_runtime_the_same_way() {
         .success();
     std::fs::write(mnt.join("made"), "by the mount\n").unwrap();
     env.zmount().arg("umount").arg(&mnt).assert().success();
-    let out = env
-        .zmount()
-        .args(["run", "--edit", "--name", "dev", "--", "sh", "-c"])
-        .arg("cat \"$ZKIT_MOUNT/made\" \"$ZKIT_MOUNT/x\"")
-        .output()
-        .unwrap();
+    let out = env.edit_run(
+        Some("dev"),
+        &[],
+        "cat \"$ZKIT_MOUNT/made\" \"$ZKIT_MOUNT/x\"",
+    );
     assert_eq!(
         util::stdout_of(out, "zmount run --name dev"),
         "by the mount\n1"
