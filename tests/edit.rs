@@ -31,6 +31,18 @@ impl Env {
         Env(util::StoreEnv::new(TIMEOUT))
     }
 
+    /// For a test that mounts: `None` (the test returns) without root and /dev/fuse.
+    fn fuse() -> Option<Env> {
+        util::StoreEnv::for_fuse(TIMEOUT).map(Env)
+    }
+
+    /// [`Env::fuse`] with [`base_tree`] committed as layer `base`.
+    fn with_base() -> Option<Env> {
+        let env = Env::fuse()?;
+        env.layer("base", base_tree);
+        Some(env)
+    }
+
     /// Commit the directory `src` (made by `fill`) as a layer tagged `tag`.
     fn layer(&self, tag: &str, fill: impl FnOnce(&Path)) -> Digest {
         let src = self.path(&format!("src-{}", tag.replace('/', "-")));
@@ -161,8 +173,9 @@ fn base_tree(d: &Path) {
 /// read-only run; the base layer is unchanged.
 #[test]
 fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let base = env.layer("base", base_tree);
     env.serve();
     let before = SystemTime::now() - Duration::from_secs(2);
@@ -220,8 +233,9 @@ fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
 /// pieces, not a multiple of one, comes up whole, in a routed and in a single-view mount.
 #[test]
 fn a_big_layer_file_copies_up_whole() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     // 3 MiB and a bit of bytes that do not repeat with any power-of-two period.
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 4099u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -254,9 +268,9 @@ fn a_big_layer_file_copies_up_whole() {
 
 #[test]
 fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("rm"), &["base"], "mnt");
     ok_in(&mp, "rm gone dir/sub/deep && rmdir dir/sub");
     let listing = ok_in(&mp, "ls -a . dir");
@@ -292,10 +306,10 @@ fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
 /// the same results, errors included, and the same tree.
 #[test]
 fn namespace_operations_match_a_plain_directory() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let plain = env.path("plain");
     std::fs::create_dir(&plain).unwrap();
     base_tree(&plain);
@@ -368,9 +382,9 @@ except OSError as e:
 
 #[test]
 fn moving_a_layer_directory_falls_back_to_copying() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("mv"), &["base"], "mnt");
     ok_in(
         &mp,
@@ -383,9 +397,10 @@ fn moving_a_layer_directory_falls_back_to_copying() {
 /// and go: every name that is there throughout is listed exactly once.
 #[test]
 fn a_big_directory_lists_every_stable_name_once_while_it_changes() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("big", |d| {
         std::fs::create_dir(d.join("big")).unwrap();
         for i in 0..3000 {
@@ -427,9 +442,9 @@ print(dups, len(stable - set(seen)), len(seen))
 /// as the kernel left it, and it commits.
 #[test]
 fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("crash"), &["base"], "mnt");
     ok_in(
         &mp,
@@ -469,10 +484,10 @@ fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
 /// symlink behind the view's back (it cached the directory) is never written through.
 #[test]
 fn a_symlink_in_scratch_never_redirects_a_write() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let outside = env.path("etc");
     std::fs::create_dir(&outside).unwrap();
     std::fs::write(outside.join("passwd"), "root:x:0:0\n").unwrap();
@@ -514,9 +529,9 @@ except OSError as e:
 
 #[test]
 fn whiteout_names_are_refused_and_never_shown() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("wh"), &["base"], "mnt");
     ok_in(&mp, "rm gone");
     for script in [
@@ -537,9 +552,9 @@ fn whiteout_names_are_refused_and_never_shown() {
 /// Two routed edit runs: neither sees the other's writes, however the kernel caches.
 #[test]
 fn routed_edit_views_never_see_each_others_writes() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     env.serve();
     let script = |tag: &str| {
         format!(
@@ -589,9 +604,10 @@ cat existing"#
 /// Unpack a small C project, `make` it with gcc inside an edit runtime, commit the outputs.
 #[test]
 fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("gcc") && have("make"), "gcc and make");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("proj", |d| {
         std::fs::write(d.join("util.h"), "int twice(int);\n").unwrap();
         std::fs::write(d.join("util.c"), "#include \"util.h\"\nint twice(int x) { return 2 * x; }\n").unwrap();
@@ -629,10 +645,10 @@ fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
 /// survive a remount of the runtime.
 #[test]
 fn xattrs_are_kept_on_scratch_files() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("xa"), &["base"], "mnt");
     let script = r#"
 import os, sys
@@ -662,10 +678,10 @@ except OSError as e:
 /// FIFOs, hard links inside scratch, chown, and permission checks for other users.
 #[test]
 fn fifos_hard_links_owners_and_permissions_work() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "setpriv (util-linux)");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("misc"), &["base"], "mnt");
     let out = ok_in(
         &mp,
@@ -704,9 +720,9 @@ fn fifos_hard_links_owners_and_permissions_work() {
 /// `sed -i` / vim-style saves (write a temporary, rename over) work.
 #[test]
 fn truncating_and_replacing_layer_files_work() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("tr"), &["base"], "mnt");
     let out = ok_in(
         &mp,
@@ -721,9 +737,9 @@ fn truncating_and_replacing_layer_files_work() {
 /// `run --edit` without `--name` names the runtime it made.
 #[test]
 fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("times"), &["base"], "mnt");
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -756,10 +772,10 @@ fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
 /// the owner, mode and times set after them; this is where an order mistake would show.
 #[test]
 fn an_extracted_archive_matches_a_plain_directory_before_and_after_a_remount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("tar"), "tar");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let src = env.path("tree");
     std::fs::create_dir_all(&src).unwrap();
     ok_in(
@@ -909,10 +925,10 @@ for d, dirs, files in sorted(os.walk(".")):
 /// mapping goes, while the view is still there to take them.
 #[test]
 fn pages_written_through_a_mapping_reach_the_commit_of_a_routed_run() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     env.serve();
     let script = r#"
 import mmap, os

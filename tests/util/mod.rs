@@ -129,6 +129,19 @@ macro_rules! require {
     };
 }
 
+/// [`require!`] for helpers that make a test's environment: `false` (and the test returns)
+/// when `cond` does not hold outside CI, a failure in CI.
+pub fn required(cond: bool, why: &str) -> bool {
+    if !cond {
+        if std::env::var_os("CI").is_some() {
+            panic!("prerequisite missing in CI: {why}");
+        }
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        eprintln!("SKIPPED {test}: {why}");
+    }
+    cond
+}
+
 pub fn lsattr(path: &Path) -> String {
     let out = sh(&format!("lsattr -d '{}'", path.display()));
     out.split_whitespace()
@@ -275,6 +288,12 @@ pub struct StoreEnv {
 }
 
 impl StoreEnv {
+    /// For a test that mounts: `None` (the test returns, see [`required`]) without root and
+    /// /dev/fuse.
+    pub fn for_fuse(timeout: Duration) -> Option<Self> {
+        required(have_fuse(), "needs root and /dev/fuse").then(|| StoreEnv::new(timeout))
+    }
+
     pub fn new(timeout: Duration) -> Self {
         let scratch = Scratch::new();
         std::fs::create_dir(scratch.path("store")).expect("store dir");

@@ -148,8 +148,9 @@ fn beneath(mnt: &Path) -> Vec<String> {
 
 #[test]
 fn stop_refuses_while_views_are_in_use_and_names_them() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let mut w = Writer::in_run(&env, "w", "a", Path_::Absolute);
     w.wait_for_writes(3);
@@ -185,8 +186,9 @@ fn stop_refuses_while_views_are_in_use_and_names_them() {
 
 #[test]
 fn stop_force_gives_views_errors_and_nothing_lands_beneath_the_mount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let abs = Writer::in_run(&env, "abs", "a", Path_::Absolute);
     let cwd = Writer::in_run(&env, "cwd", "a", Path_::Cwd);
@@ -215,8 +217,9 @@ fn stop_force_gives_views_errors_and_nothing_lands_beneath_the_mount() {
 
 #[test]
 fn a_killed_daemon_leaves_errors_until_the_next_run_replaces_its_mount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A\n")]);
     let abs = Writer::in_run(&env, "abs", "a", Path_::Absolute);
     let cwd = Writer::in_run(&env, "cwd", "a", Path_::Cwd);
@@ -247,8 +250,9 @@ fn a_killed_daemon_leaves_errors_until_the_next_run_replaces_its_mount() {
 
 #[test]
 fn sigterm_to_a_daemon_with_views_leaves_them_errors_not_the_directory_beneath() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let abs = Writer::in_run(&env, "abs", "a", Path_::Absolute);
     abs.wait_for_writes(3);
@@ -264,8 +268,9 @@ fn sigterm_to_a_daemon_with_views_leaves_them_errors_not_the_directory_beneath()
 
 #[test]
 fn a_daemon_stops_on_sigterm_even_when_its_socket_was_removed() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.zmount().arg("serve").assert().success();
     let pid = env.status_json()["pid"].as_u64().unwrap() as u32;
     std::fs::remove_file(env.dir().join("control/socket")).unwrap();
@@ -290,8 +295,9 @@ fn single_server(env: &Env, mnt: &Path) -> Child {
 
 #[test]
 fn a_signalled_single_mount_in_use_is_left_dead_not_detached() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let mnt = env.scratch.path("single");
     let server = single_server(&env, &mnt);
@@ -310,8 +316,9 @@ fn a_signalled_single_mount_in_use_is_left_dead_not_detached() {
 
 #[test]
 fn a_signalled_single_mount_nobody_uses_unmounts_and_keeps_its_writes() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let mnt = env.scratch.path("single");
     let server = single_server(&env, &mnt);
@@ -331,9 +338,10 @@ fn a_signalled_single_mount_nobody_uses_unmounts_and_keeps_its_writes() {
 
 #[test]
 fn a_killed_single_mount_is_replaced_by_the_next_mount_without_a_gap() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("strace"), "needs strace");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let mnt = env.scratch.path("single");
     let server = single_server(&env, &mnt);

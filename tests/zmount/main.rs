@@ -44,6 +44,11 @@ impl Env {
         Env(util::StoreEnv::new(TIMEOUT))
     }
 
+    /// For a test that mounts: `None` (the test returns) without root and /dev/fuse.
+    fn fuse() -> Option<Env> {
+        util::StoreEnv::for_fuse(TIMEOUT).map(Env)
+    }
+
     /// `zmount ARGS...` with the test's store and daemon directory, under a timeout.
     fn zmount(&self) -> assert_cmd::Command {
         self.cmd("zmount")
@@ -188,8 +193,9 @@ while [ ! -e {out}/go ]; do sleep 0.02; done"#
 
 #[test]
 fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "tree A\n"), ("only-a", "")]);
     env.layer("b", &[("which", "tree B\n"), ("only-b/", "")]);
     let a = spawn_tree(&env, "a", "a");
@@ -228,8 +234,9 @@ fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
 
 #[test]
 fn kernel_caches_never_leak_between_views() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     // Same sizes, same attributes: only the routing tells them apart.
     env.layer(
         "a",
@@ -315,8 +322,9 @@ fn long_lived_trees_reading_the_same_path_in_turn_never_see_each_other() {
 
 #[test]
 fn a_read_only_daemon_isolates_views_too_and_refuses_editable_ones() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     // Zero-message opens: the kernel opens files by itself, so isolation rests on inodes alone.
     env.zmount()
         .args(["serve", "--read-only"])
@@ -416,8 +424,9 @@ done"#,
 
 #[test]
 fn registration_ends_with_its_root_process() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A")]);
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     env.zmount()
@@ -455,9 +464,10 @@ fn registration_ends_with_its_root_process() {
 
 #[test]
 fn another_user_cannot_register_roots_process() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "needs setpriv (util-linux)");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A")]);
     env.zmount().arg("serve").assert().success();
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
@@ -488,8 +498,9 @@ fn another_user_cannot_register_roots_process() {
 
 #[test]
 fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.zmount().arg("serve").assert().success();
     let socket = env.dir().join("control/socket");
     let exchange = |bytes: &[u8]| {
@@ -516,8 +527,9 @@ fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
 
 #[test]
 fn single_view_mount_matches_the_committed_tree() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let src = env.scratch.path("src");
     util::sh(&format!(
         "set -e; mkdir -p '{s}/bin' '{s}/share/doc/a b' '{s}/empty'; cd '{s}'
@@ -585,8 +597,9 @@ fn single_view_mount_matches_the_committed_tree() {
 
 #[test]
 fn status_lists_live_views_and_stop_leaves_no_mount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("app/1.0", &[("x", "1")]);
     let flag = env.scratch.path("done");
     let child = env
@@ -626,8 +639,9 @@ fn status_lists_live_views_and_stop_leaves_no_mount() {
 
 #[test]
 fn a_crashed_daemon_is_replaced_by_the_next_serve() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A\n")]);
     env.zmount().arg("serve").assert().success();
     let pid = env.status_json()["pid"].as_u64().unwrap();
@@ -653,8 +667,9 @@ fn a_crashed_daemon_is_replaced_by_the_next_serve() {
 
 #[test]
 fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let ready = env.scratch.path("ready");
     let run = env
@@ -681,8 +696,9 @@ fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
 
 #[test]
 fn errors_name_the_fix() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let out = env
         .zmount()
