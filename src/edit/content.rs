@@ -4,17 +4,11 @@
 
 use super::files::Open;
 use super::{Attr, AttrSource, Edit, Nodes, Result, errno, open_at};
-use crate::digest::Digest;
-use crate::scratch::{Attrs, Content, Copied};
-use crate::store::checked;
 use crate::view::{Data, View};
 use rustix::fs::{FileType, Mode};
 use rustix::io::Errno;
-use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 impl Edit {
@@ -95,46 +89,6 @@ impl Edit {
         let file = Arc::new(open_at(&dir, &name, libc::O_RDWR)?);
         self.files.keep(n, Open::scratch(file.clone()));
         Ok(file)
-    }
-
-    /// Copy a layer file with blob `digest` (`None`: empty) up to `name` in the scratch dir
-    /// `dir` (`dir_rel` beneath the root). Not hashed first: the copy proves an unproven blob
-    /// on the way (see [`crate::scratch`]'s copy-up), so a blob is read once; a damaged one
-    /// is `EIO`.
-    pub(super) fn copy_up_blob(
-        &self,
-        view: &View,
-        digest: Option<&Digest>,
-        dir: &File,
-        dir_rel: &Path,
-        name: &OsStr,
-        attrs: &Attrs,
-    ) -> Result<()> {
-        let blob = match digest {
-            Some(d) => {
-                let path = view.blob_path(d);
-                let (file, proven) = checked::open_for_copy(&path).map_err(errno)?;
-                Some((file, (!proven).then_some(d), path))
-            }
-            None => None,
-        };
-        let content = blob.as_ref().map(|(file, unproven, _)| Content {
-            file,
-            unproven: *unproven,
-        });
-        let copied = self
-            .scratch
-            .copy_up_content(dir, dir_rel, name, content, attrs);
-        match (copied, &blob) {
-            (Ok(Copied::Made { proven: true }), Some((file, ..))) => checked::remember_sound(file),
-            (Err(e), Some((.., path))) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(errno(checked::damaged(path)));
-            }
-            (copied, _) => {
-                copied.map_err(errno)?;
-            }
-        }
-        Ok(())
     }
 
     /// Run `op` again if it failed because node `n` lost its last name meanwhile: it is an
