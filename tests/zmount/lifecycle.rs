@@ -123,6 +123,13 @@ impl Drop for Writer {
     fn drop(&mut self) {
         let _ = std::fs::write(&self.stop, "");
         if let Some(mut c) = self.child.take() {
+            // The loop sees its stop file within a turn, and a `zmount run` ends with it.
+            // Killing the run at once would leave the loop running, looking for a stop file
+            // that goes with the test's directory.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
