@@ -5,8 +5,9 @@
 //! The copy is built in scratch's work directory (same file system, never listed to users):
 //! an `O_TMPFILE` where the file system has it, else a named temporary. Content by reflink where
 //! the store and scratch share a reflinking file system, else by an in-kernel copy (by
-//! read/write, hashing on the way, for a blob not yet proven sound: see below); then owner, mode (after the owner: `chown` clears setuid/setgid) and times; then, with `sync`,
-//! an fsync; and only then one `rename(RENAME_NOREPLACE)` to the file's name in scratch. So the
+//! read/write, hashing on the way, for a blob not yet proven sound: see below); then owner,
+//! mode (after the owner: `chown` clears setuid/setgid) and times; then, with `sync`, an
+//! fsync; and only then one `rename(RENAME_NOREPLACE)` to the file's name in scratch. So the
 //! name in scratch is absent (the lower file shows) or the complete copy, never a truncated
 //! file shadowing the original. Leftovers in the work directory are removed when scratch is
 //! opened again.
@@ -172,8 +173,8 @@ impl Scratch {
 }
 
 /// Copy `src` into the empty `dst` by read/write, hashing what is read: `InvalidData` when it
-/// does not hash to `digest`. A second thread writes while this one reads and hashes the next piece,
-/// so the copy costs about the hash alone.
+/// does not hash to `digest`. A second thread writes while this one reads and hashes the next
+/// piece, so where a core is free the copy costs about the read and the hash alone.
 fn copy_hashing(src: &File, dst: &File, digest: &Digest) -> io::Result<()> {
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(1);
     let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(3);
