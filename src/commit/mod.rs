@@ -187,8 +187,8 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     let _lock = store.write_lock()?;
     if opts.markers {
         // A scratch tree: the blobs its copy-ups reflinked unread are proven first.
-        crate::scratch::unchecked::prove(&root, |d| {
-            crate::store::checked::blob_is_sound(store, d)
+        crate::scratch::unchecked::prove(&root, |d, id| {
+            crate::store::checked::blob_is_sound(store, d, id)
         })?;
     }
     let index_dir_path = store.root().join("index");

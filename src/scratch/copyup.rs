@@ -126,7 +126,7 @@ impl Scratch {
                 unproven: Some(digest),
             }) => {
                 if crate::link::try_clone(file, temp.file())? {
-                    self.record_unchecked(digest, temp.file())?;
+                    self.record_unchecked(digest, file, temp.file())?;
                     false
                 } else {
                     copy_hashing(file, temp.file(), digest)?;

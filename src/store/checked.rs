@@ -14,6 +14,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::scratch::unchecked::{BlobId, blob_id};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
@@ -85,11 +86,13 @@ pub fn remember_sound(file: &File) {
     }
 }
 
-/// Whether the blob `digest` of `store` hashes to its name (`false` when it is missing), read
-/// whole: what a commit asks of a blob a copy-up reflinked unproven ([`crate::scratch`]).
-pub fn blob_is_sound(store: &super::Store, digest: &Digest) -> Result<bool> {
+/// Whether the blob `digest` of `store` is still the file `id` and hashes to its name (`false`
+/// when it is missing or another file), read whole: what a commit asks of a blob a copy-up
+/// reflinked unproven ([`crate::scratch::unchecked`]).
+pub fn blob_is_sound(store: &super::Store, digest: &Digest, id: BlobId) -> Result<bool> {
     let path = store.blob_path(digest);
     match File::open(&path) {
+        Ok(file) if blob_id(&file.metadata().at(&path, "cannot stat blob")?) != id => Ok(false),
         Ok(file) => Ok(super::hash_file(&file).at(&path, "cannot read blob")? == *digest),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(&path, "cannot open blob", e)),

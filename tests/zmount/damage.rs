@@ -130,6 +130,28 @@ fn a_reflinked_copy_of_a_damaged_blob_is_refused_at_commit() {
         "the runtime changed"
     );
 
+    // Repairing the store does not make the copy sound: it shares the damaged blocks.
+    env.cmd("zcommit")
+        .args(["verify", "--repair"])
+        .output()
+        .unwrap();
+    let fix = env.path("fix");
+    std::fs::create_dir(&fix).unwrap();
+    std::fs::write(fix.join("bad"), "sound content\n").unwrap();
+    env.cmd("zcommit").arg(&fix).assert().success();
+    let out = commit_runtime(&env, "rt");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a copy of a damaged blob was committed"
+    );
+    assert!(err.contains("bad") && err.contains("replaced"), "{err}");
+    assert_eq!(
+        std::fs::read(runtime.join("state")).unwrap(),
+        state,
+        "the runtime changed"
+    );
+
     // The copy gone, nothing needs proving; a sound blob's reflinked copy commits.
     let (code, err) = edit_run(
         &env,
