@@ -1,5 +1,8 @@
 //! PID routing: which view a FUSE request's caller sees.
 //!
+//! The router holds whatever the mount serves for a view (see [`Routed`]); it needs of it
+//! only the view's id.
+//!
 //! A registration says "the process tree rooted at this [`ProcId`] sees this view". A caller
 //! is routed by walking its ancestry, nearest first; the first registered ancestor wins (a
 //! `zmount run` inside another run's tree sees its own view). Callers in no registered tree see
@@ -21,7 +24,6 @@
 //! generation. So a cached answer is the answer a fresh walk would give.
 
 use crate::process::{self, ProcId, Watch};
-use crate::view::View;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -50,6 +52,12 @@ impl Procs for System {
     }
 }
 
+/// What a registration routes to: the view's id names it in inode numbers (see
+/// [`crate::fuse`]), unique for the daemon's lifetime.
+pub trait Routed: Send + Sync + 'static {
+    fn id(&self) -> u32;
+}
+
 /// Past this many cached callers the cache starts over: each entry holds a descriptor, and the
 /// daemon needs descriptors for reads too (it raises its soft limit to the hard one).
 const CACHE_MAX: usize = 1024;
@@ -60,15 +68,23 @@ struct Cached {
     root: Option<ProcId>,
 }
 
-#[derive(Default)]
-struct Table {
-    by_root: HashMap<ProcId, Arc<View>>,
-    by_id: HashMap<u32, Arc<View>>,
+struct Table<V> {
+    by_root: HashMap<ProcId, Arc<V>>,
+    by_id: HashMap<u32, Arc<V>>,
 }
 
-pub struct Router<P: Procs = System> {
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            by_root: HashMap::new(),
+            by_id: HashMap::new(),
+        }
+    }
+}
+
+pub struct Router<V, P: Procs = System> {
     procs: P,
-    table: RwLock<Table>,
+    table: RwLock<Table<V>>,
     generation: AtomicU64,
     cache: Mutex<HashMap<u32, Cached>>,
     hits: AtomicU64,
@@ -76,25 +92,34 @@ pub struct Router<P: Procs = System> {
 }
 
 /// A live registration, for `status`.
-#[derive(Clone, Debug)]
-pub struct Registration {
+#[derive(Debug)]
+pub struct Registration<V> {
     pub root: ProcId,
-    pub view: Arc<View>,
+    pub view: Arc<V>,
 }
 
-impl Router<System> {
+impl<V> Clone for Registration<V> {
+    fn clone(&self) -> Self {
+        Registration {
+            root: self.root,
+            view: self.view.clone(),
+        }
+    }
+}
+
+impl<V: Routed> Router<V, System> {
     pub fn new() -> Self {
         Self::with_procs(System)
     }
 }
 
-impl Default for Router<System> {
+impl<V: Routed> Default for Router<V, System> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<P: Procs> Router<P> {
+impl<V: Routed, P: Procs> Router<V, P> {
     pub fn with_procs(procs: P) -> Self {
         Router {
             procs,
@@ -107,27 +132,27 @@ impl<P: Procs> Router<P> {
     }
 
     /// Route `root`'s tree to `view`. Registering a root again replaces its view.
-    pub fn register(&self, root: ProcId, view: Arc<View>) {
+    pub fn register(&self, root: ProcId, view: Arc<V>) {
         let mut t = self.table.write().unwrap();
         if let Some(old) = t.by_root.insert(root, view.clone()) {
-            t.by_id.remove(&old.id);
+            t.by_id.remove(&old.id());
         }
-        t.by_id.insert(view.id, view);
+        t.by_id.insert(view.id(), view);
         self.generation.fetch_add(1, Relaxed);
     }
 
     /// Remove the registration of the process with `pid` (any start time); returns it.
-    pub fn unregister(&self, pid: u32) -> Option<Registration> {
+    pub fn unregister(&self, pid: u32) -> Option<Registration<V>> {
         let mut t = self.table.write().unwrap();
         let root = *t.by_root.keys().find(|r| r.pid == pid)?;
         let view = t.by_root.remove(&root)?;
-        t.by_id.remove(&view.id);
+        t.by_id.remove(&view.id());
         self.generation.fetch_add(1, Relaxed);
         Some(Registration { root, view })
     }
 
     /// Drop registrations whose root process has exited; returns them.
-    pub fn sweep(&self) -> Vec<Registration> {
+    pub fn sweep(&self) -> Vec<Registration<V>> {
         let dead: Vec<ProcId> = {
             let t = self.table.read().unwrap();
             t.by_root
@@ -143,7 +168,7 @@ impl<P: Procs> Router<P> {
         let mut t = self.table.write().unwrap();
         for root in dead {
             if let Some(view) = t.by_root.remove(&root) {
-                t.by_id.remove(&view.id);
+                t.by_id.remove(&view.id());
                 gone.push(Registration { root, view });
             }
         }
@@ -152,11 +177,11 @@ impl<P: Procs> Router<P> {
     }
 
     /// The view with this id, if it is still registered.
-    pub fn view(&self, id: u32) -> Option<Arc<View>> {
+    pub fn view(&self, id: u32) -> Option<Arc<V>> {
         self.table.read().unwrap().by_id.get(&id).cloned()
     }
 
-    pub fn registrations(&self) -> Vec<Registration> {
+    pub fn registrations(&self) -> Vec<Registration<V>> {
         let t = self.table.read().unwrap();
         let mut v: Vec<_> = t
             .by_root
@@ -166,12 +191,12 @@ impl<P: Procs> Router<P> {
                 view: v.clone(),
             })
             .collect();
-        v.sort_by_key(|r| r.view.id);
+        v.sort_by_key(|r| r.view.id());
         v
     }
 
     /// The view the caller `pid` sees, if any.
-    pub fn route(&self, pid: u32) -> Option<Arc<View>> {
+    pub fn route(&self, pid: u32) -> Option<Arc<V>> {
         let generation = self.generation.load(Relaxed);
         let cached = {
             let cache = self.cache.lock().unwrap();
@@ -227,9 +252,6 @@ impl<P: Procs> Router<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{Builder, Digest, Meta};
-    use std::path::PathBuf;
-    use std::time::SystemTime;
 
     /// A process table: pid -> (start, ppid). Watches are not available, so nothing is cached
     /// and every route is a fresh walk of the table.
@@ -273,17 +295,20 @@ mod tests {
         }
     }
 
-    fn view(id: u32) -> Arc<View> {
-        let meta = Meta {
-            layers: vec![format!("v{id}")],
-            uid: 0,
-            gid: 0,
-            created: SystemTime::UNIX_EPOCH,
-        };
-        Arc::new(Builder::new().finish(id, meta, Arc::new(|_: &Digest| PathBuf::new())))
+    /// All the router needs of a view.
+    struct View(u32);
+
+    impl Routed for View {
+        fn id(&self) -> u32 {
+            self.0
+        }
     }
 
-    fn tree() -> (Arc<Fake>, Router<Arc<Fake>>) {
+    fn view(id: u32) -> Arc<View> {
+        Arc::new(View(id))
+    }
+
+    fn tree() -> (Arc<Fake>, Router<View, Arc<Fake>>) {
         let fake = Arc::new(Fake::default());
         // 1 -> 10 (run A) -> 11 -> 12 (grandchild); 1 -> 20 (run B) -> 21 (run C) -> 22
         fake.set(1, 1, 0);
@@ -307,9 +332,9 @@ mod tests {
         let (fake, r) = tree();
         r.register(fake.id(10), view(1));
         r.register(fake.id(20), view(2));
-        assert_eq!(r.route(12).unwrap().id, 1);
-        assert_eq!(r.route(10).unwrap().id, 1);
-        assert_eq!(r.route(22).unwrap().id, 2);
+        assert_eq!(r.route(12).unwrap().id(), 1);
+        assert_eq!(r.route(10).unwrap().id(), 1);
+        assert_eq!(r.route(22).unwrap().id(), 2);
         assert!(r.route(30).is_none());
         assert!(r.route(1).is_none());
         assert!(r.route(999).is_none());
@@ -320,15 +345,15 @@ mod tests {
         let (fake, r) = tree();
         r.register(fake.id(20), view(2));
         r.register(fake.id(21), view(3));
-        assert_eq!(r.route(22).unwrap().id, 3);
-        assert_eq!(r.route(20).unwrap().id, 2);
+        assert_eq!(r.route(22).unwrap().id(), 3);
+        assert_eq!(r.route(20).unwrap().id(), 2);
     }
 
     #[test]
     fn reused_pid_does_not_inherit_a_view() {
         let (fake, r) = tree();
         r.register(fake.id(10), view(1));
-        assert_eq!(r.route(12).unwrap().id, 1);
+        assert_eq!(r.route(12).unwrap().id(), 1);
         // 10 exits; a stranger gets PID 10 (new start time) under init, and so does its child.
         fake.set(10, 999, 1);
         assert!(r.route(10).is_none());
@@ -347,19 +372,19 @@ mod tests {
         r.register(fake.id(10), view(1));
         r.register(fake.id(10), view(4));
         assert!(r.view(1).is_none());
-        assert_eq!(r.route(11).unwrap().id, 4);
-        assert_eq!(r.unregister(10).unwrap().view.id, 4);
+        assert_eq!(r.route(11).unwrap().id(), 4);
+        assert_eq!(r.unregister(10).unwrap().view.id(), 4);
         assert!(r.route(11).is_none());
         assert!(r.unregister(10).is_none());
     }
 
     #[test]
     fn cache_hits_for_a_live_caller_and_misses_after_changes() {
-        let r = Router::new();
+        let r = Router::<View>::new();
         let me = process::stat(std::process::id()).unwrap().id;
         r.register(me, view(7));
-        assert_eq!(r.route(me.pid).unwrap().id, 7);
-        assert_eq!(r.route(me.pid).unwrap().id, 7);
+        assert_eq!(r.route(me.pid).unwrap().id(), 7);
+        assert_eq!(r.route(me.pid).unwrap().id(), 7);
         assert_eq!(r.cache_stats(), (1, 1));
         r.unregister(me.pid);
         assert!(r.route(me.pid).is_none());

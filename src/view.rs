@@ -7,8 +7,8 @@
 //! Node numbers depend only on the merged tree, so the same stack always gets the same inode
 //! numbers and attributes (make and rsync see a stable tree).
 //!
-//! An editable view puts a scratch dir on top ([`View::with_edit`], see [`crate::edit`]);
-//! every write goes through [`View::writable`], which answers `EROFS` for layers alone.
+//! A view knows nothing of editing: [`crate::edit`] puts a scratch dir on top of one, and the
+//! FUSE mount pairs the two ([`crate::fuse::Served`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,8 +118,6 @@ pub struct View {
     nodes: Vec<Node>,
     blobs: Blobs,
     total_bytes: u64,
-    /// Scratch on top, for an editable view (see [`crate::edit`]).
-    edit: Option<Arc<crate::edit::Edit>>,
 }
 
 impl std::fmt::Debug for View {
@@ -182,33 +180,6 @@ impl View {
     /// is served (`EIO` when damaged; see [`crate::store::open_blob`]).
     pub fn open_blob(&self, digest: &Digest) -> std::io::Result<std::fs::File> {
         crate::store::open_blob(&self.blob_path(digest), digest)
-    }
-
-    /// Every write goes through here. A stack of layers is read-only; an editable view (scratch
-    /// dir on top) answers `Ok` and takes the write.
-    pub fn writable(&self) -> Result<(), i32> {
-        match self.edit {
-            Some(_) => Ok(()),
-            None => Err(libc::EROFS),
-        }
-    }
-
-    /// Put scratch on top: the view becomes editable, its nodes those of `edit`.
-    pub fn with_edit(mut self, edit: crate::edit::Edit) -> View {
-        self.edit = Some(Arc::new(edit));
-        self
-    }
-
-    pub fn edit(&self) -> Option<&Arc<crate::edit::Edit>> {
-        self.edit.as_ref()
-    }
-
-    /// Whether `n` names a node: an editable view's own node table, else the merged tree.
-    pub fn has_node(&self, n: u32) -> bool {
-        match &self.edit {
-            Some(edit) => edit.has(n),
-            None => self.node(n).is_some(),
-        }
     }
 }
 
@@ -365,7 +336,6 @@ impl Builder {
             nodes,
             blobs,
             total_bytes,
-            edit: None,
         }
     }
 }

@@ -8,42 +8,39 @@ mod util;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
-use util::{Scratch, bin_path, have};
+use util::have;
 use zkit::digest::Digest;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Env {
-    t: Scratch,
-    mounts: std::sync::Mutex<Vec<PathBuf>>,
+/// The test's store and daemon directory (see [`util::StoreEnv`]: stops the daemon and
+/// lazily unmounts every mount point below the test's directory on drop).
+struct Env(util::StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = util::StoreEnv;
+    fn deref(&self) -> &util::StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let t = Scratch::new();
-        std::fs::set_permissions(t.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env {
-            t,
-            mounts: Default::default(),
-        }
+        Env(util::StoreEnv::new(TIMEOUT))
     }
 
-    fn path(&self, p: &str) -> PathBuf {
-        self.t.path(p)
+    /// For a test that mounts: `None` (the test returns) without root and /dev/fuse.
+    fn fuse() -> Option<Env> {
+        util::StoreEnv::for_fuse(TIMEOUT).map(Env)
     }
 
-    fn store(&self) -> PathBuf {
-        self.path("store")
-    }
-
-    fn cmd(&self, bin: &str) -> assert_cmd::Command {
-        let mut c = util::bin(bin);
-        c.env("ZKIT_STORE", self.store())
-            .env("ZMOUNT_DIR", self.path("zm"))
-            .timeout(TIMEOUT);
-        c
+    /// [`Env::fuse`] with [`base_tree`] committed as layer `base`.
+    fn with_base() -> Option<Env> {
+        let env = Env::fuse()?;
+        env.layer("base", base_tree);
+        Some(env)
     }
 
     /// Commit the directory `src` (made by `fill`) as a layer tagged `tag`.
@@ -76,7 +73,6 @@ impl Env {
             c.args(["--edit", "--name", name]);
         }
         c.args(layers).arg(&mp).assert().success();
-        self.mounts.lock().unwrap().push(mp.clone());
         mp
     }
 
@@ -116,23 +112,6 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         Digest::parse(String::from_utf8(out.stdout).unwrap().trim())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new(bin_path("zmount"))
-            .env("ZMOUNT_DIR", self.path("zm"))
-            .arg("stop")
-            .stderr(Stdio::null())
-            .status();
-        for m in self.mounts.lock().unwrap().iter() {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(m)
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -194,17 +173,17 @@ fn base_tree(d: &Path) {
 /// read-only run; the base layer is unchanged.
 #[test]
 fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let base = env.layer("base", base_tree);
     env.serve();
     let before = SystemTime::now() - Duration::from_secs(2);
-    let out = env
-        .cmd("zmount")
-        .args(["run", "--edit", "--name", "dev", "base", "--", "sh", "-c"])
-        .arg(r#"cd "$ZKIT_MOUNT" && echo appended >> existing && cat existing && stat -c '%a %s %Y' existing"#)
-        .output()
-        .unwrap();
+    let out = env.edit_run(
+        Some("dev"),
+        &["base"],
+        r#"cd "$ZKIT_MOUNT" && echo appended >> existing && cat existing && stat -c '%a %s %Y' existing"#,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -250,11 +229,48 @@ fn appending_to_a_layer_file_copies_it_up_and_a_commit_keeps_it() {
     assert_eq!(env.zcommit_runtime("dev"), None);
 }
 
+/// A copy-up of a blob no read has proven yet copies and hashes it in pieces: a file of many
+/// pieces, not a multiple of one, comes up whole, in a routed and in a single-view mount.
+#[test]
+fn a_big_layer_file_copies_up_whole() {
+    let Some(env) = Env::fuse() else {
+        return;
+    };
+    // 3 MiB and a bit of bytes that do not repeat with any power-of-two period.
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 4099u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    env.layer("base", |d| std::fs::write(d.join("big"), &big).unwrap());
+    let mut expected = big.clone();
+    expected.extend_from_slice(b"tail\n");
+    env.serve();
+    let copy = env.path("copy");
+    let out = env.edit_run(
+        Some("r"),
+        &["base"],
+        &format!(
+            r#"echo tail >> "$ZKIT_MOUNT/big" && cat "$ZKIT_MOUNT/big" > {}"#,
+            copy.display()
+        ),
+    );
+    util::stdout_of(out, "zmount run");
+    assert!(std::fs::read(&copy).unwrap() == expected, "routed copy-up");
+    let mp = env.mount(Some("s"), &["base"], "mnt");
+    ok_in(&mp, "echo tail >> big");
+    env.umount(&mp);
+    let mp = env.mount(Some("s"), &[], "mnt");
+    assert!(
+        std::fs::read(mp.join("big")).unwrap() == expected,
+        "single-view copy-up"
+    );
+    env.umount(&mp);
+}
+
 #[test]
 fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("rm"), &["base"], "mnt");
     ok_in(&mp, "rm gone dir/sub/deep && rmdir dir/sub");
     let listing = ok_in(&mp, "ls -a . dir");
@@ -290,10 +306,10 @@ fn a_removed_layer_file_is_gone_and_the_commit_hides_it() {
 /// the same results, errors included, and the same tree.
 #[test]
 fn namespace_operations_match_a_plain_directory() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let plain = env.path("plain");
     std::fs::create_dir(&plain).unwrap();
     base_tree(&plain);
@@ -366,9 +382,9 @@ except OSError as e:
 
 #[test]
 fn moving_a_layer_directory_falls_back_to_copying() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("mv"), &["base"], "mnt");
     ok_in(
         &mp,
@@ -381,9 +397,10 @@ fn moving_a_layer_directory_falls_back_to_copying() {
 /// and go: every name that is there throughout is listed exactly once.
 #[test]
 fn a_big_directory_lists_every_stable_name_once_while_it_changes() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("big", |d| {
         std::fs::create_dir(d.join("big")).unwrap();
         for i in 0..3000 {
@@ -425,9 +442,9 @@ print(dups, len(stable - set(seen)), len(seen))
 /// as the kernel left it, and it commits.
 #[test]
 fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("crash"), &["base"], "mnt");
     ok_in(
         &mp,
@@ -467,10 +484,10 @@ fn a_killed_daemon_leaves_scratch_intact_and_the_runtime_commits() {
 /// symlink behind the view's back (it cached the directory) is never written through.
 #[test]
 fn a_symlink_in_scratch_never_redirects_a_write() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let outside = env.path("etc");
     std::fs::create_dir(&outside).unwrap();
     std::fs::write(outside.join("passwd"), "root:x:0:0\n").unwrap();
@@ -512,9 +529,9 @@ except OSError as e:
 
 #[test]
 fn whiteout_names_are_refused_and_never_shown() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("wh"), &["base"], "mnt");
     ok_in(&mp, "rm gone");
     for script in [
@@ -535,9 +552,9 @@ fn whiteout_names_are_refused_and_never_shown() {
 /// Two routed edit runs: neither sees the other's writes, however the kernel caches.
 #[test]
 fn routed_edit_views_never_see_each_others_writes() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     env.serve();
     let script = |tag: &str| {
         format!(
@@ -553,10 +570,7 @@ cat existing"#
         )
     };
     let spawn = |tag: &str| {
-        Command::new(bin_path("zmount"))
-            .env("ZMOUNT_BACKEND", "fuse")
-            .env("ZKIT_STORE", env.store())
-            .env("ZMOUNT_DIR", env.path("zm"))
+        env.std_cmd("zmount")
             .args([
                 "run",
                 "--edit",
@@ -590,9 +604,10 @@ cat existing"#
 /// Unpack a small C project, `make` it with gcc inside an edit runtime, commit the outputs.
 #[test]
 fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("gcc") && have("make"), "gcc and make");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("proj", |d| {
         std::fs::write(d.join("util.h"), "int twice(int);\n").unwrap();
         std::fs::write(d.join("util.c"), "#include \"util.h\"\nint twice(int x) { return 2 * x; }\n").unwrap();
@@ -630,10 +645,10 @@ fn a_real_build_runs_inside_an_edit_runtime_and_its_outputs_commit() {
 /// survive a remount of the runtime.
 #[test]
 fn xattrs_are_kept_on_scratch_files() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("xa"), &["base"], "mnt");
     let script = r#"
 import os, sys
@@ -663,10 +678,10 @@ except OSError as e:
 /// FIFOs, hard links inside scratch, chown, and permission checks for other users.
 #[test]
 fn fifos_hard_links_owners_and_permissions_work() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "setpriv (util-linux)");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("misc"), &["base"], "mnt");
     let out = ok_in(
         &mp,
@@ -705,9 +720,9 @@ fn fifos_hard_links_owners_and_permissions_work() {
 /// `sed -i` / vim-style saves (write a temporary, rename over) work.
 #[test]
 fn truncating_and_replacing_layer_files_work() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("tr"), &["base"], "mnt");
     let out = ok_in(
         &mp,
@@ -722,9 +737,9 @@ fn truncating_and_replacing_layer_files_work() {
 /// `run --edit` without `--name` names the runtime it made.
 #[test]
 fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let mp = env.mount(Some("times"), &["base"], "mnt");
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -739,12 +754,7 @@ fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
     // The layer directory shows the time it was committed with; a change makes it now.
     assert!(t[0] <= t[1] && t[1] <= t[2] && t[1] >= before, "{out}");
     env.serve();
-    let out = env
-        .cmd("zmount")
-        .args(["run", "--edit", "base", "--", "sh", "-c"])
-        .arg(r#"echo x > "$ZKIT_MOUNT/made""#)
-        .output()
-        .unwrap();
+    let out = env.edit_run(None, &["base"], r#"echo x > "$ZKIT_MOUNT/made""#);
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     let name = err
@@ -762,10 +772,10 @@ fn directory_times_follow_changes_and_unnamed_runtimes_are_announced() {
 /// the owner, mode and times set after them; this is where an order mistake would show.
 #[test]
 fn an_extracted_archive_matches_a_plain_directory_before_and_after_a_remount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("tar"), "tar");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     let src = env.path("tree");
     std::fs::create_dir_all(&src).unwrap();
     ok_in(
@@ -915,10 +925,10 @@ for d, dirs, files in sorted(os.walk(".")):
 /// mapping goes, while the view is still there to take them.
 #[test]
 fn pages_written_through_a_mapping_reach_the_commit_of_a_routed_run() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("python3"), "python3");
-    let env = Env::new();
-    env.layer("base", base_tree);
+    let Some(env) = Env::with_base() else {
+        return;
+    };
     env.serve();
     let script = r#"
 import mmap, os

@@ -185,6 +185,12 @@ pub fn commit(store: &Store, dir: &Path, opts: &Options) -> Result<Outcome> {
     // From the first "is this blob there?" to the layer (see `store::lock`); a caller that
     // tags the layer holds its own lock across both.
     let _lock = store.write_lock()?;
+    if opts.markers {
+        // A scratch tree: the blobs its copy-ups reflinked unread are proven first.
+        crate::scratch::unchecked::prove(&root, |d, id| {
+            crate::store::checked::blob_is_sound(store, d, id)
+        })?;
+    }
     let index_dir_path = store.root().join("index");
     let index_dir = File::open(&index_dir_path).at(&index_dir_path, "cannot open directory")?;
     let index_name = Digest::of_blob(root.as_os_str().as_bytes()).to_hex();

@@ -33,29 +33,30 @@
 //! # Copy-up
 //!
 //! The first write, truncate, fallocate, chmod, chown, utimens, setxattr, hard link or rename
-//! of a layer file copies it into scratch ([`Scratch::copy_up`]: atomic, once), along with the
-//! directories above it (with the layers' modes). A directory in the layers is never moved:
+//! of a layer file copies it into scratch ([`copyup`], through [`Scratch::copy_up_content`]:
+//! atomic, once, the blob read once), along with the directories above it (with the layers'
+//! modes). A directory in the layers is never moved:
 //! renaming one answers `EXDEV`, and `mv` falls back to copying, as with overlayfs.
 //!
 //! # Where to look
 //!
-//! This file answers "what is at this name" (lookups, listings) and makes scratch hold what
-//! a change needs (copy-up); [`content`] answers "what are its bytes", [`attrs`] "what are
+//! This file answers "what is at this name" (lookups, listings); [`copyup`] makes scratch
+//! hold what a change needs, [`content`] answers "what are its bytes", [`attrs`] "what are
 //! its attributes", and [`namespace`] changes names (create, link, remove, rename).
 
 mod attrs;
 mod content;
+mod copyup;
 mod files;
 mod names;
 mod namespace;
 
 pub use attrs::{Attr, AttrSource};
 
-use crate::manifest::Time;
 use crate::runtime::Runtime;
 use crate::scratch::listing::{self, Merged, Upper};
-use crate::scratch::{Attrs, Scratch, check_name, whiteout};
-use crate::view::{Data, View};
+use crate::scratch::{Scratch, check_name, whiteout};
+use crate::view::View;
 use files::Files;
 use names::Nodes;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, statat};
@@ -527,119 +528,6 @@ impl Edit {
         self.nodes.read().unwrap().get(n).map_or(ROOT, |r| r.parent)
     }
 
-    // ---- making scratch hold what a change needs ----------------------------------------------
-
-    /// Attributes for a scratch directory standing in for the layers' directory at `rel`.
-    fn lower_dir_attrs(&self, view: &View, rel: &Path) -> Attrs {
-        let mut at = crate::view::ROOT;
-        for part in rel.components() {
-            match view.lookup(at, part.as_os_str().as_bytes()) {
-                Some(c) => at = c,
-                None => break,
-            }
-        }
-        match view.node(at) {
-            Some(node) => self.layer_attrs(node),
-            None => Attrs {
-                mode: 0o755,
-                uid: self.uid,
-                gid: self.gid,
-                atime: Time::FIXED.to_system_time(),
-                mtime: Time::FIXED.to_system_time(),
-            },
-        }
-    }
-
-    /// What a layer entry shows, and so what its copy-up gets: its mode and recorded time, and
-    /// the view's owner.
-    fn layer_attrs(&self, node: &crate::view::Node) -> Attrs {
-        Attrs {
-            mode: node.mode,
-            uid: self.uid,
-            gid: self.gid,
-            atime: node.mtime.to_system_time(),
-            mtime: node.mtime.to_system_time(),
-        }
-    }
-
-    /// The scratch directory of directory node `dir`, made (with the directories above it)
-    /// where it is missing.
-    fn upper_dir_made(&self, view: &View, dir: u32) -> Result<Arc<UpperDir>> {
-        if let Some(d) = self.upper_dir(dir)? {
-            return Ok(d);
-        }
-        let path = self.path(dir)?;
-        let fd = self
-            .scratch
-            .make_dirs(&path, |p| self.lower_dir_attrs(view, p))
-            .map_err(errno)?;
-        self.keep_dir(dir, fd, None)
-    }
-
-    /// Make sure node `n` is in scratch (copy it up if it is a layer file, symlink or
-    /// directory); returns its scratch parent directory and name.
-    fn copy_up(&self, view: &View, n: u32) -> Result<(Arc<UpperDir>, OsString)> {
-        self.copy_up_as(view, n, true)
-    }
-
-    /// [`Edit::copy_up`]; without `content` a layer file comes up empty (it is about to be
-    /// truncated: `>` over a big file copies nothing).
-    fn copy_up_as(&self, view: &View, n: u32, content: bool) -> Result<(Arc<UpperDir>, OsString)> {
-        let (parent, name) = self.parent_and_name(n)?;
-        if n == ROOT {
-            return Err(Errno::INVAL);
-        }
-        let source = self.attr_source(view, n)?;
-        let pdir = self.upper_dir_made(view, parent)?;
-        let AttrSource::Lower(l) = source else {
-            return Ok((pdir, name));
-        };
-        let node = view.node(l).ok_or(Errno::STALE)?;
-        let attrs = self.layer_attrs(node);
-        match &node.data {
-            Data::File { digest, .. } => {
-                let content = match digest {
-                    Some(d) if content => Some(view.open_blob(d).map_err(errno)?),
-                    _ => None,
-                };
-                let ppath = self.path(parent)?;
-                self.scratch
-                    .copy_up(&pdir, &ppath, &name, content.as_ref(), &attrs)
-                    .map_err(errno)?;
-                // Its blob is no longer its content once the copy changes.
-                self.files.drop_cached(n);
-            }
-            Data::Symlink { target } => {
-                crate::scratch::keeping_times(&pdir, || {
-                    match rustix::fs::symlinkat(OsStr::from_bytes(target), &pdir, &name) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    let _ = rustix::fs::chownat(
-                        &pdir,
-                        &name,
-                        Some(rustix::fs::Uid::from_raw(self.uid)),
-                        Some(rustix::fs::Gid::from_raw(self.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    );
-                    Ok(())
-                })
-                .map_err(errno)?;
-            }
-            Data::Dir { .. } => {
-                self.upper_dir_made(view, n)?;
-            }
-            Data::Fifo | Data::Device(_) => {
-                crate::scratch::keeping_times(&pdir, || {
-                    copy_up_special(&pdir, &name, node, &attrs).map_err(io::Error::from)
-                })
-                .map_err(errno)?;
-            }
-        }
-        self.changed();
-        Ok((pdir, name))
-    }
-
     /// Whether the layers have an entry at (dir, name) that scratch would have to hide.
     fn lower_has(&self, view: &View, dir: u32, name: &OsStr) -> bool {
         self.lower(dir)
@@ -740,37 +628,4 @@ fn open_at(dir: &File, name: &OsStr, flags: i32) -> Result<File> {
         | OFlags::CLOEXEC
         | OFlags::NOCTTY;
     Ok(rustix::fs::openat(dir, name, oflags, Mode::empty())?.into())
-}
-
-/// A layer's FIFO or device node made again in scratch (a chmod or link of it copies it up),
-/// with its mode, time and the view's owner.
-fn copy_up_special(
-    dir: &File,
-    name: &OsStr,
-    node: &crate::view::Node,
-    attrs: &Attrs,
-) -> Result<()> {
-    let (kind, rdev) = match node.data {
-        Data::Device(d) if d.block => (FileType::BlockDevice, d.rdev()),
-        Data::Device(d) => (FileType::CharacterDevice, d.rdev()),
-        _ => (FileType::Fifo, 0),
-    };
-    let mode = Mode::from_raw_mode(node.mode as _);
-    match namespace::make_node(dir, name, kind, mode, rdev) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(e),
-    }
-    let _ = rustix::fs::chownat(
-        dir,
-        name,
-        Some(rustix::fs::Uid::from_raw(attrs.uid)),
-        Some(rustix::fs::Gid::from_raw(attrs.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    );
-    rustix::fs::chmodat(dir, name, mode, AtFlags::empty())?;
-    let times = rustix::fs::Timestamps {
-        last_access: node.mtime.to_timespec(),
-        last_modification: node.mtime.to_timespec(),
-    };
-    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
 }

@@ -37,10 +37,10 @@
 mod ops;
 mod rename_flags;
 mod respond;
+mod served;
 mod write;
 
 use crate::router::Router;
-use crate::view::View;
 use fuser::{
     Errno, FileHandle, Filesystem, INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -52,15 +52,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use ops::ino_of;
+pub use served::Served;
 
 /// What the mount serves.
 pub enum Mode {
     /// One view for every caller; everything may be cached.
-    Single(Arc<View>),
+    Single(Arc<Served>),
     /// A view per registered process tree; callers in none see `empty`.
     Routed {
-        router: Arc<Router>,
-        empty: Arc<View>,
+        router: Arc<Router<Served>>,
+        empty: Arc<Served>,
     },
 }
 

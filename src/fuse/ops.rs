@@ -1,6 +1,6 @@
 //! The operations: plain functions of the request that return `Result<T, Errno>`.
 
-use super::{Fs, Mode};
+use super::{Fs, Mode, Served};
 use crate::view::{Data, Kind, ROOT, View};
 use fuser::{Errno, FileAttr, FileType, FopenFlags};
 use std::ffi::OsStr;
@@ -96,7 +96,7 @@ fn file_type(k: Kind) -> FileType {
 
 /// One page of a directory listing, produced lazily while the reply buffer has room.
 pub struct Listing {
-    pub view: Arc<View>,
+    pub served: Arc<Served>,
     dir: u32,
     offset: u64,
     /// Entry and attribute TTL for readdirplus answers.
@@ -116,7 +116,7 @@ impl Listing {
     /// Offsets: 0 start, 1 after ".", 2 after "..", 3 + i after child i. A child's offset is
     /// its index in the view's node table, which never changes while the view lives.
     pub fn items(&self) -> impl Iterator<Item = Item<'_>> {
-        let v = &self.view;
+        let v = &self.served.view;
         let node = v.node(self.dir).expect("listed dir");
         let (first, count) = v.children(self.dir).unwrap_or((0, 0));
         let parent = if self.dir == ROOT { ROOT } else { node.parent };
@@ -145,13 +145,13 @@ impl Listing {
     }
 
     pub fn attr(&self, item: &Item<'_>) -> FileAttr {
-        attr(&self.view, item.node)
+        attr(&self.served.view, item.node)
     }
 }
 
 impl Fs {
     /// The view a caller sees at the root.
-    pub(super) fn view_of_caller(&self, pid: u32) -> Arc<View> {
+    pub(super) fn view_of_caller(&self, pid: u32) -> Arc<Served> {
         match &self.mode {
             Mode::Single(v) => v.clone(),
             Mode::Routed { router, empty } => router.route(pid).unwrap_or_else(|| empty.clone()),
@@ -160,22 +160,22 @@ impl Fs {
 
     /// The view and node an inode names. The root is the caller's; any other inode belongs
     /// to the view that issued it, whoever asks.
-    pub(super) fn resolve(&self, pid: u32, ino: u64) -> Result<(Arc<View>, u32), Errno> {
+    pub(super) fn resolve(&self, pid: u32, ino: u64) -> Result<(Arc<Served>, u32), Errno> {
         if ino == FUSE_ROOT {
             return Ok((self.view_of_caller(pid), ROOT));
         }
         let (id, n) = split(ino);
         let view = match &self.mode {
-            Mode::Single(v) if v.id == id => Some(v.clone()),
+            Mode::Single(v) if v.view.id == id => Some(v.clone()),
             Mode::Single(_) => None,
             Mode::Routed { router, .. } => router.view(id),
         };
         // A view that was unregistered while the kernel still held its inodes.
-        let view = view.ok_or(Errno::ESTALE)?;
-        if !view.has_node(n) {
+        let served = view.ok_or(Errno::ESTALE)?;
+        if !served.has_node(n) {
             return Err(Errno::ESTALE);
         }
-        Ok((view, n))
+        Ok((served, n))
     }
 
     /// TTLs for a node: the routed root and its children's dentries are never cached (they
@@ -194,14 +194,15 @@ impl Fs {
         parent: u64,
         name: &OsStr,
     ) -> Result<Entry, Errno> {
-        let (view, dir) = self.resolve(req.pid(), parent)?;
+        let (served, dir) = self.resolve(req.pid(), parent)?;
+        let view = &served.view;
         if view.children(dir).is_none() {
             return Err(Errno::ENOTDIR);
         }
         let n = view.lookup(dir, name.as_bytes()).ok_or(Errno::ENOENT)?;
         let entry_ttl = self.ttl(parent == FUSE_ROOT);
         Ok(Entry {
-            attr: attr(&view, n),
+            attr: attr(view, n),
             // The child's attributes belong to its per-view inode: cacheable.
             attr_ttl: self.long,
             entry_ttl,
@@ -213,13 +214,13 @@ impl Fs {
         req: &fuser::Request,
         ino: u64,
     ) -> Result<(Duration, FileAttr), Errno> {
-        let (view, n) = self.resolve(req.pid(), ino)?;
-        Ok((self.ttl(ino == FUSE_ROOT), attr(&view, n)))
+        let (served, n) = self.resolve(req.pid(), ino)?;
+        Ok((self.ttl(ino == FUSE_ROOT), attr(&served.view, n)))
     }
 
     pub(super) fn op_readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        let (view, n) = self.resolve(0, ino)?;
-        match &view.node(n).expect("resolved").data {
+        let (served, n) = self.resolve(0, ino)?;
+        match &served.view.node(n).expect("resolved").data {
             Data::Symlink { target } => Ok(target.to_vec()),
             _ => Err(Errno::EINVAL),
         }
@@ -250,7 +251,8 @@ impl Fs {
     /// Read straight from the inode's blob, opened for this request: only page-cache misses
     /// get here.
     pub(super) fn op_read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        let (view, n) = self.resolve(0, ino)?;
+        let (served, n) = self.resolve(0, ino)?;
+        let view = &served.view;
         let digest = match view.node(n).expect("resolved").data {
             Data::File {
                 digest: Some(d), ..
@@ -267,8 +269,8 @@ impl Fs {
     }
 
     pub(super) fn op_opendir(&self, req: &fuser::Request, ino: u64) -> Result<Opened, Errno> {
-        let (view, n) = self.resolve(req.pid(), ino)?;
-        if view.children(n).is_none() {
+        let (served, n) = self.resolve(req.pid(), ino)?;
+        if served.view.children(n).is_none() {
             return Err(Errno::ENOTDIR);
         }
         if self.zero_message_opendirs() {
@@ -281,7 +283,7 @@ impl Fs {
             // The listing must come from the view of whoever opened the directory, page
             // after page: remember it in the handle, and let the kernel cache nothing.
             return Ok(Opened {
-                fh: u64::from(view.id),
+                fh: u64::from(served.view.id),
                 flags: FopenFlags::empty(),
             });
         }
@@ -292,19 +294,19 @@ impl Fs {
     }
 
     pub(super) fn op_listing(&self, ino: u64, fh: u64, offset: u64) -> Result<Listing, Errno> {
-        let (view, dir) = match (&self.mode, ino) {
+        let (served, dir) = match (&self.mode, ino) {
             (Mode::Routed { router, empty }, FUSE_ROOT) => {
-                let view = if fh == u64::from(empty.id) {
+                let served = if fh == u64::from(empty.view.id) {
                     empty.clone()
                 } else {
                     router.view(fh as u32).ok_or(Errno::ESTALE)?
                 };
-                (view, ROOT)
+                (served, ROOT)
             }
             _ => self.resolve(0, ino)?,
         };
         Ok(Listing {
-            view,
+            served,
             dir,
             offset,
             ttl: self.ttl(ino == FUSE_ROOT),
@@ -312,18 +314,18 @@ impl Fs {
     }
 
     pub(super) fn op_statfs(&self, req: &fuser::Request, ino: u64) -> Result<Statfs, Errno> {
-        let (view, _) = self.resolve(req.pid(), ino)?;
+        let (served, _) = self.resolve(req.pid(), ino)?;
         Ok(Statfs {
-            blocks: view.total_bytes().div_ceil(4096),
-            files: view.len() as u64,
+            blocks: served.view.total_bytes().div_ceil(4096),
+            files: served.view.len() as u64,
             bsize: 4096,
         })
     }
 
     pub(super) fn op_access(&self, req: &fuser::Request, ino: u64, mask: i32) -> Result<(), Errno> {
-        let (view, _) = self.resolve(req.pid(), ino)?;
+        let (served, _) = self.resolve(req.pid(), ino)?;
         if mask & libc::W_OK != 0 {
-            view.writable().map_err(Errno::from_i32)?;
+            served.writable().map_err(Errno::from_i32)?;
         }
         Ok(())
     }

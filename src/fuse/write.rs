@@ -1,6 +1,6 @@
 //! Editable views through FUSE: the write operations, and the read operations of an editable
 //! view (whose nodes are [`crate::edit`]'s, not the merged tree's). Each op resolves the inode
-//! to its view; a read-only view answers writes with `EROFS` (through [`View::writable`]),
+//! to its view; a read-only view answers writes with `EROFS` (through [`Served::writable`]),
 //! and its reads stay in `ops.rs`.
 //!
 //! # Kernel caches
@@ -39,9 +39,9 @@
 //! kernel does not learn of that mode change from the write, so `stat` may show the old mode
 //! until the attribute expires ([`EDIT_TTL`]); scratch, and so a commit, has the new one.
 
-use super::Fs;
 use super::ops::{Entry, Opened, Statfs, attr as lower_attr, ino_of};
 use super::respond::{Respond, Xattr};
+use super::{Fs, Served};
 use crate::edit::{Attr, AttrSource, Caller, Child, Edit};
 use crate::scratch::listing::{self, Merged};
 use crate::view::View;
@@ -61,7 +61,7 @@ fn errno(e: rustix::io::Errno) -> Errno {
     Errno::from_i32(e.raw_os_error())
 }
 
-type Editable = (Arc<View>, Arc<Edit>, u32);
+type Editable = (Arc<Served>, Arc<Edit>, u32);
 
 fn caller(req: &fuser::Request) -> Caller {
     Caller {
@@ -74,9 +74,9 @@ impl Fs {
     /// The editable view and node behind `ino`; `None` when the inode is a read-only view's.
     fn editable(&self, pid: u32, ino: u64) -> Option<Result<Editable, Errno>> {
         match self.resolve(pid, ino) {
-            Ok((view, n)) => {
-                let edit = view.edit()?.clone();
-                Some(Ok((view, edit, n)))
+            Ok((served, n)) => {
+                let edit = served.edit()?.clone();
+                Some(Ok((served, edit, n)))
             }
             Err(e) => Some(Err(e)),
         }
@@ -106,9 +106,9 @@ impl Fs {
     ) -> Option<Result<Entry, Errno>> {
         Some(
             self.editable(req.pid(), parent)?
-                .and_then(|(view, edit, dir)| {
-                    let attr = edit.lookup_entry(&view, dir, name).map_err(errno)?;
-                    Ok(self.entry(&view, parent, &attr))
+                .and_then(|(served, edit, dir)| {
+                    let attr = edit.lookup_entry(&served.view, dir, name).map_err(errno)?;
+                    Ok(self.entry(&served.view, parent, &attr))
                 }),
         )
     }
@@ -118,16 +118,22 @@ impl Fs {
         req: &fuser::Request,
         ino: u64,
     ) -> Option<Result<(Duration, FileAttr), Errno>> {
-        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
-            let attr = edit.getattr(&view, n).map_err(errno)?;
-            Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))
-        }))
+        Some(
+            self.editable(req.pid(), ino)?
+                .and_then(|(served, edit, n)| {
+                    let attr = edit.getattr(&served.view, n).map_err(errno)?;
+                    Ok((
+                        self.ttl(ino == 1).min(EDIT_TTL),
+                        file_attr(&served.view, &attr),
+                    ))
+                }),
+        )
     }
 
     pub(super) fn edit_readlink(&self, ino: u64) -> Option<Result<Vec<u8>, Errno>> {
         Some(
             self.editable(0, ino)?
-                .and_then(|(view, edit, n)| edit.readlink(&view, n).map_err(errno)),
+                .and_then(|(served, edit, n)| edit.readlink(&served.view, n).map_err(errno)),
         )
     }
 
@@ -137,8 +143,8 @@ impl Fs {
         offset: u64,
         size: u32,
     ) -> Option<Result<Vec<u8>, Errno>> {
-        Some(self.editable(0, ino)?.and_then(|(view, edit, n)| {
-            match edit.read_file(&view, n).map_err(errno)? {
+        Some(self.editable(0, ino)?.and_then(|(served, edit, n)| {
+            match edit.read_file(&served.view, n).map_err(errno)? {
                 Some(file) => Ok(super::ops::read_at(&file, offset, size)?),
                 None => Ok(Vec::new()),
             }
@@ -152,8 +158,8 @@ impl Fs {
         data: &[u8],
         kill_suidgid: bool,
     ) -> Result<u32, Errno> {
-        let (view, edit, n) = self.for_write(0, ino)?;
-        edit.write(&view, n, offset, data, kill_suidgid)
+        let (served, edit, n) = self.for_write(0, ino)?;
+        edit.write(&served.view, n, offset, data, kill_suidgid)
             .map_err(errno)?;
         Ok(data.len() as u32)
     }
@@ -166,18 +172,18 @@ impl Fs {
         length: u64,
         mode: i32,
     ) -> Result<(), Errno> {
-        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        let (served, edit, n) = self.for_write(req.pid(), ino)?;
         // As for a truncate (see `op_setattr`): anyone but root loses setuid and setgid.
         let kill = req.uid() != 0;
-        edit.fallocate(&view, n, offset, length, mode, kill)
+        edit.fallocate(&served.view, n, offset, length, mode, kill)
             .map_err(errno)
     }
 
     pub(super) fn op_fsync(&self, ino: u64, datasync: bool) -> Result<(), Errno> {
         match self.editable(0, ino) {
             Some(found) => {
-                let (view, edit, n) = found?;
-                edit.fsync(&view, n, datasync).map_err(errno)
+                let (served, edit, n) = found?;
+                edit.fsync(&served.view, n, datasync).map_err(errno)
             }
             // Layers are always durable.
             None => Ok(()),
@@ -193,7 +199,7 @@ impl Fs {
         }
         let (id, n) = super::ops::split(ino);
         let view = match &self.mode {
-            super::Mode::Single(v) if v.id == id => Some(v.clone()),
+            super::Mode::Single(v) if v.view.id == id => Some(v.clone()),
             super::Mode::Single(_) => None,
             super::Mode::Routed { router, .. } => router.view(id),
         };
@@ -211,16 +217,16 @@ impl Fs {
         umask: u32,
         flags: i32,
     ) -> Result<(Entry, Opened), Errno> {
-        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let (served, edit, dir) = self.for_write(req.pid(), parent)?;
         let attr = edit
-            .create(&view, dir, name, mode & !umask, flags, caller(req))
+            .create(&served.view, dir, name, mode & !umask, flags, caller(req))
             .map_err(errno)?;
         // Like every open (see `op_open`): I/O goes by inode, the handle is not used.
         let opened = Opened {
             fh: 0,
             flags: FopenFlags::FOPEN_KEEP_CACHE,
         };
-        Ok((self.entry(&view, parent, &attr), opened))
+        Ok((self.entry(&served.view, parent, &attr), opened))
     }
 
     pub(super) fn op_mknod(
@@ -232,12 +238,12 @@ impl Fs {
         umask: u32,
         rdev: u32,
     ) -> Result<Entry, Errno> {
-        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let (served, edit, dir) = self.for_write(req.pid(), parent)?;
         let mode = (mode & !0o7777) | (mode & 0o7777 & !umask);
         let attr = edit
-            .mknod(&view, dir, name, mode, rdev.into(), caller(req))
+            .mknod(&served.view, dir, name, mode, rdev.into(), caller(req))
             .map_err(errno)?;
-        Ok(self.entry(&view, parent, &attr))
+        Ok(self.entry(&served.view, parent, &attr))
     }
 
     pub(super) fn op_mkdir(
@@ -248,11 +254,11 @@ impl Fs {
         mode: u32,
         umask: u32,
     ) -> Result<Entry, Errno> {
-        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let (served, edit, dir) = self.for_write(req.pid(), parent)?;
         let attr = edit
-            .mkdir(&view, dir, name, mode & !umask, caller(req))
+            .mkdir(&served.view, dir, name, mode & !umask, caller(req))
             .map_err(errno)?;
-        Ok(self.entry(&view, parent, &attr))
+        Ok(self.entry(&served.view, parent, &attr))
     }
 
     pub(super) fn op_symlink(
@@ -262,11 +268,11 @@ impl Fs {
         name: &OsStr,
         target: &Path,
     ) -> Result<Entry, Errno> {
-        let (view, edit, dir) = self.for_write(req.pid(), parent)?;
+        let (served, edit, dir) = self.for_write(req.pid(), parent)?;
         let attr = edit
-            .symlink(&view, dir, name, target, caller(req))
+            .symlink(&served.view, dir, name, target, caller(req))
             .map_err(errno)?;
-        Ok(self.entry(&view, parent, &attr))
+        Ok(self.entry(&served.view, parent, &attr))
     }
 
     pub(super) fn op_link(
@@ -276,10 +282,10 @@ impl Fs {
         newparent: u64,
         newname: &OsStr,
     ) -> Result<Entry, Errno> {
-        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        let (served, edit, n) = self.for_write(req.pid(), ino)?;
         let (_, _, dir) = self.for_write(req.pid(), newparent)?;
-        let attr = edit.link(&view, n, dir, newname).map_err(errno)?;
-        Ok(self.entry(&view, newparent, &attr))
+        let attr = edit.link(&served.view, n, dir, newname).map_err(errno)?;
+        Ok(self.entry(&served.view, newparent, &attr))
     }
 
     pub(super) fn op_remove(
@@ -289,8 +295,8 @@ impl Fs {
         name: &OsStr,
         dir: bool,
     ) -> Result<(), Errno> {
-        let (view, edit, p) = self.for_write(req.pid(), parent)?;
-        edit.remove(&view, p, name, dir).map_err(errno)
+        let (served, edit, p) = self.for_write(req.pid(), parent)?;
+        edit.remove(&served.view, p, name, dir).map_err(errno)
     }
 
     pub(super) fn op_rename(
@@ -302,13 +308,13 @@ impl Fs {
         newname: &OsStr,
         flags: fuser::RenameFlags,
     ) -> Result<(), Errno> {
-        let (view, edit, p) = self.for_write(req.pid(), parent)?;
+        let (served, edit, p) = self.for_write(req.pid(), parent)?;
         let (_, other, np) = self.for_write(req.pid(), newparent)?;
         if !Arc::ptr_eq(&edit, &other) {
             return Err(Errno::EXDEV);
         }
         let noreplace = super::rename_flags::noreplace(flags)?;
-        edit.rename(&view, p, name, np, newname, noreplace)
+        edit.rename(&served.view, p, name, np, newname, noreplace)
             .map_err(errno)
     }
 
@@ -324,23 +330,26 @@ impl Fs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
     ) -> Result<(Duration, FileAttr), Errno> {
-        let (view, edit, n) = self.for_write(req.pid(), ino)?;
+        let (served, edit, n) = self.for_write(req.pid(), ino)?;
         let times = match (atime, mtime) {
             (None, None) => None,
             (a, m) => Some((timespec(a), timespec(m))),
         };
         let mut attr = edit
-            .setattr(&view, n, mode, uid, gid, size, times)
+            .setattr(&served.view, n, mode, uid, gid, size, times)
             .map_err(errno)?;
         // A truncate by anyone but root drops setuid/setgid, as the kernel would have.
-        let perm = file_attr(&view, &attr).perm;
+        let perm = file_attr(&served.view, &attr).perm;
         if size.is_some() && mode.is_none() && req.uid() != 0 && perm & 0o6000 != 0 {
             let mode = Some(u32::from(perm & 0o1777));
             attr = edit
-                .setattr(&view, n, mode, None, None, None, None)
+                .setattr(&served.view, n, mode, None, None, None, None)
                 .map_err(errno)?;
         }
-        Ok((self.ttl(ino == 1).min(EDIT_TTL), file_attr(&view, &attr)))
+        Ok((
+            self.ttl(ino == 1).min(EDIT_TTL),
+            file_attr(&served.view, &attr),
+        ))
     }
 
     pub(super) fn edit_getxattr(
@@ -350,10 +359,13 @@ impl Fs {
         name: &OsStr,
         size: u32,
     ) -> Option<Result<Xattr, Errno>> {
-        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
-            let value = edit.getxattr(&view, n, name).map_err(errno)?;
-            Xattr::answer(&value, size)
-        }))
+        Some(
+            self.editable(req.pid(), ino)?
+                .and_then(|(served, edit, n)| {
+                    let value = edit.getxattr(&served.view, n, name).map_err(errno)?;
+                    Xattr::answer(&value, size)
+                }),
+        )
     }
 
     pub(super) fn edit_listxattr(
@@ -362,10 +374,13 @@ impl Fs {
         ino: u64,
         size: u32,
     ) -> Option<Result<Xattr, Errno>> {
-        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
-            let names = edit.listxattr(&view, n).map_err(errno)?;
-            Xattr::answer(&names, size)
-        }))
+        Some(
+            self.editable(req.pid(), ino)?
+                .and_then(|(served, edit, n)| {
+                    let names = edit.listxattr(&served.view, n).map_err(errno)?;
+                    Xattr::answer(&names, size)
+                }),
+        )
     }
 
     pub(super) fn op_setxattr(
@@ -376,8 +391,9 @@ impl Fs {
         value: &[u8],
         flags: i32,
     ) -> Result<(), Errno> {
-        let (view, edit, n) = self.for_write(req.pid(), ino)?;
-        edit.setxattr(&view, n, name, value, flags).map_err(errno)
+        let (served, edit, n) = self.for_write(req.pid(), ino)?;
+        edit.setxattr(&served.view, n, name, value, flags)
+            .map_err(errno)
     }
 
     pub(super) fn op_removexattr(
@@ -386,8 +402,8 @@ impl Fs {
         ino: u64,
         name: &OsStr,
     ) -> Result<(), Errno> {
-        let (view, edit, n) = self.for_write(req.pid(), ino)?;
-        edit.removexattr(&view, n, name).map_err(errno)
+        let (served, edit, n) = self.for_write(req.pid(), ino)?;
+        edit.removexattr(&served.view, n, name).map_err(errno)
     }
 
     pub(super) fn edit_statfs(
@@ -410,13 +426,16 @@ impl Fs {
         req: &fuser::Request,
         ino: u64,
     ) -> Option<Result<Opened, Errno>> {
-        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, n)| {
-            let fh = edit.opendir(&view, n).map_err(errno)?;
-            Ok(Opened {
-                fh,
-                flags: FopenFlags::empty(),
-            })
-        }))
+        Some(
+            self.editable(req.pid(), ino)?
+                .and_then(|(served, edit, n)| {
+                    let fh = edit.opendir(&served.view, n).map_err(errno)?;
+                    Ok(Opened {
+                        fh,
+                        flags: FopenFlags::empty(),
+                    })
+                }),
+        )
     }
 
     /// `false` when the inode is a read-only view's.
@@ -438,26 +457,29 @@ impl Fs {
         fh: u64,
         offset: u64,
     ) -> Option<Result<EditListing, Errno>> {
-        Some(self.editable(req.pid(), ino)?.and_then(|(view, edit, _)| {
-            let (dir, entries) = edit.readdir(&view, fh, offset).map_err(errno)?;
-            let parent = edit.parent(dir);
-            Ok(EditListing {
-                ttl: self.ttl(ino == 1).min(EDIT_TTL),
-                view,
-                edit,
-                dir,
-                parent,
-                entries,
-                offset,
-            })
-        }))
+        Some(
+            self.editable(req.pid(), ino)?
+                .and_then(|(served, edit, _)| {
+                    let (dir, entries) = edit.readdir(&served.view, fh, offset).map_err(errno)?;
+                    let parent = edit.parent(dir);
+                    Ok(EditListing {
+                        ttl: self.ttl(ino == 1).min(EDIT_TTL),
+                        served,
+                        edit,
+                        dir,
+                        parent,
+                        entries,
+                        offset,
+                    })
+                }),
+        )
     }
 }
 
 /// A page of an editable directory: `.` (offset 1), `..` (2), then the merged entries in
 /// cookie order (see [`listing`]).
 pub struct EditListing {
-    view: Arc<View>,
+    served: Arc<Served>,
     edit: Arc<Edit>,
     dir: u32,
     parent: u32,
@@ -477,7 +499,7 @@ struct Item<'a> {
 
 impl EditListing {
     fn items(&self) -> impl Iterator<Item = Item<'_>> {
-        let v = &self.view;
+        let v = &self.served.view;
         let dots = [(self.dir, ".", 1u64), (self.parent, "..", 2)]
             .into_iter()
             .filter(|&(_, _, next)| next > self.offset)
@@ -506,22 +528,22 @@ impl EditListing {
     fn kind(&self, item: &Item<'_>) -> FileType {
         match &item.attr {
             None => FileType::Directory,
-            Some(a) => file_attr(&self.view, a).kind,
+            Some(a) => file_attr(&self.served.view, a).kind,
         }
     }
 
     fn attr(&self, item: &Item<'_>) -> FileAttr {
         match &item.attr {
-            Some(a) => file_attr(&self.view, a),
+            Some(a) => file_attr(&self.served.view, a),
             None => {
                 let n = if item.name == ".." {
                     self.parent
                 } else {
                     self.dir
                 };
-                match self.edit.getattr(&self.view, n) {
-                    Ok(a) => file_attr(&self.view, &a),
-                    Err(_) => lower_attr(&self.view, crate::view::ROOT),
+                match self.edit.getattr(&self.served.view, n) {
+                    Ok(a) => file_attr(&self.served.view, &a),
+                    Err(_) => lower_attr(&self.served.view, crate::view::ROOT),
                 }
             }
         }
@@ -553,9 +575,9 @@ impl Respond<ReplyDirectoryPlus> for Result<EditListing, Errno> {
                 for item in l.items() {
                     let (ino, attr, node) = match item.entry {
                         Some(entry) => {
-                            let node = l.edit.listed_entry(&l.view, l.dir, entry);
+                            let node = l.edit.listed_entry(&l.served.view, l.dir, entry);
                             let attr = file_attr(
-                                &l.view,
+                                &l.served.view,
                                 &Attr {
                                     node,
                                     source: entry.item.source,

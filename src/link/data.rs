@@ -18,14 +18,22 @@ const RANGE: usize = 1 << 30;
 /// that served. `dst` must be empty and open for writing; its metadata is not touched, and
 /// nothing is synced. This is the store's ingest and the editable views' copy-up.
 pub fn clone_or_copy(src: &File, dst: &File) -> io::Result<Tier> {
-    match backend::clone(dst, src) {
-        Ok(()) => return Ok(Tier::Reflink),
-        Err(e) if clone_refusal(&e).is_some() => {}
-        Err(e) => return Err(e),
+    if try_clone(src, dst)? {
+        return Ok(Tier::Reflink);
     }
     let size = src.metadata()?.len();
     copy(src, dst, size)?;
     Ok(Tier::Copy)
+}
+
+/// Give the empty file `dst` the content of `src` by `FICLONE` alone: `false` when the file
+/// system (pair) or this file refuses one, and the caller copies instead.
+pub fn try_clone(src: &File, dst: &File) -> io::Result<bool> {
+    match backend::clone(dst, src) {
+        Ok(()) => Ok(true),
+        Err(e) if clone_refusal(&e).is_some() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Why a clone was refused, when the refusal means "use another tier" rather than an error.

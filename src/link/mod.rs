@@ -36,7 +36,7 @@ mod memory;
 mod stats;
 pub mod tree;
 
-pub use data::clone_or_copy;
+pub use data::{clone_or_copy, try_clone};
 pub use linker::{Linker, Placed};
 pub(crate) use linker::{Side, dev_of, mode_of, perm};
 pub use stats::{Bytes, Count, Stats, Summary};

@@ -26,6 +26,7 @@ mod beneath;
 mod chmod;
 mod copyup;
 pub mod listing;
+pub mod unchecked;
 pub mod whiteout;
 
 use crate::error::{IoContext, Result};
@@ -41,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use chmod::chmod_at;
+pub use copyup::{Content, Copied};
 
 /// Owner, mode and times a copied-up file or a made directory gets (the lower entry's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -70,7 +70,7 @@
 //! moment leaves a store that [`Store::verify`] calls sound.
 
 mod blobs;
-mod checked;
+pub mod checked;
 pub mod gc;
 mod lock;
 mod oci;

@@ -13,7 +13,7 @@
 use super::control::{self, Peer, Reply, Request, Status, ViewStatus};
 use super::{Paths, mounts, ready};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use crate::fuse::{Fs, Mode};
+use crate::fuse::{Fs, Mode, Served};
 use crate::process::{self, ProcId};
 use crate::router::Router;
 use crate::view::{Meta, View};
@@ -35,7 +35,7 @@ pub struct ServeOptions {
 }
 
 struct Daemon {
-    router: Arc<Router>,
+    router: Arc<Router<Served>>,
     mountpoint: PathBuf,
     socket: PathBuf,
     started: Instant,
@@ -80,10 +80,10 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
 
     let router = Arc::new(Router::new());
     let uid = rustix::process::geteuid().as_raw();
-    let empty = Arc::new(View::empty(
+    let empty = Arc::new(Served::read_only(View::empty(
         0,
         meta(vec![], uid, rustix::process::getegid().as_raw()),
-    ));
+    )));
     let fs = Fs::new(Mode::Routed {
         router: router.clone(),
         empty,
@@ -133,7 +133,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 for gone in d.router.sweep() {
                     tracing::info!(
                         pid = gone.root.pid,
-                        view = gone.view.id,
+                        view = gone.view.view.id,
                         "unregistered: the tree's root process exited"
                     );
                 }
@@ -315,16 +315,21 @@ impl Daemon {
         } else {
             layers.to_vec()
         };
-        let view = match edit {
+        let served = match edit {
             Some(runtime) => super::edit::view(store, runtime, id, meta(names, owner, gid))?,
-            None => super::build_view(store, layers, id, meta(names, owner, gid))?,
+            None => Served::read_only(super::build_view(
+                store,
+                layers,
+                id,
+                meta(names, owner, gid),
+            )?),
         };
         tracing::info!(
             pid,
             start = stat.id.start,
             view = id,
-            layers = ?view.meta.layers,
-            nodes = view.len(),
+            layers = ?served.view.meta.layers,
+            nodes = served.view.len(),
             peer.uid,
             "registered"
         );
@@ -339,7 +344,7 @@ impl Daemon {
                 pid,
                 start: stat.id.start,
             },
-            Arc::new(view),
+            Arc::new(served),
         );
         Ok(id)
     }
@@ -349,11 +354,11 @@ impl Daemon {
         let Some(reg) = regs.iter().find(|r| r.root.pid == pid) else {
             return control::error_reply(&format!("pid {pid}"), "no view is registered for it");
         };
-        if peer.uid != 0 && reg.view.meta.uid != peer.uid {
+        if peer.uid != 0 && reg.view.view.meta.uid != peer.uid {
             return control::error_reply(&format!("pid {pid}"), "that view is not yours");
         }
         if let Some(r) = self.router.unregister(pid) {
-            tracing::info!(pid, view = r.view.id, peer.pid, "unregistered");
+            tracing::info!(pid, view = r.view.view.id, peer.pid, "unregistered");
         }
         Reply::Unregistered
     }
@@ -365,19 +370,22 @@ impl Daemon {
             .router
             .registrations()
             .into_iter()
-            .map(|r| ViewStatus {
-                id: r.view.id,
-                root_pid: r.root.pid,
-                root_start: r.root.start,
-                layers: r.view.meta.layers.clone(),
-                age_secs: now
-                    .duration_since(r.view.meta.created)
-                    .unwrap_or_default()
-                    .as_secs(),
-                uid: r.view.meta.uid,
-                nodes: r.view.len(),
-                kept_nodes: r.view.edit().map(|e| e.node_count()),
-                runtime: r.view.edit().map(|e| e.runtime_name().to_string()),
+            .map(|r| {
+                let (view, edit) = (&r.view.view, r.view.edit());
+                ViewStatus {
+                    id: view.id,
+                    root_pid: r.root.pid,
+                    root_start: r.root.start,
+                    layers: view.meta.layers.clone(),
+                    age_secs: now
+                        .duration_since(view.meta.created)
+                        .unwrap_or_default()
+                        .as_secs(),
+                    uid: view.meta.uid,
+                    nodes: view.len(),
+                    kept_nodes: edit.map(|e| e.node_count()),
+                    runtime: edit.map(|e| e.runtime_name().to_string()),
+                }
             })
             .collect();
         Status {
@@ -394,15 +402,15 @@ impl Daemon {
 }
 
 /// Why `stop` refuses: the views in use, each with its root process and layers.
-fn in_use_message(views: &[crate::router::Registration]) -> String {
+fn in_use_message(views: &[crate::router::Registration<Served>]) -> String {
     let list: Vec<String> = views
         .iter()
         .map(|r| {
             format!(
                 "view {} of pid {}: {}",
-                r.view.id,
+                r.view.view.id,
                 r.root.pid,
-                r.view.meta.layers.join(" ")
+                r.view.view.meta.layers.join(" ")
             )
         })
         .collect();

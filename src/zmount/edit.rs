@@ -7,9 +7,10 @@
 use crate::backend::Backend;
 use crate::edit::Edit;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fuse::Served;
 use crate::runtime::{self, Runtime};
 use crate::store::Store;
-use crate::view::{Digest, Meta, View};
+use crate::view::{Digest, Meta};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -89,14 +90,17 @@ fn find_or_create(
 
 /// Build the editable view of runtime `name` in the store at `root`: its base layers merged,
 /// its scratch dir on top (locked for the view's life).
-pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<View> {
+pub fn view(root: &Path, name: &str, id: u32, meta: Meta) -> Result<Served> {
     let store = super::open_existing_store(root)?;
     let rt = Runtime::open(&store, name)?;
     let hex: Vec<String> = rt.base().iter().map(|d| d.to_hex()).collect();
     let (uid, gid) = (meta.uid, meta.gid);
     let view = super::build_view(root, &hex, id, meta)?;
     let lower_nodes = view.len();
-    Ok(view.with_edit(Edit::new(rt, uid, gid, lower_nodes)?))
+    Ok(Served::editable(
+        view,
+        Edit::new(rt, uid, gid, lower_nodes)?,
+    ))
 }
 
 /// The end of a run that made its runtime under a fresh name: nothing changed means nothing

@@ -2,7 +2,7 @@
 
 use super::{mounts, ready};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use crate::fuse::{Fs, Mode};
+use crate::fuse::{Fs, Mode, Served};
 use crate::store::{self, Store};
 use crate::view::Meta;
 use std::ffi::OsString;
@@ -109,14 +109,15 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         created: SystemTime::now(),
     };
     let hex: Vec<String> = digests.iter().map(|d| d.to_hex()).collect();
-    let view = match &runtime {
+    let served = match &runtime {
         Some(name) => super::edit::view(&root, name, 1, meta)?,
-        None => super::build_view(&root, &hex, 1, meta)?,
+        None => Served::read_only(super::build_view(&root, &hex, 1, meta)?),
     };
-    tracing::info!(mountpoint = %mountpoint.display(), nodes = view.len(), "mounting single view");
-    let writable = view.edit().is_some();
+    let nodes = served.view.len();
+    tracing::info!(mountpoint = %mountpoint.display(), nodes, "mounting single view");
+    let writable = served.edit().is_some();
     let session = super::mount_session(
-        Fs::new(Mode::Single(Arc::new(view))),
+        Fs::new(Mode::Single(Arc::new(served))),
         &mountpoint,
         writable,
         dead,

@@ -129,6 +129,19 @@ macro_rules! require {
     };
 }
 
+/// [`require!`] for helpers that make a test's environment: `false` (and the test returns)
+/// when `cond` does not hold outside CI, a failure in CI.
+pub fn required(cond: bool, why: &str) -> bool {
+    if !cond {
+        if std::env::var_os("CI").is_some() {
+            panic!("prerequisite missing in CI: {why}");
+        }
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        eprintln!("SKIPPED {test}: {why}");
+    }
+    cond
+}
+
 pub fn lsattr(path: &Path) -> String {
     let out = sh(&format!("lsattr -d '{}'", path.display()));
     out.split_whitespace()
@@ -262,4 +275,136 @@ pub fn mounted(path: &Path) -> bool {
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(1) == p.to_str())
+}
+
+/// A test's own store (`store`), zmount directory (`zm`: socket, log, default mount point
+/// `zm/mnt`) and commands that use them, each under a timeout. Dropping it, panics included,
+/// stops the daemon (forced: a test that failed half-way may leave views) and lazily unmounts
+/// whatever is mounted below the test's directory, deepest first, so a broken mount fails a
+/// test instead of hanging CI or the next test.
+pub struct StoreEnv {
+    pub scratch: Scratch,
+    timeout: Duration,
+}
+
+impl StoreEnv {
+    /// For a test that mounts: `None` (the test returns, see [`required`]) without root and
+    /// /dev/fuse.
+    pub fn for_fuse(timeout: Duration) -> Option<Self> {
+        required(have_fuse(), "needs root and /dev/fuse").then(|| StoreEnv::new(timeout))
+    }
+
+    pub fn new(timeout: Duration) -> Self {
+        let scratch = Scratch::new();
+        std::fs::create_dir(scratch.path("store")).expect("store dir");
+        // World-traversable, so tests that switch users can reach what they are meant to.
+        std::fs::set_permissions(
+            scratch.root(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod test dir");
+        StoreEnv { scratch, timeout }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.scratch.path(name)
+    }
+    pub fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+    /// zmount's directory (`ZMOUNT_DIR`).
+    pub fn dir(&self) -> PathBuf {
+        self.path("zm")
+    }
+    /// The routed daemon's mount point.
+    pub fn mnt(&self) -> PathBuf {
+        self.path("zm/mnt")
+    }
+
+    /// One of the binaries with the test's store and zmount directory, under the timeout.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = bin(name);
+        c.env("ZKIT_STORE", self.store())
+            .env("ZMOUNT_DIR", self.dir())
+            .timeout(self.timeout);
+        c
+    }
+
+    /// `zmount run --edit [--name NAME] LAYERS... -- sh -c SCRIPT`: the script finds the
+    /// view at `$ZKIT_MOUNT`; no LAYERS resumes the runtime.
+    pub fn edit_run(
+        &self,
+        name: Option<&str>,
+        layers: &[&str],
+        script: &str,
+    ) -> std::process::Output {
+        let mut c = self.cmd("zmount");
+        c.args(["run", "--edit"]);
+        if let Some(name) = name {
+            c.args(["--name", name]);
+        }
+        c.args(layers).args(["--", "sh", "-c", script]);
+        c.output().expect("run zmount")
+    }
+
+    /// [`StoreEnv::cmd`] as a plain `std::process::Command` (for spawning), without the
+    /// timeout.
+    pub fn std_cmd(&self, name: &str) -> Std {
+        let mut c = Std::new(bin_path(name));
+        if name == "zmount" {
+            c.env("ZMOUNT_BACKEND", "fuse");
+        }
+        c.env("ZKIT_STORE", self.store())
+            .env("ZMOUNT_DIR", self.dir());
+        c
+    }
+}
+
+impl Drop for StoreEnv {
+    fn drop(&mut self) {
+        let _ = self
+            .std_cmd("zmount")
+            .args(["stop", "--force"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        // Every mount under the test's directory (a forced stop leaves its mount dead).
+        let root = std::fs::canonicalize(self.scratch.root()).unwrap();
+        let mut mounts: Vec<PathBuf> = std::fs::read("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+            .filter_map(|l| l.split(|&b| b == b' ').nth(4).map(unescape_mount_path))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for m in mounts {
+            let _ = Std::new("umount")
+                .arg("-l")
+                .arg(&m)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A mountinfo path field: space, tab, newline and backslash are `\ooo`.
+pub fn unescape_mount_path(field: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
+        match (field[i], octal) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }

@@ -21,52 +21,41 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{Scratch, bin_path, have};
+use util::{bin_path, have};
 use zkit::digest::Digest;
 use zkit::manifest::{Manifest, Node, NodeKind};
 use zkit::store::Store;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A store, a daemon directory and a mount point of one test; stops and unmounts on drop.
-struct Env {
-    scratch: Scratch,
+/// A store, a daemon directory and a mount point of one test; stops and unmounts on drop
+/// (see [`util::StoreEnv`]).
+struct Env(util::StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = util::StoreEnv;
+    fn deref(&self) -> &util::StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let scratch = Scratch::new();
-        std::fs::create_dir(scratch.path("store")).unwrap();
-        // World-traversable, so tests that switch users can reach what they are meant to.
-        std::fs::set_permissions(scratch.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env { scratch }
+        Env(util::StoreEnv::new(TIMEOUT))
     }
 
-    fn store(&self) -> PathBuf {
-        self.scratch.path("store")
-    }
-    fn dir(&self) -> PathBuf {
-        self.scratch.path("zm")
-    }
-    fn mnt(&self) -> PathBuf {
-        self.scratch.path("zm/mnt")
+    /// For a test that mounts: `None` (the test returns) without root and /dev/fuse.
+    fn fuse() -> Option<Env> {
+        util::StoreEnv::for_fuse(TIMEOUT).map(Env)
     }
 
-    /// `zmount --dir DIR ARGS...` with the test's store, under a timeout.
+    /// `zmount ARGS...` with the test's store and daemon directory, under a timeout.
     fn zmount(&self) -> assert_cmd::Command {
-        let mut c = util::bin("zmount");
-        c.env("ZMOUNT_DIR", self.dir())
-            .env("ZKIT_STORE", self.store())
-            .timeout(TIMEOUT);
-        c
+        self.cmd("zmount")
     }
 
     fn std_zmount(&self) -> Command {
-        let mut c = Command::new(bin_path("zmount"));
-        c.env("ZMOUNT_BACKEND", "fuse")
-            .env("ZMOUNT_DIR", self.dir())
-            .env("ZKIT_STORE", self.store());
-        c
+        self.std_cmd("zmount")
     }
 
     /// Commit `files` (path -> content; a trailing `/` makes a directory, `@target` a
@@ -107,57 +96,6 @@ impl Env {
         );
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Forced: a test that failed half-way may leave views, and a plain stop refuses then.
-        let _ = self
-            .std_zmount()
-            .args(["stop", "--force"])
-            .stderr(Stdio::null())
-            .status();
-        // Every mount under the test's directory (a forced stop leaves its mount dead),
-        // deepest first.
-        let root = std::fs::canonicalize(self.scratch.root()).unwrap();
-        let mut mounts: Vec<PathBuf> = std::fs::read("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .split(|&b| b == b'\n')
-            .filter_map(|l| l.split(|&b| b == b' ').nth(4).map(unescape_mount_path))
-            .filter(|p| p.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-        for m in mounts {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&m)
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// A mountinfo path field: space, tab, newline and backslash are `\ooo`.
-fn unescape_mount_path(field: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
-        match (field[i], octal) {
-            (b'\\', Some(v)) => {
-                out.push(v);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn blob_node(store: &Store, content: &[u8], mode: u32) -> Node {
@@ -255,8 +193,9 @@ while [ ! -e {out}/go ]; do sleep 0.02; done"#
 
 #[test]
 fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "tree A\n"), ("only-a", "")]);
     env.layer("b", &[("which", "tree B\n"), ("only-b/", "")]);
     let a = spawn_tree(&env, "a", "a");
@@ -295,8 +234,9 @@ fn two_runs_see_their_own_layers_and_outsiders_see_an_empty_root() {
 
 #[test]
 fn kernel_caches_never_leak_between_views() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     // Same sizes, same attributes: only the routing tells them apart.
     env.layer(
         "a",
@@ -382,8 +322,9 @@ fn long_lived_trees_reading_the_same_path_in_turn_never_see_each_other() {
 
 #[test]
 fn a_read_only_daemon_isolates_views_too_and_refuses_editable_ones() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     // Zero-message opens: the kernel opens files by itself, so isolation rests on inodes alone.
     env.zmount()
         .args(["serve", "--read-only"])
@@ -483,8 +424,9 @@ done"#,
 
 #[test]
 fn registration_ends_with_its_root_process() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A")]);
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     env.zmount()
@@ -522,9 +464,10 @@ fn registration_ends_with_its_root_process() {
 
 #[test]
 fn another_user_cannot_register_roots_process() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
     require!(have("setpriv"), "needs setpriv (util-linux)");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A")]);
     env.zmount().arg("serve").assert().success();
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
@@ -555,8 +498,9 @@ fn another_user_cannot_register_roots_process() {
 
 #[test]
 fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.zmount().arg("serve").assert().success();
     let socket = env.dir().join("control/socket");
     let exchange = |bytes: &[u8]| {
@@ -583,8 +527,9 @@ fn garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on() {
 
 #[test]
 fn single_view_mount_matches_the_committed_tree() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let src = env.scratch.path("src");
     util::sh(&format!(
         "set -e; mkdir -p '{s}/bin' '{s}/share/doc/a b' '{s}/empty'; cd '{s}'
@@ -652,8 +597,9 @@ fn single_view_mount_matches_the_committed_tree() {
 
 #[test]
 fn status_lists_live_views_and_stop_leaves_no_mount() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("app/1.0", &[("x", "1")]);
     let flag = env.scratch.path("done");
     let child = env
@@ -693,8 +639,9 @@ fn status_lists_live_views_and_stop_leaves_no_mount() {
 
 #[test]
 fn a_crashed_daemon_is_replaced_by_the_next_serve() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("which", "A\n")]);
     env.zmount().arg("serve").assert().success();
     let pid = env.status_json()["pid"].as_u64().unwrap();
@@ -720,8 +667,9 @@ fn a_crashed_daemon_is_replaced_by_the_next_serve() {
 
 #[test]
 fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let ready = env.scratch.path("ready");
     let run = env
@@ -748,8 +696,9 @@ fn sigterm_to_run_reaches_cmd_and_run_still_cleans_up() {
 
 #[test]
 fn errors_name_the_fix() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let out = env
         .zmount()

@@ -28,8 +28,9 @@ fn drop_caches() {
 
 #[test]
 fn an_editable_view_drops_the_nodes_the_kernel_forgets_and_keeps_those_it_holds() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let files: Vec<(String, String)> = (0..20)
         .flat_map(|d| (0..50).map(move |f| (format!("d{d}/f{f}"), format!("{d}.{f}\n"))))
         .collect();
@@ -91,8 +92,9 @@ fn an_editable_view_drops_the_nodes_the_kernel_forgets_and_keeps_those_it_holds(
 
 #[test]
 fn changes_between_cache_drops_give_the_same_tree_as_a_plain_directory() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     let files: Vec<(String, String)> = (0..5)
         .flat_map(|d| (0..20).map(move |f| (format!("d{d}/f{f}"), format!("{d}.{f}\n"))))
         .collect();
@@ -129,15 +131,14 @@ fn changes_between_cache_drops_give_the_same_tree_as_a_plain_directory() {
         script.replace('\'', "'\\''"),
         plain.display()
     ));
-    let out = env
-        .zmount()
-        .args(["run", "--edit", "--name", "steps", "tree", "--", "sh", "-c"])
-        .arg(format!(
+    let out = env.edit_run(
+        Some("steps"),
+        &["tree"],
+        &format!(
             "sh -c '{}' sh \"$ZKIT_MOUNT\"",
             script.replace('\'', "'\\''")
-        ))
-        .output()
-        .unwrap();
+        ),
+    );
     let in_view = util::stdout_of(out, "the steps in the view");
     assert!(in_view.lines().count() > 100, "{in_view}");
     assert_eq!(in_view, in_plain);

@@ -3,18 +3,15 @@
 use super::*;
 
 fn runtimes(env: &Env) -> String {
-    let out = Command::new(bin_path("zcommit"))
-        .env("ZKIT_STORE", env.store())
-        .arg("runtimes")
-        .output()
-        .unwrap();
+    let out = env.cmd("zcommit").arg("runtimes").output().unwrap();
     util::stdout_of(out, "zcommit runtimes")
 }
 
 #[test]
 fn an_unnamed_edit_run_that_changes_nothing_leaves_no_runtime() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let out = env
         .zmount()
@@ -55,8 +52,9 @@ fn an_unnamed_edit_run_that_changes_nothing_leaves_no_runtime() {
 
 #[test]
 fn a_failed_unnamed_edit_run_leaves_no_runtime() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let out = env
         .zmount()
@@ -69,8 +67,9 @@ fn a_failed_unnamed_edit_run_leaves_no_runtime() {
 
 #[test]
 fn mount_and_run_name_a_runtime_the_same_way() {
-    require!(util::have_fuse(), "needs root and /dev/fuse");
-    let env = Env::new();
+    let Some(env) = Env::fuse() else {
+        return;
+    };
     env.layer("a", &[("x", "1")]);
     let mnt = env.scratch.path("single");
     std::fs::create_dir(&mnt).unwrap();
@@ -81,12 +80,11 @@ fn mount_and_run_name_a_runtime_the_same_way() {
         .success();
     std::fs::write(mnt.join("made"), "by the mount\n").unwrap();
     env.zmount().arg("umount").arg(&mnt).assert().success();
-    let out = env
-        .zmount()
-        .args(["run", "--edit", "--name", "dev", "--", "sh", "-c"])
-        .arg("cat \"$ZKIT_MOUNT/made\" \"$ZKIT_MOUNT/x\"")
-        .output()
-        .unwrap();
+    let out = env.edit_run(
+        Some("dev"),
+        &[],
+        "cat \"$ZKIT_MOUNT/made\" \"$ZKIT_MOUNT/x\"",
+    );
     assert_eq!(
         util::stdout_of(out, "zmount run --name dev"),
         "by the mount\n1"
