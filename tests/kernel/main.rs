@@ -4,6 +4,8 @@
 //!
 //! Every test has its own store, zmount directory and mount points; runs end with their
 //! command (the namespace takes its overlay along), and every command runs under a timeout.
+//! Linux only: the kernel backend exists nowhere else.
+#![cfg(target_os = "linux")]
 
 mod crash;
 mod differential;
