@@ -360,27 +360,30 @@ impl Tree for Stack {
 
 /// Every path that differs between `a` and `b`, in name order (see the module docs).
 pub fn diff(a: &impl Tree, b: &impl Tree, metadata: bool) -> Vec<(Change, PathBuf)> {
-    let mut out = Vec::new();
     let mut cmp = Compare {
         a,
         b,
         metadata,
-        out: &mut out,
+        at: Vec::new(),
+        out: Vec::new(),
     };
-    cmp.dirs(a.root(), b.root(), Path::new(""));
-    out
+    cmp.dirs(a.root(), b.root());
+    cmp.out
 }
 
+/// A merge-join of two trees. `at` is the path being compared, grown and cut back as the walk
+/// goes down and up, so an entry that did not change costs no allocation.
 struct Compare<'c, A, B> {
     a: &'c A,
     b: &'c B,
     metadata: bool,
-    out: &'c mut Vec<(Change, PathBuf)>,
+    at: Vec<u8>,
+    out: Vec<(Change, PathBuf)>,
 }
 
 impl<'c, A: Tree, B: Tree> Compare<'c, A, B> {
     /// Walk two directories' sorted entries side by side.
-    fn dirs(&mut self, x: A::Node<'c>, y: B::Node<'c>, at: &Path) {
+    fn dirs(&mut self, x: A::Node<'c>, y: B::Node<'c>) {
         let (a, b) = (self.a, self.b);
         let mut xs = a.children(x).peekable();
         let mut ys = b.children(y).peekable();
@@ -391,50 +394,70 @@ impl<'c, A: Tree, B: Tree> Compare<'c, A, B> {
                 (None, Some(_)) => Ordering::Greater,
                 (Some((nx, _)), Some((ny, _))) => nx.cmp(ny),
             };
+            let parent = self.at.len();
             match order {
                 Ordering::Less => {
                     let (name, x) = xs.next().expect("peeked");
-                    all_below(
-                        a,
-                        x,
-                        at.join(OsStr::from_bytes(name)),
-                        Change::Deleted,
-                        self.out,
-                    );
+                    self.enter(name);
+                    self.all_below(a, x, Change::Deleted);
                 }
                 Ordering::Greater => {
                     let (name, y) = ys.next().expect("peeked");
-                    all_below(
-                        b,
-                        y,
-                        at.join(OsStr::from_bytes(name)),
-                        Change::Added,
-                        self.out,
-                    );
+                    self.enter(name);
+                    self.all_below(b, y, Change::Added);
                 }
                 Ordering::Equal => {
                     let ((name, x), (_, y)) =
                         (xs.next().expect("peeked"), ys.next().expect("peeked"));
-                    self.entry(x, y, at.join(OsStr::from_bytes(name)));
+                    self.enter(name);
+                    self.entry(x, y);
                 }
             }
+            self.at.truncate(parent);
         }
     }
 
-    fn entry(&mut self, x: A::Node<'c>, y: B::Node<'c>, path: PathBuf) {
+    fn entry(&mut self, x: A::Node<'c>, y: B::Node<'c>) {
         let (sx, sy) = (self.a.shown(x), self.b.shown(y));
         if !sx.kind.same_kind(&sy.kind) {
-            self.out.push((Change::Kind, path.clone()));
-            below(self.a, x, &path, Change::Deleted, self.out);
-            below(self.b, y, &path, Change::Added, self.out);
+            self.record(Change::Kind);
+            self.below(self.a, x, Change::Deleted);
+            self.below(self.b, y, Change::Added);
             return;
         }
         if let Some(change) = compare(&sx, &sy, self.metadata) {
-            self.out.push((change, path.clone()));
+            self.record(change);
         }
         if sx.kind == ShownKind::Dir {
-            self.dirs(x, y, &path);
+            self.dirs(x, y);
         }
+    }
+
+    /// `node`, at the current path, and everything below it, all with `change`.
+    fn all_below<'t, T: Tree>(&mut self, tree: &'t T, node: T::Node<'t>, change: Change) {
+        self.record(change);
+        self.below(tree, node, change);
+    }
+
+    fn below<'t, T: Tree>(&mut self, tree: &'t T, node: T::Node<'t>, change: Change) {
+        for (name, child) in tree.children(node) {
+            let parent = self.at.len();
+            self.enter(name);
+            self.all_below(tree, child, change);
+            self.at.truncate(parent);
+        }
+    }
+
+    fn enter(&mut self, name: &[u8]) {
+        if !self.at.is_empty() {
+            self.at.push(b'/');
+        }
+        self.at.extend_from_slice(name);
+    }
+
+    fn record(&mut self, change: Change) {
+        let path = OsStr::from_bytes(&self.at).to_owned();
+        self.out.push((change, PathBuf::from(path)));
     }
 }
 
@@ -465,30 +488,6 @@ fn compare(x: &Shown, y: &Shown, metadata: bool) -> Option<Change> {
         Some(Change::Time)
     } else {
         None
-    }
-}
-
-/// `node` at `path` and everything below it, all with `change`.
-fn all_below<'t, T: Tree>(
-    tree: &'t T,
-    node: T::Node<'t>,
-    path: PathBuf,
-    change: Change,
-    out: &mut Vec<(Change, PathBuf)>,
-) {
-    out.push((change, path.clone()));
-    below(tree, node, &path, change, out);
-}
-
-fn below<'t, T: Tree>(
-    tree: &'t T,
-    node: T::Node<'t>,
-    path: &Path,
-    change: Change,
-    out: &mut Vec<(Change, PathBuf)>,
-) {
-    for (name, child) in tree.children(node) {
-        all_below(tree, child, path.join(OsStr::from_bytes(name)), change, out);
     }
 }
 
