@@ -33,6 +33,21 @@ impl Drop for Unmount {
 }
 
 /// `zcommit --runtime NAME`'s result and stderr.
+/// `zmount mount --backend kernel ARGS` at a new mount point, unmounted when the guard goes.
+fn mount_kernel(env: &Env, args: &[&str]) -> (std::path::PathBuf, Unmount) {
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = env
+        .cmd("zmount")
+        .args(["mount", "--backend", "kernel"])
+        .args(args)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    util::stdout_of(out, "zmount mount");
+    (mnt.clone(), Unmount(mnt))
+}
+
 fn try_commit(env: &Env, name: &str) -> (bool, String) {
     let out = env
         .cmd("zcommit")
@@ -155,16 +170,7 @@ fn a_kernel_mount_whose_holder_was_killed_keeps_its_layers_from_gc() {
     let upper = env.layer("upper", |d| {
         std::fs::write(d.join("b"), "upper b\n").unwrap()
     });
-    let mnt = env.path("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = env
-        .cmd("zmount")
-        .args(["mount", "--backend", "kernel", &lower, &upper])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    util::stdout_of(out, "zmount mount");
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = mount_kernel(&env, &[&lower, &upper]);
     let pid = holder(&env);
     kill(pid);
     wait_dead(pid);
@@ -203,24 +209,7 @@ fn a_kernel_mount_whose_holder_was_killed_keeps_its_runtime_until_unmounted() {
     require!(kernel_ready(), "needs root and overlayfs");
     let env = Env::new();
     env.layer("base", |d| std::fs::write(d.join("a"), "a\n").unwrap());
-    let mnt = env.path("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = env
-        .cmd("zmount")
-        .args([
-            "mount",
-            "--backend",
-            "kernel",
-            "--edit",
-            "--name",
-            "m",
-            "base",
-        ])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    util::stdout_of(out, "zmount mount");
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = mount_kernel(&env, &["--edit", "--name", "m", "base"]);
     let pid = holder(&env);
     kill(pid);
     wait_dead(pid);
