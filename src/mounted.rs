@@ -78,6 +78,24 @@ pub fn find(tag: &str) -> Option<Place> {
     mounted().remove(tag)
 }
 
+/// Detach, in this process's mount namespace, every tagged overlay it copied from the one it
+/// came from (`unshare(CLONE_NEWNS)` copies every mount). A run's namespace must not hold
+/// other views: while it lived, a view unmounted outside would stay mounted in it, and its
+/// runtime would stay taken. Innermost first; a failure leaves that copy (it only delays).
+#[cfg(target_os = "linux")]
+pub fn detach_copies() {
+    let Ok(table) = std::fs::read("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = tagged(&table).into_iter().map(|(_, m)| m).collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for mountpoint in points {
+        if let Err(e) = rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH) {
+            tracing::debug!(mountpoint = %mountpoint.display(), error = %e, "cannot detach a copied view");
+        }
+    }
+}
+
 /// The tagged overlays of one mountinfo table, with their mount points.
 fn tagged(table: &[u8]) -> Vec<(String, PathBuf)> {
     crate::sys::mountinfo::entries(table)

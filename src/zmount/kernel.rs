@@ -3,7 +3,9 @@
 //! 1. Resolve the stack (or create/resume the runtime, and lock it for the run's life) and
 //!    make sure every layer has its meta tree ([`crate::overlay::meta`]).
 //! 2. `unshare(CLONE_NEWNS)`, then make every mount in the copy a slave: host mounts made
-//!    later still appear inside, nothing mounted inside reaches the host.
+//!    later still appear inside, nothing mounted inside reaches the host. The copies of
+//!    other kernel views are detached ([`crate::mounted::detach_copies`]): the run must not
+//!    keep them mounted after their own end.
 //! 3. Make the overlay ([`crate::overlay::mount`]) and attach it at the mount point; CMD runs
 //!    with `$ZKIT_MOUNT` set to it, as with the daemon. Only processes of this namespace see
 //!    it; another run at the same path has its own.
@@ -236,6 +238,7 @@ pub fn run(opts: &RunOptions, choice: &Choice) -> Result<i32> {
             MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
         )
         .at(Path::new("/"), "cannot make mounts private")?;
+        crate::mounted::detach_copies();
         mount::make(&stack)?.attach(&mountpoint)?;
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
             .at(Path::new("prctl"), "cannot become a child subreaper")

@@ -26,7 +26,8 @@ fn a_run_killed_during_writes_leaves_a_runtime_that_commits() {
          [ $i = 20 ] && touch '{}'; done",
         ready.display()
     );
-    let mut child = std::process::Command::new(util::bin_path("zmount"))
+    let mut child = env
+        .std_cmd("zmount")
         .args([
             "run",
             "--backend",
@@ -40,8 +41,6 @@ fn a_run_killed_during_writes_leaves_a_runtime_that_commits() {
             "-c",
         ])
         .arg(&script)
-        .env("ZKIT_STORE", env.store())
-        .env("ZMOUNT_DIR", env.path("zm"))
         .process_group(0)
         .spawn()
         .unwrap();

@@ -32,7 +32,6 @@ impl Drop for Unmount {
     }
 }
 
-/// `zcommit --runtime NAME`'s result and stderr.
 /// `zmount mount --backend kernel ARGS` at a new mount point, unmounted when the guard goes.
 fn mount_kernel(env: &Env, args: &[&str]) -> (std::path::PathBuf, Unmount) {
     let mnt = env.path("mnt");
@@ -48,6 +47,7 @@ fn mount_kernel(env: &Env, args: &[&str]) -> (std::path::PathBuf, Unmount) {
     (mnt.clone(), Unmount(mnt))
 }
 
+/// `zcommit --runtime NAME --tag done`: whether it worked, and its stderr.
 fn try_commit(env: &Env, name: &str) -> (bool, String) {
     let out = env
         .cmd("zcommit")
@@ -96,7 +96,8 @@ fn a_run_killed_alone_keeps_its_runtime_until_cmd_ends() {
         stop = stop.display(),
         ready = ready.display()
     );
-    let mut run = std::process::Command::new(util::bin_path("zmount"))
+    let mut run = env
+        .std_cmd("zmount")
         .args([
             "run",
             "--backend",
@@ -108,8 +109,6 @@ fn a_run_killed_alone_keeps_its_runtime_until_cmd_ends() {
         ])
         .args(["--", "sh", "-c"])
         .arg(&script)
-        .env("ZKIT_STORE", env.store())
-        .env("ZMOUNT_DIR", env.path("zm"))
         .process_group(0)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -224,6 +223,48 @@ fn a_kernel_mount_whose_holder_was_killed_keeps_its_runtime_until_unmounted() {
     assert_eq!(
         std::fs::read_to_string(env.path("out/b")).unwrap(),
         "after the kill\n"
+    );
+}
+
+/// A kernel run started while an editable kernel mount (its holder killed) is up does not
+/// keep that overlay alive in its namespace: once unmounted on the host, its runtime commits
+/// while the run goes on.
+#[test]
+fn a_run_does_not_keep_a_view_mounted_elsewhere() {
+    require!(kernel_ready(), "needs root and overlayfs");
+    let env = Env::new();
+    env.layer("base", |d| std::fs::write(d.join("a"), "a\n").unwrap());
+    let (mnt, _unmount) = mount_kernel(&env, &["--edit", "--name", "m", "base"]);
+    let pid = holder(&env);
+    kill(pid);
+    wait_dead(pid);
+    std::fs::write(mnt.join("b"), "through the mount\n").unwrap();
+    let (ready, stop) = (env.path("ready"), env.path("stop"));
+    let script = format!(
+        "touch '{ready}'; while [ ! -e '{stop}' ]; do sleep 0.01; done",
+        stop = stop.display(),
+        ready = ready.display()
+    );
+    let mut run = env
+        .std_cmd("zmount")
+        .args(["run", "--backend", "kernel", "base", "--", "sh", "-c"])
+        .arg(&script)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _group = Group(run.id());
+    util::wait_for("the run", TIMEOUT, || ready.exists());
+    let out = env.cmd("zmount").arg("umount").arg(&mnt).output().unwrap();
+    util::stdout_of(out, "zmount umount");
+    let (ok, err) = try_commit(&env, "m");
+    std::fs::write(&stop, "").unwrap();
+    assert!(run.wait().unwrap().success());
+    assert!(ok, "the run kept the unmounted view's runtime taken: {err}");
+    env.checkout("out", &["base", "done"]);
+    assert_eq!(
+        std::fs::read_to_string(env.path("out/b")).unwrap(),
+        "through the mount\n"
     );
 }
 

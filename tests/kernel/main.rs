@@ -56,6 +56,15 @@ impl Env {
         c
     }
 
+    /// A `std::process::Command` for `bin` with this test's store and zmount directory, for
+    /// processes a test spawns and keeps running.
+    pub fn std_cmd(&self, bin: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(util::bin_path(bin));
+        c.env("ZKIT_STORE", self.store())
+            .env("ZMOUNT_DIR", self.path("zm"));
+        c
+    }
+
     /// `zmount run --backend B ARGS... -- sh -c SCRIPT`, which must succeed; its stdout.
     pub fn run(&self, backend: &str, args: &[&str], script: &str) -> String {
         let out = self
@@ -215,11 +224,10 @@ fn concurrent_kernel_runs_at_one_mount_point_are_isolated() {
             out = env.path(tag).display(),
             go = go.display()
         );
-        let mut c = std::process::Command::new(util::bin_path("zmount"));
-        c.args(["run", "--backend", "kernel", tag, "--", "sh", "-c", &script])
-            .env("ZKIT_STORE", env.store())
-            .env("ZMOUNT_DIR", env.path("zm"));
-        c.spawn().unwrap()
+        env.std_cmd("zmount")
+            .args(["run", "--backend", "kernel", tag, "--", "sh", "-c", &script])
+            .spawn()
+            .unwrap()
     };
     let (mut a, mut b) = (spawn("one"), spawn("two"));
     util::wait_for("both runs", TIMEOUT, || {
@@ -275,7 +283,7 @@ fn status_lists_kernel_runs() {
     env.layer("base", sample);
     let flag = env.path("flag");
     let go = env.path("go");
-    let mut c = std::process::Command::new(util::bin_path("zmount"));
+    let mut c = env.std_cmd("zmount");
     c.args([
         "run",
         "--backend",
@@ -292,9 +300,7 @@ fn status_lists_kernel_runs() {
         "touch '{}'; while [ ! -e '{}' ]; do sleep 0.02; done",
         flag.display(),
         go.display()
-    ))
-    .env("ZKIT_STORE", env.store())
-    .env("ZMOUNT_DIR", env.path("zm"));
+    ));
     let mut child = c.spawn().unwrap();
     util::wait_for("the run", TIMEOUT, || flag.exists());
     let out = env.cmd("zmount").args(["status"]).output().unwrap();

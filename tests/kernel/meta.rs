@@ -59,10 +59,9 @@ fn a_meta_build_killed_midway_is_redone_never_used() {
     });
     let meta = meta_dir(&env, &digest);
     for delay_ms in [5u64, 20, 40, 80, 150] {
-        let mut child = std::process::Command::new(util::bin_path("zmount"))
+        let mut child = env
+            .std_cmd("zmount")
             .args(["run", "--backend", "kernel", "big", "--", "true"])
-            .env("ZKIT_STORE", env.store())
-            .env("ZMOUNT_DIR", env.path("zm"))
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
