@@ -24,7 +24,7 @@ use std::path::Path;
 pub enum Backend {
     /// The PID-routed FUSE daemon (or a single-view FUSE mount).
     Fuse,
-    /// Kernel overlayfs over the store's meta trees, one mount namespace per run.
+    /// Kernel overlayfs over the store's meta images, one mount namespace per run.
     Kernel,
 }
 

@@ -194,7 +194,7 @@ fn dry_run_lists_exactly_what_gc_removes_and_what_is_reached_stays() {
     area_tree(&store, "meta", &gone);
     fs::create_dir_all(store.join("oci")).unwrap();
     fs::write(store.join("oci").join(&gone), "sha256:...").unwrap();
-    // A real meta tree (the kernel backend's), which verify checks against its layer.
+    // A real meta image (the kernel backend's), which verify checks against its layer.
     zkit::overlay::meta::ensure(&st, &d(&tagged)).unwrap();
     area_tree(&store, "meta", &format!(".gc-{pinned}"));
     // Commit caches: one nothing can read, one of swept blobs only, one naming a kept blob.

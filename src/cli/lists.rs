@@ -118,7 +118,7 @@ pub fn runtimes(store: &Store, verbose: bool, format: Format) -> Result<ExitCode
     )
 }
 
-/// Print what `verify` found in the store and its meta trees: each problem and removal on
+/// Print what `verify` found in the store and its meta images: each problem and removal on
 /// stderr, then the summary (a line, or JSON with every problem in it) on stdout unless
 /// `quiet`.
 pub fn verify(
@@ -149,18 +149,18 @@ pub fn verify(
             "blobs": report.blobs,
             "layers": report.layers,
             "tags": report.tags,
-            "meta_trees": meta.checked,
+            "meta_images": meta.checked,
             "damaged": problems.iter().map(|e| json::error(e)).collect::<Vec<_>>(),
             "removed": removed.iter()
                 .map(|p| json::path(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
         }))?;
     } else if !quiet {
-        let meta_trees = match meta.checked {
+        let meta_images = match meta.checked {
             0 => String::new(),
-            n => format!(", {}", count(n, "meta tree")),
+            n => format!(", {}", count(n, "meta image")),
         };
         let summary = format!(
-            "{}, {}, {}{meta_trees}: {}{}",
+            "{}, {}, {}{meta_images}: {}{}",
             count(report.blobs, "blob"),
             count(report.layers, "layer"),
             count(report.tags, "tag"),

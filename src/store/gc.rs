@@ -48,7 +48,7 @@ pub const LAYER_AREAS: &[&str] = &["meta", "oci"];
 
 /// The prefix of a per-layer entry being removed.
 const TRASH: &str = ".gc-";
-/// The prefix of a meta tree being built (see [`crate::overlay::meta`]): under the sweep's
+/// The prefix of a meta image being built (see [`crate::overlay::meta`]): under the sweep's
 /// lock no one is building, so one is a killed build's.
 const BUILD: &str = ".build-";
 
@@ -93,8 +93,8 @@ pub struct Item {
     pub what: What,
     /// Relative to the store's root, like `blobs/ab/abcd…`.
     pub path: PathBuf,
-    /// Its size: a file's length, or for a directory the disk space its files take (the
-    /// files of a kernel metadata tree are sparse: their length is not what they cost).
+    /// Its size: a file's length, or for a directory the disk space its files take (an older
+    /// zkit's meta trees held sparse files: their length is not what they cost).
     pub bytes: u64,
 }
 

@@ -62,7 +62,7 @@
 //! a writer never names an object a sweep is removing, every writer holds the store lock
 //! shared ([`Store::write_lock`], `lock.rs`) from its first "is this object there?" to its
 //! last name (layer, tag, runtime state, pin): the commit of a directory or a runtime,
-//! tagging, a view's pin, a runtime's creation, an OCI import, a meta tree's build;
+//! tagging, a view's pin, a runtime's creation, an OCI import, a meta image's build;
 //! [`Store::blob_writer`], [`Store::put_layer`] and [`Store::set_tag`] take it too, for
 //! writers that forget. The sweep holds it exclusively and reads its roots again
 //! under it; objects that appeared after the gc began are not removed (a grace period with

@@ -2,7 +2,7 @@
 //!
 //! - **fuse**: the PID-routed daemon ([`super::run`]) and single-view FUSE mounts
 //!   ([`super::single`]).
-//! - **kernel** (Linux, root): overlayfs over the store's meta trees ([`super::kernel`]),
+//! - **kernel** (Linux, root): overlayfs over the store's meta images ([`super::kernel`]),
 //!   one mount namespace per run, no daemon.
 //!
 //! `auto` is kernel where [`crate::overlay::mount::probe`] says this process can mount

@@ -1,7 +1,7 @@
 //! The kernel backend's `zmount run`: overlayfs in a mount namespace of the run's own.
 //!
 //! 1. Resolve the stack (or create/resume the runtime, and lock it for the run's life) and
-//!    make sure every layer has its meta tree ([`crate::overlay::meta`]).
+//!    make sure every layer has its meta image ([`crate::overlay::meta`]).
 //! 2. `unshare(CLONE_NEWNS)`, then make every mount in the copy a slave: host mounts made
 //!    later still appear inside, nothing mounted inside reaches the host. The copies of
 //!    other kernel views are detached ([`crate::mounted::detach_copies`]): the run must not
@@ -32,9 +32,9 @@ use rustix::mount::MountPropagationFlags;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The overlay stack of `base` (bottom first): meta trees built where missing, top first,
+/// The overlay stack of `base` (bottom first): meta images built where missing, top first,
 /// cut below a layer whose root is opaque (it hides everything under it), with a fresh tag.
-/// With the pin that keeps its layers and their meta trees from `zcommit gc` while it is
+/// With the pin that keeps its layers and their meta images from `zcommit gc` while it is
 /// held or the overlay is mounted; a caller that resolved `base` from names holds the store
 /// lock from then until this returns. `rt`, locked, is marked as written by the overlay
 /// ([`Runtime::mark_mounted`]) until the caller unmarks it.
@@ -48,9 +48,9 @@ pub fn stack_of(
     let mut lowers = Vec::new();
     let mut used = Vec::new();
     for layer in base.iter().rev() {
-        let tree = meta::ensure(store, layer)?;
-        let opaque = meta::root_opaque(&tree)?;
-        lowers.push(tree);
+        let lower = mount::Lower::mount(&meta::ensure(store, layer)?)?;
+        let opaque = lower.root_opaque()?;
+        lowers.push(lower);
         used.push(*layer);
         if opaque {
             break;
@@ -60,7 +60,7 @@ pub fn stack_of(
         // An empty stack: one empty layer (overlayfs needs a lower dir).
         let empty = crate::manifest::Manifest::from_tree(&crate::manifest::Node::dir(0o755));
         let digest = store.put_layer(&empty)?;
-        lowers.push(meta::ensure(store, &digest)?);
+        lowers.push(mount::Lower::mount(&meta::ensure(store, &digest)?)?);
         used.push(digest);
     }
     let tag = crate::mounted::new_tag();

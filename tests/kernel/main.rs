@@ -1,4 +1,4 @@
-//! zmount's kernel backend against the real kernel: meta trees, overlayfs in a private mount
+//! zmount's kernel backend against the real kernel: meta images, overlayfs in a private mount
 //! namespace, editable runtimes in overlayfs's upper format and their commits, compared with
 //! the FUSE backend and a plain directory. Needs root (CI runs as root on Linux 6.8+).
 //!
