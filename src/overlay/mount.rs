@@ -39,7 +39,18 @@ impl Lower {
             .map_err(|e| Error::io(image, "cannot open EROFS", e.into()))?;
         let fail = |what: &str, e| refused(&fs, "EROFS", what, image, e);
         fsconfig_set_string(&fs, "source", image).map_err(|e| fail("the image", e))?;
-        fsconfig_create(&fs).map_err(|e| fail("the image", e))?;
+        fsconfig_create(&fs).map_err(|e| match e {
+            // File-backed EROFS reads through the page cache of a disk file system only.
+            rustix::io::Errno::NOTBLK => Error::new(
+                image,
+                ErrorKind::Invalid(
+                    "EROFS cannot mount an image kept on this file system (tmpfs?): keep the \
+                     store on a disk file system, or use --backend fuse"
+                        .into(),
+                ),
+            ),
+            e => fail("the image", e),
+        })?;
         let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOSUID;

@@ -262,3 +262,45 @@ fn a_layer_with_a_device_number_wider_than_erofs_holds_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_store_on_tmpfs_gets_a_kernel_error_that_names_the_way_out() {
+    require!(kernel_ready(), "needs root and overlayfs");
+    let fs = util::Tmpfs::new("64m");
+    let env = Env::new();
+    let store = fs.path("store");
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    sample(&src);
+    let commit = util::bin("zcommit")
+        .env("ZKIT_STORE", &store)
+        .args(["--tag", "base"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    util::stdout_of(commit, "zcommit on tmpfs");
+    let run = |backend: &str| {
+        util::bin("zmount")
+            .env("ZKIT_STORE", &store)
+            .env("ZMOUNT_DIR", env.path("zm"))
+            .args(["run", "--backend", backend, "base", "--", "sh", "-c"])
+            .arg("cat \"$ZKIT_MOUNT/a\"")
+            .output()
+            .unwrap()
+    };
+    let out = run("kernel");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(tmpfs?)") && err.contains("--backend fuse") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    if std::path::Path::new("/dev/fuse").exists() {
+        let fuse = run("fuse");
+        assert_eq!(
+            util::stdout_of(fuse, "zmount run --backend fuse"),
+            "hello\n"
+        );
+    }
+}
