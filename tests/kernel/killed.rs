@@ -47,6 +47,17 @@ fn mount_kernel(env: &Env, args: &[&str]) -> (std::path::PathBuf, Unmount) {
     (mnt.clone(), Unmount(mnt))
 }
 
+/// An editable kernel mount of a layer `base` as runtime `m`, its holder SIGKILLed and gone:
+/// the overlay stays in the host's table with nobody holding it.
+fn orphaned_mount(env: &Env) -> (std::path::PathBuf, Unmount) {
+    env.layer("base", |d| std::fs::write(d.join("a"), "a\n").unwrap());
+    let mounted = mount_kernel(env, &["--edit", "--name", "m", "base"]);
+    let pid = holder(env);
+    kill(pid);
+    wait_dead(pid);
+    mounted
+}
+
 /// `zcommit --runtime NAME --tag done`: whether it worked, and its stderr.
 fn try_commit(env: &Env, name: &str) -> (bool, String) {
     let out = env
@@ -207,11 +218,7 @@ fn a_kernel_mount_whose_holder_was_killed_keeps_its_layers_from_gc() {
 fn a_kernel_mount_whose_holder_was_killed_keeps_its_runtime_until_unmounted() {
     require!(kernel_ready(), "needs root and overlayfs");
     let env = Env::new();
-    env.layer("base", |d| std::fs::write(d.join("a"), "a\n").unwrap());
-    let (mnt, _unmount) = mount_kernel(&env, &["--edit", "--name", "m", "base"]);
-    let pid = holder(&env);
-    kill(pid);
-    wait_dead(pid);
+    let (mnt, _unmount) = orphaned_mount(&env);
     std::fs::write(mnt.join("b"), "after the kill\n").unwrap();
     let (ok, err) = try_commit(&env, "m");
     assert!(!ok && err.contains(&mnt.display().to_string()), "{err}");
@@ -233,11 +240,7 @@ fn a_kernel_mount_whose_holder_was_killed_keeps_its_runtime_until_unmounted() {
 fn a_run_does_not_keep_a_view_mounted_elsewhere() {
     require!(kernel_ready(), "needs root and overlayfs");
     let env = Env::new();
-    env.layer("base", |d| std::fs::write(d.join("a"), "a\n").unwrap());
-    let (mnt, _unmount) = mount_kernel(&env, &["--edit", "--name", "m", "base"]);
-    let pid = holder(&env);
-    kill(pid);
-    wait_dead(pid);
+    let (mnt, _unmount) = orphaned_mount(&env);
     std::fs::write(mnt.join("b"), "through the mount\n").unwrap();
     let (ready, stop) = (env.path("ready"), env.path("stop"));
     let script = format!(
