@@ -232,8 +232,8 @@ pub enum Command {
 pub struct BackendArgs {
     /// kernel: overlayfs over the store in a mount namespace of the run's own (Linux, root;
     /// no daemon). fuse: the PID-routed FUSE daemon. auto: kernel where this process may mount
-    /// overlayfs with data-only lower layers, else fuse. A runtime keeps the backend that
-    /// wrote it [env: ZMOUNT_BACKEND]
+    /// overlayfs with data-only lower layers over a store not on tmpfs, ramfs or overlayfs,
+    /// else fuse. A runtime keeps the backend that wrote it [env: ZMOUNT_BACKEND]
     #[cfg(zkit_fuse)]
     #[arg(
         long,
@@ -327,7 +327,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
                 rebase,
             };
             if backend.verbose {
-                say_backend(opts.backend);
+                say_backend(opts.backend, opts.store.as_deref());
             }
             match crate::zmount::backend::run(&opts) {
                 Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
@@ -363,7 +363,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
         } => {
             let (layers, mountpoint) = Args::mount_parts(&args);
             if backend.verbose {
-                say_backend(backend.backend);
+                say_backend(backend.backend, store.as_deref());
             }
             if layers.is_empty() && (name.is_none() || rebase) {
                 <Args as clap::CommandFactory>::command()
@@ -421,8 +421,9 @@ pub fn run(args: Args) -> std::process::ExitCode {
 
 /// `--verbose`: which backend `auto` (or the flag) picks here, and why.
 #[cfg(zkit_fuse)]
-fn say_backend(wanted: crate::zmount::backend::Wanted) {
-    match crate::zmount::backend::choose(wanted, None) {
+fn say_backend(wanted: crate::zmount::backend::Wanted, store: Option<&std::path::Path>) {
+    use crate::zmount::backend::{choose, store_root};
+    match choose(wanted, None, store_root(store).as_deref()) {
         Ok(c) => crate::errln!("zmount: backend {}: {}", c.backend.name(), c.reason),
         Err(e) => crate::errln!("zmount: {}", e.kind),
     }

@@ -40,12 +40,13 @@ impl Lower {
         let fail = |what: &str, e| refused(&fs, "EROFS", what, image, e);
         fsconfig_set_string(&fs, "source", image).map_err(|e| fail("the image", e))?;
         fsconfig_create(&fs).map_err(|e| match e {
-            // File-backed EROFS reads through the page cache of a disk file system only.
+            // File-backed EROFS reads through the page cache of a disk file system only;
+            // probe_store names the file systems known to lack it before anything is mounted.
             rustix::io::Errno::NOTBLK => Error::new(
                 image,
                 ErrorKind::Invalid(
-                    "EROFS cannot mount an image kept on this file system (tmpfs?): keep the \
-                     store on a disk file system, or use --backend fuse"
+                    "EROFS cannot mount an image kept on this file system: keep the store on a \
+                     disk file system, or use --backend fuse"
                         .into(),
                 ),
             ),
@@ -183,6 +184,28 @@ fn kernel_log(fs: &OwnedFd) -> String {
 pub fn probe() -> std::result::Result<(), String> {
     static PROBED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     PROBED.get_or_init(probe_now).clone()
+}
+
+/// Why the meta images of the store at `root` cannot be mounted, if a look at its file system
+/// says so: file-backed EROFS reads an image through the page cache of the file system that
+/// holds it, which tmpfs, ramfs and overlayfs (a container's root) do not offer, and the mount
+/// fails with ENOTBLK. A store not made yet is judged by the directory it will be made in.
+pub fn probe_store(root: &Path) -> std::result::Result<(), String> {
+    const TMPFS: u32 = 0x0102_1994;
+    const RAMFS: u32 = 0x8584_58f6;
+    const OVERLAYFS: u32 = 0x794c_7630;
+    let Some(fs) = root.ancestors().find_map(|d| rustix::fs::statfs(d).ok()) else {
+        return Ok(());
+    };
+    let name = match fs.f_type as u32 {
+        TMPFS => "tmpfs",
+        RAMFS => "ramfs",
+        OVERLAYFS => "overlayfs",
+        _ => return Ok(()),
+    };
+    Err(format!(
+        "the store is on {name}, where EROFS cannot mount its meta images"
+    ))
 }
 
 fn probe_now() -> std::result::Result<(), String> {

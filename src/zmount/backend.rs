@@ -6,8 +6,10 @@
 //!   one mount namespace per run, no daemon.
 //!
 //! `auto` is kernel where [`crate::overlay::mount::probe`] says this process can mount
-//! overlayfs with data-only lower layers, else fuse; a resumed runtime keeps the backend
-//! that wrote it (see [`crate::backend`]). The reason is kept for `status` and `--verbose`.
+//! overlayfs with data-only lower layers and [`crate::overlay::mount::probe_store`] finds the
+//! store on a file system EROFS can mount images from, else fuse; a resumed runtime keeps the
+//! backend that wrote it (see [`crate::backend`]). The reason is kept for `status` and
+//! `--verbose`.
 
 use super::run::RunOptions;
 use super::single::MountOptions;
@@ -15,6 +17,7 @@ pub use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::Runtime;
 use crate::store::{self, Store};
+use std::path::Path;
 
 /// What the user asked for (`--backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,17 +38,22 @@ pub struct Choice {
     pub reason: String,
 }
 
-/// Why the kernel backend can or cannot be used here.
-pub fn kernel_support() -> std::result::Result<(), String> {
+/// Why the kernel backend can or cannot be used here, with the store at `store` (if known).
+pub fn kernel_support(store: Option<&Path>) -> std::result::Result<(), String> {
     #[cfg(target_os = "linux")]
-    return crate::overlay::mount::probe();
+    return crate::overlay::mount::probe()
+        .and_then(|()| store.map_or(Ok(()), crate::overlay::mount::probe_store));
     #[cfg(not(target_os = "linux"))]
-    Err("not Linux".into())
+    {
+        let _ = store;
+        Err("not Linux".into())
+    }
 }
 
-/// Pick the backend for `wanted`; `runtime` is the backend of a runtime being resumed.
-pub fn choose(wanted: Wanted, runtime: Option<Backend>) -> Result<Choice> {
-    let kernel = kernel_support();
+/// Pick the backend for `wanted` with the store at `store` (if known); `runtime` is the
+/// backend of a runtime being resumed.
+pub fn choose(wanted: Wanted, runtime: Option<Backend>, store: Option<&Path>) -> Result<Choice> {
+    let kernel = kernel_support(store);
     let choice = |backend, reason: String| Ok(Choice { backend, reason });
     match (wanted, runtime) {
         (Wanted::Fuse, _) => choice(Backend::Fuse, "asked for (--backend fuse)".into()),
@@ -78,6 +86,11 @@ pub fn choose(wanted: Wanted, runtime: Option<Backend>) -> Result<Choice> {
     }
 }
 
+/// The store a command would use (its `--store`, else the environment's), if one can be named.
+pub fn store_root(explicit: Option<&Path>) -> Option<std::path::PathBuf> {
+    store::root_from(explicit).ok().map(|p| super::absolute(&p))
+}
+
 /// The backend of runtime `name` if it exists and has changes (an unchanged one can go to
 /// either backend).
 fn runtime_backend(store: Option<&std::path::Path>, name: Option<&str>) -> Result<Option<Backend>> {
@@ -104,7 +117,11 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         opts.store.as_deref(),
         opts.name.as_deref().filter(|_| opts.edit),
     )?;
-    let choice = choose(opts.backend, resumed)?;
+    let choice = choose(
+        opts.backend,
+        resumed,
+        store_root(opts.store.as_deref()).as_deref(),
+    )?;
     tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
     match choice.backend {
         Backend::Fuse => super::run::run(opts),
@@ -119,7 +136,11 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
 pub fn mount(opts: &MountOptions) -> Result<()> {
     let name = opts.edit.as_ref().and_then(|n| n.as_deref());
     let resumed = runtime_backend(opts.store.as_deref(), name)?;
-    let choice = choose(opts.backend, resumed)?;
+    let choice = choose(
+        opts.backend,
+        resumed,
+        store_root(opts.store.as_deref()).as_deref(),
+    )?;
     tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
     match choice.backend {
         Backend::Fuse => super::single::mount(opts),
@@ -151,7 +172,7 @@ pub fn kernel_views(paths: &super::Paths) -> Vec<KernelView> {
 pub fn render(views: &[KernelView], verbose: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = match choose(Wanted::Auto, None) {
+    let _ = match choose(Wanted::Auto, None, store_root(None).as_deref()) {
         Ok(c) => writeln!(out, "backend (auto): {}: {}", c.backend.name(), c.reason),
         Err(e) => writeln!(out, "backend (auto): {}", e.kind),
     };
@@ -195,7 +216,7 @@ pub fn render(views: &[KernelView], verbose: bool) -> String {
 
 /// Add `backend` and `kernel_views` to `status --json`.
 pub fn add_json(value: &mut serde_json::Value, views: &[KernelView]) {
-    let backend = match choose(Wanted::Auto, None) {
+    let backend = match choose(Wanted::Auto, None, store_root(None).as_deref()) {
         Ok(c) => serde_json::json!({ "auto": c.backend.name(), "reason": c.reason }),
         Err(e) => serde_json::json!({ "auto": null, "reason": e.kind.to_string() }),
     };
