@@ -35,6 +35,7 @@ pub mod overlay;
 mod pool;
 pub mod process;
 pub mod progress;
+pub mod quote;
 pub mod router;
 pub mod runtime;
 pub mod scratch;

@@ -3,11 +3,11 @@
 
 use crate::checkout;
 use crate::cli::complete;
-use crate::cli::quote::shell_escape;
 use crate::commit::walk;
 use crate::diff::{self, Change, Item, Stack};
 use crate::error::{IoContext, Result};
 use crate::manifest::Manifest;
+use crate::quote::shell_escape;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use clap_complete::engine::ArgValueCompleter;

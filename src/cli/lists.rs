@@ -5,9 +5,10 @@
 //! never hold a newline; paths can, and are quoted as `ls` quotes them, raw with `-z`, or
 //! exact bytes in JSON ([`super::json::path`]).
 
-use crate::cli::{self, json, quote::shell_escape};
+use crate::cli::{self, json};
 use crate::error::{Error, Result};
 use crate::manifest::{Kind, Manifest};
+use crate::quote::shell_escape;
 use crate::runtime;
 use crate::store::{Report, Store};
 use serde_json::{Value, json};

@@ -9,7 +9,6 @@ pub mod json;
 pub mod lists;
 pub mod log;
 pub mod oci;
-pub mod quote;
 pub mod zcommit;
 pub mod zlink;
 pub mod zmount;

@@ -248,10 +248,10 @@ impl From<Error> for Reply {
 }
 
 /// A name or path as one token of a line, quoted as `ls` and zcommit quote names
-/// ([`crate::cli::quote::shell_escape`]): a newline or space in a name can neither break a
+/// ([`crate::quote::shell_escape`]): a newline or space in a name can neither break a
 /// line nor fake one for a line-based reader; the JSON output carries the exact bytes.
 pub fn shown(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&crate::cli::quote::shell_escape(bytes)).into_owned()
+    String::from_utf8_lossy(&crate::quote::shell_escape(bytes)).into_owned()
 }
 
 fn shown_path(p: &Path) -> String {

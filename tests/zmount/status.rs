@@ -64,7 +64,7 @@ fn status_names_with_newlines_and_spaces_stay_on_their_line() {
 
     let lines = status_lines(&env, &[]);
     let canonical = std::fs::canonicalize(&mnt).unwrap();
-    let quoted = zkit::cli::quote::shell_escape(canonical.as_os_str().as_bytes());
+    let quoted = zkit::quote::shell_escape(canonical.as_os_str().as_bytes());
     let quoted = String::from_utf8(quoted).unwrap();
     assert!(quoted.contains("$'\\n'"), "{quoted}");
     assert!(
