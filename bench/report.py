@@ -39,7 +39,7 @@ def load():
 
 class Report:
     def __init__(self, tool, work):
-        self.tool, self.work, self.rows = tool, Path(work), []
+        self.tool, self.work, self.rows, self.notes = tool, Path(work), [], []
 
     def _runs(self, export):
         data = json.load(open(self.work / export))["results"]
@@ -65,18 +65,25 @@ class Report:
             "limit_mib": limit_mib,
         })
 
+    def note(self, text):
+        """A paragraph under the table: how the rows were taken. Kept in the json with them,
+        so `summary` renders it again."""
+        self.notes.append(text.strip())
+
     def write(self):
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{self.tool}.json").write_text(json.dumps(
-            {"machine": machine(), "load": load(), "rows": self.rows}, indent=1))
-        print(render(self.tool, machine(), load(), self.rows))
+            {"machine": machine(), "load": load(), "rows": self.rows, "notes": self.notes},
+            indent=1))
+        print(render(self.tool, machine(), load(), self.rows, self.notes))
 
 
-def render(tool, machine_line, load_line, rows):
-    """bench/results/<tool>.md from the rows; returns its text."""
+def render(tool, machine_line, load_line, rows, notes=()):
+    """bench/results/<tool>.md from the rows and notes; returns its text."""
     text = (f"# {tool}\n\n{machine_line}, load average {load_line} at the end; "
             "medians of repeated runs, same run for every column\n\n")
     text += table(rows)
+    text += "".join(f"\n{n}\n" for n in notes)
     (RESULTS / f"{tool}.md").write_text(text)
     return text
 
@@ -149,7 +156,7 @@ def summary():
     rows, machines, loads = [], set(), []
     for f in sorted(RESULTS.glob("*.json")):
         data = json.load(open(f))
-        render(f.stem, data["machine"], data["load"], data["rows"])
+        render(f.stem, data["machine"], data["load"], data["rows"], data.get("notes", []))
         rows += data["rows"]
         machines.add(data["machine"])
         loads.append(f"{f.stem} {data['load']}")
