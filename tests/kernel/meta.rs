@@ -314,6 +314,13 @@ fn a_store_on_tmpfs_gets_the_fuse_backend_or_an_error_that_names_it() {
     );
     if std::path::Path::new("/dev/fuse").exists() {
         let auto = run("auto");
+        // The FUSE run started a daemon for this test's zmount dir: it must not outlive it.
+        let stop = util::bin("zmount")
+            .env("ZMOUNT_DIR", env.path("zm"))
+            .args(["stop", "--force"])
+            .output()
+            .unwrap();
+        util::stdout_of(stop, "zmount stop");
         let err = String::from_utf8_lossy(&auto.stderr).into_owned();
         assert_eq!(
             util::stdout_of(auto, "zmount run --backend auto"),
