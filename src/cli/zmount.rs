@@ -419,13 +419,13 @@ pub fn run(args: Args) -> std::process::ExitCode {
     }
 }
 
-/// `--verbose`: which backend `auto` (or the flag) picks here, and why.
+/// `--verbose`: which backend `auto` (or the flag) picks here, and why. A backend that cannot
+/// be chosen is said once, by the command's own error.
 #[cfg(zkit_fuse)]
 fn say_backend(wanted: crate::zmount::backend::Wanted, store: Option<&std::path::Path>) {
     use crate::zmount::backend::{choose, store_root};
-    match choose(wanted, None, store_root(store).as_deref()) {
-        Ok(c) => crate::errln!("zmount: backend {}: {}", c.backend.name(), c.reason),
-        Err(e) => crate::errln!("zmount: {}", e.kind),
+    if let Ok(c) = choose(wanted, None, store_root(store).as_deref()) {
+        crate::errln!("zmount: backend {}: {}", c.backend.name(), c.reason);
     }
 }
 

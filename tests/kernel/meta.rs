@@ -302,9 +302,10 @@ fn a_store_on_tmpfs_gets_the_fuse_backend_or_an_error_that_names_it() {
     let out = run("kernel");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().last().unwrap_or_default();
     assert!(
-        line.contains("the store is on tmpfs") && line.contains("--backend fuse"),
+        err.contains("the store is on tmpfs")
+            && err.contains("--backend fuse")
+            && err.lines().count() == 1,
         "{err}"
     );
     assert!(out.stdout.is_empty());
