@@ -132,7 +132,7 @@ impl Runtime {
         // The top layer's root mode is the view's: scratch's root must not change it when
         // committed over it.
         let root_mode = match base.last() {
-            Some(top) => store.load_layer(top)?.entry(crate::manifest::ROOT).mode,
+            Some(top) => store.layer_root_mode(top)?,
             None => 0o755,
         };
         let all = runtimes(store);

@@ -85,22 +85,7 @@ fn unzigzag(v: u64) -> i64 {
 
 pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
-    if r.take(MAGIC.len())? != MAGIC {
-        return Err(DecodeError("not a zkit layer manifest".into()));
-    }
-    let version = r.byte()?;
-    if version != VERSION && version != VERSION_1 {
-        return Err(DecodeError(format!(
-            "manifest version {version} is not supported (this zkit reads versions \
-             {VERSION_1} to {VERSION}: a newer zkit wrote it)"
-        )));
-    }
-    let count = r.varint()?;
-    // Every entry takes at least 4 bytes, so a count beyond that is a lie, not an allocation.
-    if count == 0 || count > (bytes.len() / 4) as u64 {
-        return Err(DecodeError(format!("implausible entry count {count}")));
-    }
-    let count = count as u32;
+    let (version, count) = header(&mut r)?;
     let mut m = Manifest {
         entries: Vec::with_capacity(count as usize),
         heap: Vec::with_capacity(bytes.len()),
@@ -116,29 +101,13 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
             return Err(bad("belongs to no directory".into()));
         }
         let parent = parents[i as usize];
-        let kind = r.byte()?;
-        let name_len = r.len()?;
-        let name = r.take(name_len)?;
-        if i == ROOT {
-            if !name.is_empty() || kind != DIR {
-                return Err(bad("the root must be an unnamed directory".into()));
-            }
-        } else if !valid_name(name) {
-            return Err(bad(format!(
-                "invalid name {:?} (empty, \".\", \"..\", or with '/' or NUL)",
-                String::from_utf8_lossy(name)
-            )));
-        }
+        let (kind, name, mode) = entry_head(&mut r, i)?;
         // Siblings are strictly increasing: sorted for binary search, and no duplicates.
         if i > 1
             && parents[i as usize - 1] == parent
             && m.bytes(m.entries[i as usize - 1].name) >= name
         {
             return Err(bad("names in a directory are not strictly sorted".into()));
-        }
-        let mode = r.varint()?;
-        if mode > 0o7777 {
-            return Err(bad(format!("invalid mode {mode:o}")));
         }
         let mtime = match version {
             VERSION_1 => Time::FIXED,
@@ -209,7 +178,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         m.entries.push(Entry {
             name,
             parent,
-            mode: mode as u32,
+            mode,
             mtime,
             kind,
         });
@@ -223,6 +192,58 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         return Err(DecodeError("trailing bytes after the last entry".into()));
     }
     Ok(m)
+}
+
+/// The mode of the root directory, read from the front of the bytes: what a new runtime needs
+/// of its top layer, without decoding every entry after it.
+pub(super) fn root_mode(bytes: &[u8]) -> Result<u32, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    header(&mut r)?;
+    Ok(entry_head(&mut r, ROOT)?.2)
+}
+
+/// Magic, version and entry count.
+fn header(r: &mut Reader) -> Result<(u8, u32), DecodeError> {
+    if r.take(MAGIC.len())? != MAGIC {
+        return Err(DecodeError("not a zkit layer manifest".into()));
+    }
+    let version = r.byte()?;
+    if version != VERSION && version != VERSION_1 {
+        return Err(DecodeError(format!(
+            "manifest version {version} is not supported (this zkit reads versions \
+             {VERSION_1} to {VERSION}: a newer zkit wrote it)"
+        )));
+    }
+    let count = r.varint()?;
+    // Every entry takes at least 4 bytes, so a count beyond that is a lie, not an allocation.
+    if count == 0 || count > (r.bytes.len() / 4) as u64 {
+        return Err(DecodeError(format!("implausible entry count {count}")));
+    }
+    Ok((version, count as u32))
+}
+
+/// An entry's kind byte, name and mode, which every kind starts with; the root must be the
+/// unnamed directory.
+fn entry_head<'a>(r: &mut Reader<'a>, i: u32) -> Result<(u8, &'a [u8], u32), DecodeError> {
+    let bad = |what: String| DecodeError(format!("entry {i}: {what}"));
+    let kind = r.byte()?;
+    let name_len = r.len()?;
+    let name = r.take(name_len)?;
+    if i == ROOT {
+        if !name.is_empty() || kind != DIR {
+            return Err(bad("the root must be an unnamed directory".into()));
+        }
+    } else if !valid_name(name) {
+        return Err(bad(format!(
+            "invalid name {:?} (empty, \".\", \"..\", or with '/' or NUL)",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    let mode = r.varint()?;
+    if mode > 0o7777 {
+        return Err(bad(format!("invalid mode {mode:o}")));
+    }
+    Ok((kind, name, mode as u32))
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -386,6 +407,25 @@ mod tests {
         let walked: Vec<_> = back.walk().map(|(p, _)| p).collect();
         assert_eq!(walked.len(), back.len() - 1);
         assert_eq!(walked[0], std::path::Path::new("empty"));
+    }
+
+    #[test]
+    fn the_root_mode_is_read_from_the_front() {
+        let mut root = sample();
+        root.mode = 0o1750;
+        let bytes = Manifest::from_tree(&root).encode();
+        assert_eq!(Manifest::decode_root_mode(&bytes), Ok(0o1750));
+        // Magic, version, count, then the root's kind, name length and two-byte mode.
+        let head = 8 + 1 + 1 + 1 + 1 + 2;
+        for n in 0..head {
+            assert!(
+                Manifest::decode_root_mode(&bytes[..n]).is_err(),
+                "prefix {n}"
+            );
+        }
+        let mut named = bytes.clone();
+        named[8 + 1 + 1 + 1] = 1; // the root's name length
+        assert!(Manifest::decode_root_mode(&named).is_err());
     }
 
     #[test]

@@ -190,6 +190,11 @@ impl Manifest {
         codec::decode(bytes)
     }
 
+    /// The root directory's mode in an encoded manifest, without decoding the rest.
+    pub fn decode_root_mode(bytes: &[u8]) -> Result<u32, DecodeError> {
+        codec::root_mode(bytes)
+    }
+
     /// The canonical encoding; its [`Digest::of_layer`] is the layer's digest.
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)

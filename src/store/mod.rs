@@ -284,6 +284,19 @@ impl Store {
 
     /// Load a layer's manifest, checking that it is what its digest says.
     pub fn load_layer(&self, digest: &Digest) -> Result<Manifest> {
+        let (path, bytes) = self.layer_bytes(digest)?;
+        Manifest::decode(&bytes).map_err(|e| bad_manifest(&path, e))
+    }
+
+    /// The mode of a layer's root directory, checked against its digest like
+    /// [`Store::load_layer`] but without decoding its entries (a few ms for 40k files).
+    pub fn layer_root_mode(&self, digest: &Digest) -> Result<u32> {
+        let (path, bytes) = self.layer_bytes(digest)?;
+        Manifest::decode_root_mode(&bytes).map_err(|e| bad_manifest(&path, e))
+    }
+
+    /// A layer's manifest bytes, checked against its digest.
+    fn layer_bytes(&self, digest: &Digest) -> Result<(PathBuf, Vec<u8>)> {
         let path = self.layer_path(digest);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -296,8 +309,7 @@ impl Store {
             let what = "manifest does not match its digest".to_string();
             return Err(Error::new(&path, ErrorKind::Corrupt(what)));
         }
-        Manifest::decode(&bytes)
-            .map_err(|e| Error::new(&path, ErrorKind::Corrupt(format!("bad manifest: {e}"))))
+        Ok((path, bytes))
     }
 
     /// [`Store::resolve`] then [`Store::load_layer`].
@@ -426,6 +438,10 @@ fn exists(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == Io::NotFound => Ok(false),
         Err(e) => Err(Error::io(path, "cannot stat", e)),
     }
+}
+
+fn bad_manifest(path: &Path, e: crate::manifest::DecodeError) -> Error {
+    Error::new(path, ErrorKind::Corrupt(format!("bad manifest: {e}")))
 }
 
 /// Objects are read-only: a stray write or `chmod` is needed before anyone can damage one.
