@@ -312,7 +312,7 @@ impl Stack {
     pub fn of(mut layers: Vec<Manifest>) -> Stack {
         match layers.len() {
             1 => Stack::Layer(layers.remove(0)),
-            _ => Stack::Merged(Item::of_node(&crate::checkout::merge(&layers))),
+            _ => Stack::Merged(Item::of_node(&crate::manifest::merge(&layers))),
         }
     }
 }
@@ -625,7 +625,7 @@ mod tests {
         for _ in 0..2000 {
             let a = Manifest::from_tree(&random_dir(&mut rng, 0));
             let b = Manifest::from_tree(&random_dir(&mut rng, 0));
-            let merged = |m: &Manifest| Item::of_node(&crate::checkout::merge([m]));
+            let merged = |m: &Manifest| Item::of_node(&crate::manifest::merge([m]));
             for metadata in [false, true] {
                 let stored = diff(&a, &b, metadata);
                 assert_eq!(stored, diff(&merged(&a), &merged(&b), metadata));

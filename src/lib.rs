@@ -17,6 +17,7 @@
 
 pub mod atomic;
 pub mod backend;
+mod below;
 pub mod checkout;
 pub mod cli;
 pub mod commit;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod flags;
 #[cfg(zkit_fuse)]
 pub mod fuse;
+pub mod gc;
 pub mod link;
 pub mod manifest;
 pub mod mounted;

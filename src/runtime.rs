@@ -538,7 +538,9 @@ pub fn commit(
     };
     let outcome = match crate::backend::of_runtime(&rt.dir)? {
         crate::backend::Backend::Fuse => commit::commit(store, &rt.scratch_path(), &opts)?,
-        crate::backend::Backend::Kernel => commit::overlay::commit(store, &rt, &opts)?,
+        crate::backend::Backend::Kernel => {
+            commit::overlay::commit(store, &rt.scratch_path(), rt.base(), &opts)?
+        }
     };
     if let Some(tag) = tag {
         store.set_tag(tag, &outcome.digest)?;

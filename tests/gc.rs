@@ -41,7 +41,7 @@ fn commit(store: &Path, dir: &Path, files: &[(&str, &str)], args: &[&str]) -> St
         fs::write(p, content).unwrap();
     }
     // No commit cache: whether one has entries depends on the clock's tick (see
-    // `commit::index`); the tests that want caches write them.
+    // `store::index`); the tests that want caches write them.
     let out = zc(store)
         .arg("--no-cache")
         .args(args)
@@ -53,7 +53,7 @@ fn commit(store: &Path, dir: &Path, files: &[(&str, &str)], args: &[&str]) -> St
 
 /// A commit cache in `store` whose entries name the blobs of `contents`; its path.
 fn cache_naming(store: &Path, name: &str, contents: &[&str]) -> PathBuf {
-    use zkit::commit::index::{self, Stamp};
+    use zkit::store::index::{self, Stamp};
     let stamp = Stamp {
         dev: 1,
         ino: 1,

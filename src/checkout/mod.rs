@@ -27,85 +27,21 @@
 
 mod undo;
 
-use crate::commit::at::{self, DIR_FLAGS};
+use crate::below::{self, DIR_FLAGS};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{Linker, Mode, Tier};
-use crate::manifest::{Kind, Manifest, Node, NodeKind, ROOT, Time};
+use crate::manifest::{Kind, Manifest, Node, NodeKind, Time};
 use crate::pool;
 use crate::store::{Store, hash_file};
 use rustix::fs::{AtFlags, Mode as Perm, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
-use std::collections::btree_map::Entry;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-/// The merged tree of a stack of layers, bottom first. It has no whiteouts and no opaque
-/// bits left: only what a reader of the stack sees.
-pub fn merge<'a>(layers: impl IntoIterator<Item = &'a Manifest>) -> Node {
-    let mut root = Node::dir(0o755);
-    for layer in layers {
-        apply(&mut root, layer, ROOT);
-    }
-    root
-}
-
-fn apply(lower: &mut Node, layer: &Manifest, dir: u32) {
-    let Kind::Dir { opaque, .. } = layer.entry(dir).kind else {
-        return;
-    };
-    lower.mode = layer.entry(dir).mode;
-    lower.mtime = layer.entry(dir).mtime;
-    let children = lower.children_mut().expect("apply() is given directories");
-    if opaque {
-        children.clear();
-    }
-    for child in layer.children(dir) {
-        let name = layer.name(child).as_bytes().to_vec();
-        let e = layer.entry(child);
-        match e.kind {
-            Kind::Whiteout => {
-                children.remove(&name);
-            }
-            Kind::Dir { .. } => {
-                let slot = match children.entry(name) {
-                    Entry::Occupied(o) if o.get().children().is_some() => o.into_mut(),
-                    Entry::Occupied(mut o) => {
-                        o.insert(Node::dir(e.mode).at(e.mtime));
-                        o.into_mut()
-                    }
-                    Entry::Vacant(v) => v.insert(Node::dir(e.mode).at(e.mtime)),
-                };
-                apply(slot, layer, child);
-            }
-            Kind::File { size, digest } => {
-                children.insert(name, leaf(e, NodeKind::File { size, digest }));
-            }
-            Kind::Symlink { .. } => {
-                let target = layer.target(child).unwrap_or_default().to_owned();
-                children.insert(name, leaf(e, NodeKind::Symlink { target }));
-            }
-            Kind::Fifo => {
-                children.insert(name, leaf(e, NodeKind::Fifo));
-            }
-            Kind::Device(d) => {
-                children.insert(name, leaf(e, NodeKind::Device(d)));
-            }
-        }
-    }
-}
-
-fn leaf(e: &crate::manifest::Entry, kind: NodeKind) -> Node {
-    Node {
-        mode: e.mode,
-        mtime: e.mtime,
-        kind,
-    }
-}
 
 /// How [`checkout`] runs.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +93,7 @@ pub fn checkout(
         }
         Err(e) => return Err(Error::io(dest, "cannot read directory", e)),
     };
-    let tree = merge(layers.iter().map(|(_, m)| m));
+    let tree = crate::manifest::merge(layers.iter().map(|(_, m)| m));
     let done = File::open(dest)
         .at(dest, "cannot open directory")
         .and_then(|root| fill(store, layers, &tree, &root, dest, opts));
@@ -227,7 +163,7 @@ fn fill(
             let run = runs[r].clone();
             let dir_rel = &dirs[files[run.start].dir].rel;
             let dir_path = dest.join(dir_rel);
-            let dir = at::open_dir(root, dir_rel).at(&dir_path, "cannot open directory")?;
+            let dir = below::open_dir(root, dir_rel).at(&dir_path, "cannot open directory")?;
             files[run]
                 .iter()
                 .try_for_each(|f| out.link(w, (&dir, dir_rel, &dir_path), f))

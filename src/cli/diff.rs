@@ -1,7 +1,6 @@
 //! `zcommit diff`: what changed between two stacks, or what a runtime's commit would record
 //! (see [`crate::diff`]), as lines, NUL-terminated records or JSON.
 
-use crate::checkout;
 use crate::cli::complete;
 use crate::commit::walk;
 use crate::diff::{self, Change, Item, Stack};
@@ -57,7 +56,7 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
                 .iter()
                 .map(|d| store.load_layer(d))
                 .collect::<Result<_>>()?;
-            let merged = checkout::merge(&layers);
+            let merged = crate::manifest::merge(&layers);
             let base = Item::of_node(&merged);
             let scratch = rt.scratch_path();
             let root = std::fs::File::open(&scratch).at(&scratch, "cannot open directory")?;

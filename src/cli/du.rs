@@ -1,8 +1,8 @@
 //! `zcommit du`: what layers cost (see [`crate::store::usage`]), as a table or JSON.
 
 use crate::error::{Error, Result};
+use crate::gc::usage::{LayerUsage, StoreUsage};
 use crate::store::Store;
-use crate::store::usage::{LayerUsage, StoreUsage};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;

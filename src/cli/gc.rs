@@ -1,10 +1,10 @@
-//! `zcommit gc`: remove what nothing reaches (see [`crate::store::gc`]), or with `--dry-run`
+//! `zcommit gc`: remove what nothing reaches (see [`crate::gc`]), or with `--dry-run`
 //! list it; a summary on stderr, or everything as JSON.
 
 use crate::cli::lists::count;
 use crate::error::{Error, Result};
+use crate::gc::{Options, Swept, What};
 use crate::store::Store;
-use crate::store::gc::{Options, Swept, What};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;

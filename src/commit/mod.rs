@@ -35,20 +35,19 @@
 //! [`commit`] is the core an editable runtime's commit reuses: with `markers`, a scratch
 //! directory's `.wh.NAME` files become whiteouts and `.wh..wh..opq` makes a directory opaque.
 
-pub(crate) mod at;
-pub mod index;
 pub mod overlay;
 pub mod walk;
 
 use crate::atomic::TempFile;
+use crate::below;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::link::{Mode, Tier};
 use crate::manifest::{Manifest, Node, NodeKind, Time};
 use crate::pool;
 use crate::progress::Progress;
+use crate::store::index::{self, Index, Stamp};
 use crate::store::{Added, Store, hash_file};
-use index::{Index, Stamp};
 use rustix::fs::OFlags;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -387,7 +386,7 @@ fn bring_in(
     // fail instead of following it or waiting for a writer. The inode check below catches a
     // directory on the way swapped for a symlink.
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let file = at::open(root_dir, rel, flags).at(path, "cannot open")?;
+    let file = below::open(root_dir, rel, flags).at(path, "cannot open")?;
     let before = file.metadata().at(path, "cannot stat")?;
     if !before.is_file() || before.ino() != walked.ino || before.dev() != walked.dev {
         return Err(Error::new(path, ErrorKind::Changed));

@@ -22,12 +22,11 @@
 //! redirect read here is only a path looked up in the base's manifests, never opened.
 
 use super::walk::{Dir, What};
-use crate::commit::at;
+use crate::below;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::{Node, NodeKind};
 use crate::overlay::xattr;
-use crate::runtime::Runtime;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -47,26 +46,30 @@ pub struct Lower {
     pub digest: Option<Digest>,
 }
 
-/// Commit the upper dir of the kernel runtime `rt` (locked) as a layer over its base.
-pub fn commit(store: &Store, rt: &Runtime, opts: &super::Options) -> Result<super::Outcome> {
-    let layers = rt
-        .base()
+/// Commit a kernel runtime's `upper` dir (its runtime locked) as a layer over `base`.
+pub fn commit(
+    store: &Store,
+    upper: &Path,
+    base: &[Digest],
+    opts: &super::Options,
+) -> Result<super::Outcome> {
+    let layers = base
         .iter()
         .map(|d| store.load_layer(d))
         .collect::<Result<Vec<_>>>()?;
-    let base = crate::checkout::merge(layers.iter());
+    let base = crate::manifest::merge(layers.iter());
     let opts = super::Options {
         overlay: Some(Arc::new(base)),
         markers: false,
         ..opts.clone()
     };
-    super::commit(store, &rt.scratch_path(), &opts)
+    super::commit(store, upper, &opts)
 }
 
 /// Read overlayfs's marks on the walked directory `dir` (below `root_dir`) and its entries.
 pub(super) fn read_marks(root_dir: &File, root: &Path, dir: &mut Dir) -> Result<()> {
     let path = root.join(&dir.rel);
-    let fd = at::open_dir(root_dir, &dir.rel).at(&path, "cannot read directory")?;
+    let fd = below::open_dir(root_dir, &dir.rel).at(&path, "cannot read directory")?;
     let here = OsStr::new(".");
     let get =
         |name: &OsStr, attr| xattr::get(&fd, name, attr).at(&path.join(name), "cannot read xattr");

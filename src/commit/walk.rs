@@ -1,13 +1,13 @@
 //! Reading a directory tree in parallel: every directory's entries with their `lstat`, before
-//! any file is read. Directories are opened below the root's descriptor ([`super::at`]) and
+//! any file is read. Directories are opened below the root's descriptor ([`crate::below`]) and
 //! their entries asked of that descriptor (`fstatat`, `readlinkat`), so depth is no limit.
 
-use super::at;
-use super::index::Stamp;
+use crate::below;
 use crate::error::{IoContext, Result};
 use crate::manifest::{Device, Time};
 use crate::pool;
 use crate::scratch::whiteout;
+use crate::store::index::Stamp;
 use rustix::fs::{AtFlags, FileType};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -133,7 +133,7 @@ fn read_dir(
 ) -> Result<Dir> {
     let path = root.join(&rel);
     // The root may be reached through a symlink; anything below is opened without following.
-    let fd = at::open_dir(root_dir, &rel).at(&path, "cannot read directory")?;
+    let fd = below::open_dir(root_dir, &rel).at(&path, "cannot read directory")?;
     let st = rustix::fs::fstat(&fd).at(&path, "cannot stat directory")?;
     let mut dir = Dir {
         rel,

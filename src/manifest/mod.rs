@@ -44,9 +44,11 @@
 //! so a layer keeps the digest and the times it always had.
 
 mod codec;
+mod stack;
 mod tree;
 
 pub use codec::DecodeError;
+pub use stack::merge;
 pub use tree::{Node, NodeKind};
 
 use crate::digest::Digest;

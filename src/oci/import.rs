@@ -21,7 +21,6 @@
 use super::hash::HashReader;
 use super::image;
 use super::layer_in::{self, Limits};
-use crate::checkout;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::Mode;
@@ -105,7 +104,7 @@ pub fn import(
             out.known += 1;
             continue;
         }
-        let lower = checkout::merge(&stack);
+        let lower = crate::manifest::merge(&stack);
         let raw = source.open(i, layer)?;
         let declared = layer.blob.as_ref().map(|b| b.size);
         let mut blob_in = HashReader::new(raw, declared.unwrap_or(u64::MAX));

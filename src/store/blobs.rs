@@ -128,7 +128,7 @@ impl<'s> BlobWriter<'s> {
     ///
     /// `unchanged` is asked after the copy whether `src` provably still holds what was hashed
     /// (for a commit: the same stamp as before hashing, and changed before the commit began;
-    /// see [`crate::commit::index`]). If it cannot say yes, the copy is hashed again.
+    /// see [`crate::store::index`]). If it cannot say yes, the copy is hashed again.
     pub fn add(
         &mut self,
         src: &File,

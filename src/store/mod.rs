@@ -7,11 +7,11 @@
 //! ROOT/blobs/ab/abcd…      a file's content, named by its BLAKE3 digest (64 hex), mode 0444
 //! ROOT/layers/<digest>     a layer's encoded manifest (see [`crate::manifest`]), mode 0444
 //! ROOT/tags/<name>         "<digest>\n"; a name like `app/1.0` is a file in a subdirectory
-//! ROOT/index/              commit caches (see [`crate::commit`]); never needed for reading
+//! ROOT/index/              commit caches (see [`index`]); never needed for reading
 //! ROOT/oci/<digest>        a layer's OCI (SHA-256) digests, once known (see `oci.rs`)
 //! ROOT/runtimes/NAME/       editable runtimes (see [`crate::runtime`]); their base stacks are roots
 //! ROOT/pins/PID-START-N     layers a live view shows, kept from gc (see `pins.rs`)
-//! ROOT/meta/HEX, oci/HEX    data kept per layer ([`gc::LAYER_AREAS`]); goes with its layer
+//! ROOT/meta/HEX, oci/HEX    data per layer ([`crate::gc::LAYER_AREAS`]), removed with its layer
 //! ROOT/lock, lock.gate      the store lock: writers shared, gc's sweep exclusive
 //! ```
 //!
@@ -58,8 +58,8 @@
 //!
 //! # Removing: `zcommit gc`, and the lock every writer takes
 //!
-//! [`Store::gc`] removes what no tag, runtime, live pin or `--keep` reaches ([`gc`]). So that
-//! a writer never names an object a sweep is removing, every writer holds the store lock
+//! [`Store::gc`] ([`crate::gc`]) removes what no tag, runtime, live pin or `--keep` reaches.
+//! So that a writer never names an object a sweep is removing, every writer holds the lock
 //! shared ([`Store::write_lock`], `lock.rs`) from its first "is this object there?" to its
 //! last name (layer, tag, runtime state, pin): the commit of a directory or a runtime,
 //! tagging, a view's pin, a runtime's creation, an OCI import, a meta image's build;
@@ -71,12 +71,11 @@
 
 mod blobs;
 pub mod checked;
-pub mod gc;
+pub mod index;
 mod lock;
 mod oci;
 mod pins;
 mod tags;
-pub mod usage;
 mod verify;
 
 pub use blobs::{Added, BlobWriter, hash_file};

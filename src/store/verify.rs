@@ -130,7 +130,7 @@ impl Store {
 
     /// Every file under `blobs/` named like a digest, with that digest. Temporaries (names
     /// starting with `.`) are not objects and are left alone.
-    pub(super) fn blob_files(&self) -> Result<Vec<(PathBuf, Digest)>> {
+    pub(crate) fn blob_files(&self) -> Result<Vec<(PathBuf, Digest)>> {
         let top = self.root.join("blobs");
         let mut out = Vec::new();
         for fan in std::fs::read_dir(&top).at(&top, "cannot list blobs")? {

@@ -3,14 +3,14 @@
 //! # What stays
 //!
 //! The roots are every tag's layer, every runtime's base stack (`runtimes/NAME/state`), the
-//! layers of live pins (views being shown: see `pins.rs`) and the layers the caller keeps.
+//! layers of live pins (views being shown: see `store/pins.rs`) and the layers the caller keeps.
 //! A layer stays if it is a root; a blob stays if a staying layer names it; a layer's data
 //! in a per-layer area ([`LAYER_AREAS`]: `meta/HEX`, `oci/HEX`) stays with its layer; a
 //! commit cache (`index/NAME`) stays if it names a staying blob. Everything else goes, and so
 //! do pins of processes that are gone and temporaries whose writers are gone. Tags and
 //! runtimes are never removed.
 //!
-//! # Running beside writers (see `lock.rs`)
+//! # Running beside writers (see `store/lock.rs`)
 //!
 //! 1. List the store's objects. Only objects in this listing can go: whatever appears later
 //!    is newer than the sweep's start and waits for the next one (the grace period).
@@ -31,11 +31,13 @@
 //! Two gcs at once are fine: the second waits for the first's lock, and what the first
 //! removed is simply missing to the second.
 
-use super::Store;
-use crate::commit::index::Index;
+pub mod usage;
+
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::manifest::Kind;
+use crate::store::Store;
+use crate::store::index::Index;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::ErrorKind as Io;
@@ -167,7 +169,7 @@ impl Store {
     }
 
     fn listing(&self) -> Result<Listing> {
-        let index = self.root.join("index");
+        let index = self.root().join("index");
         let mut caches = Vec::new();
         for entry in std::fs::read_dir(&index).at(&index, "cannot list commit caches")? {
             let entry = entry.at(&index, "cannot list commit caches")?;
@@ -192,7 +194,7 @@ impl Store {
     fn areas(&self) -> Result<Vec<(&'static str, String)>> {
         let mut areas = Vec::new();
         for area in LAYER_AREAS {
-            let dir = self.root.join(area);
+            let dir = self.root().join(area);
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == Io::NotFound => continue,
@@ -282,7 +284,7 @@ impl Store {
     fn plan(&self, listing: &Listing, marks: &Marks) -> Result<Swept> {
         let mut items = Vec::new();
         let file_item = |what, rel: PathBuf| -> Result<Option<Item>> {
-            let path = self.root.join(&rel);
+            let path = self.root().join(&rel);
             match std::fs::symlink_metadata(&path) {
                 Ok(m) => Ok(Some(Item {
                     what,
@@ -300,7 +302,7 @@ impl Store {
                 continue;
             }
             let rel = Path::new(area).join(name);
-            if let Some(bytes) = disk_usage(&self.root.join(&rel))? {
+            if let Some(bytes) = disk_usage(&self.root().join(&rel))? {
                 items.push(Item {
                     what: What::Area,
                     path: rel,
@@ -314,7 +316,7 @@ impl Store {
         }
         for name in &listing.caches {
             let rel = Path::new("index").join(name);
-            let kept = Index::read(&self.root.join(&rel))
+            let kept = Index::read(&self.root().join(&rel))
                 .is_some_and(|index| index.digests().any(|d| marks.blobs.contains(d)));
             if !kept {
                 items.extend(file_item(What::Cache, rel)?);
@@ -326,7 +328,7 @@ impl Store {
             items.extend(file_item(What::Blob, rel)?);
         }
         for pin in &marks.dead_pins {
-            if let Ok(rel) = pin.strip_prefix(&self.root) {
+            if let Ok(rel) = pin.strip_prefix(self.root()) {
                 items.extend(file_item(What::Pin, rel.to_owned())?);
             }
         }
@@ -355,7 +357,7 @@ impl Store {
                 phase.len(),
                 || Ok(Vec::new()),
                 |gone: &mut Vec<usize>, i| {
-                    let path = self.root.join(&phase[i].path);
+                    let path = self.root().join(&phase[i].path);
                     let removed = match what {
                         What::Area => remove_area(&path)?,
                         _ => match std::fs::remove_file(&path) {
@@ -377,7 +379,12 @@ impl Store {
             if what <= What::Layer {
                 let mut dirs: Vec<PathBuf> = gone
                     .iter()
-                    .filter_map(|&i| self.root.join(&phase[i].path).parent().map(Path::to_owned))
+                    .filter_map(|&i| {
+                        self.root()
+                            .join(&phase[i].path)
+                            .parent()
+                            .map(Path::to_owned)
+                    })
                     .collect();
                 dirs.dedup();
                 for dir in dirs {
@@ -398,9 +405,9 @@ impl Store {
         let mut dirs: Vec<PathBuf> = ["layers", "index", "pins"]
             .iter()
             .chain(LAYER_AREAS)
-            .map(|d| self.root.join(d))
+            .map(|d| self.root().join(d))
             .collect();
-        if let Ok(fans) = std::fs::read_dir(self.root.join("blobs")) {
+        if let Ok(fans) = std::fs::read_dir(self.root().join("blobs")) {
             dirs.extend(fans.flatten().map(|e| e.path()));
         }
         dirs.iter()

@@ -5,11 +5,10 @@
 //! (what removing the layer alone would give back), and the rest is shared. Sizes come from
 //! the manifests, so this reads no blob.
 
-use super::Store;
-use super::gc;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Kind, Manifest};
+use crate::store::Store;
 use std::collections::HashMap;
 
 /// What one layer costs.
@@ -110,7 +109,7 @@ impl Store {
                 usage.layer_bytes += m.len();
             }
         }
-        let would = self.gc(&gc::Options {
+        let would = self.gc(&super::Options {
             keep: Vec::new(),
             dry_run: true,
             jobs: 1,
