@@ -2,10 +2,10 @@
 //!
 //! Layers apply bottom first: a later layer's file, symlink or directory replaces what lower
 //! layers have at that path, a whiteout removes it, and an opaque directory hides everything
-//! lower layers have below it ([`merge`]). Files come out of the store through zlink's tiers
-//! ([`crate::link::Linker`]), `clone-or-copy` by default: a hard link shares the store's
-//! read-only inode, so an edit through it would damage the store, and every link has the
-//! blob's mode (0444) rather than the manifest's.
+//! lower layers have below it ([`crate::manifest::merge`]). Files come out of the store
+//! through zlink's tiers ([`crate::link::Linker`]), `clone-or-copy` by default: a hard link
+//! shares the store's read-only inode, so an edit through it would damage the store, and
+//! every link has the blob's mode (0444) rather than the manifest's.
 //!
 //! Directories are created writable and get their modes last, deepest first, so that a
 //! read-only directory in a layer can still be filled. Every entry gets the modification time

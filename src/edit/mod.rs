@@ -40,13 +40,15 @@
 //!
 //! # Where to look
 //!
-//! This file answers "what is at this name" (lookups, listings); [`copyup`] makes scratch
-//! hold what a change needs, [`content`] answers "what are its bytes", [`attrs`] "what are
-//! its attributes", and [`namespace`] changes names (create, link, remove, rename).
+//! This file answers "what is at this name" (lookups), [`dirs`] "what is in this directory"
+//! (listings); [`copyup`] makes scratch hold what a change needs, [`content`] answers "what
+//! are its bytes", [`attrs`] "what are its attributes", and [`namespace`] changes names
+//! (create, link, remove, rename).
 
 mod attrs;
 mod content;
 mod copyup;
+mod dirs;
 mod files;
 mod names;
 mod namespace;
@@ -54,9 +56,10 @@ mod namespace;
 pub use attrs::{Attr, AttrSource};
 
 use crate::runtime::Runtime;
-use crate::scratch::listing::{self, Merged, Upper};
+use crate::scratch::listing::Merged;
 use crate::scratch::{Scratch, check_name, whiteout};
 use crate::view::View;
+use dirs::Listing;
 use files::Files;
 use names::Nodes;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, statat};
@@ -126,13 +129,6 @@ pub struct Edit {
     /// Owner reported for the layers' entries.
     uid: u32,
     gid: u32,
-}
-
-/// A directory listing being read: the merged entries as of `generation`.
-struct Listing {
-    dir: u32,
-    generation: u64,
-    entries: Arc<Vec<Merged<Child>>>,
 }
 
 /// One entry of a listing: its node and how to get its attributes.
@@ -415,112 +411,6 @@ impl Edit {
         }
         let sub = crate::scratch::open_child_dir(up, name).map_err(errno)?;
         Ok((!whiteout::is_opaque(&sub).map_err(errno)?).then_some(child))
-    }
-
-    // ---- listings --------------------------------------------------------------------------
-
-    pub fn opendir(&self, view: &View, dir: u32) -> Result<u64> {
-        if !self.attr_source(view, dir)?.is_dir(view) {
-            return Err(Errno::NOTDIR);
-        }
-        let fh = self.next_fh.fetch_add(1, Relaxed);
-        let listing = Listing {
-            dir,
-            generation: u64::MAX,
-            entries: Arc::default(),
-        };
-        self.dirs.lock().unwrap().insert(fh, listing);
-        Ok(fh)
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().unwrap().remove(&fh);
-    }
-
-    /// The entries of an open directory after `offset` (see [`listing`] on offsets), and the
-    /// directory's node. Re-read when the view changed since the last page.
-    pub fn readdir(
-        &self,
-        view: &View,
-        fh: u64,
-        offset: u64,
-    ) -> Result<(u32, Arc<Vec<Merged<Child>>>)> {
-        let (dir, cached) = {
-            let dirs = self.dirs.lock().unwrap();
-            let l = dirs.get(&fh).ok_or(Errno::BADF)?;
-            let now = self.generation.load(Relaxed);
-            let fresh = offset > 0 && l.generation == now;
-            (l.dir, fresh.then(|| l.entries.clone()))
-        };
-        if let Some(entries) = cached {
-            return Ok((dir, entries));
-        }
-        let generation = self.generation.load(Relaxed);
-        let entries = Arc::new(self.merged(view, dir)?);
-        if let Some(l) = self.dirs.lock().unwrap().get_mut(&fh) {
-            l.generation = generation;
-            l.entries = entries.clone();
-        }
-        Ok((dir, entries))
-    }
-
-    /// Scratch over layers for directory `dir`, every entry a node.
-    fn merged(&self, view: &View, dir: u32) -> Result<Vec<Merged<Child>>> {
-        let upper_dir = self.upper_dir(dir)?;
-        let upper = match &upper_dir {
-            Some(d) => Upper::read(d).map_err(errno)?,
-            None => Upper::default(),
-        };
-        let dir_lower = self.lower(dir).filter(|&l| view.children(l).is_some());
-        let lower: Vec<(OsString, Child)> = match dir_lower.and_then(|l| view.children(l)) {
-            Some((first, count)) => (first..first + count)
-                .map(|c| {
-                    let name = OsStr::from_bytes(&view.node(c).expect("child").name).to_owned();
-                    (
-                        name,
-                        Child {
-                            node: 0,
-                            source: AttrSource::Lower(c),
-                        },
-                    )
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let mut merged = listing::merge(lower, &upper, |_, _| Child {
-            node: 0,
-            source: AttrSource::Missing,
-        });
-        let mut nodes = self.nodes.write().unwrap();
-        merged.retain_mut(|e| {
-            if let AttrSource::Missing = e.item.source {
-                let Some(up) = &upper_dir else { return false };
-                // Gone between the listing and the stat: leave it out.
-                let Ok(Some(st)) = lstat(up, &e.name) else {
-                    return false;
-                };
-                let lower = self
-                    .lower_under_upper(
-                        view,
-                        up,
-                        &e.name,
-                        &st,
-                        dir_lower.and_then(|l| view.lookup(l, e.name.as_bytes())),
-                    )
-                    .unwrap_or(None);
-                e.item = Child {
-                    node: match linked(&st) {
-                        Some(inode) => nodes.insert_linked(dir, &e.name, inode, false),
-                        None => nodes.insert(dir, &e.name, lower, false),
-                    },
-                    source: AttrSource::Upper(st),
-                };
-            } else if let AttrSource::Lower(c) = e.item.source {
-                e.item.node = nodes.insert(dir, &e.name, Some(c), false);
-            }
-            true
-        });
-        Ok(merged)
     }
 
     /// The parent node of a directory, for `..`.

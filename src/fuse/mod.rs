@@ -34,6 +34,7 @@
 //! FUSE passthrough is not used: it needs a real OPEN reply per file, which costs two
 //! requests per file where the page cache costs none once warm.
 
+mod edit_listing;
 mod ops;
 mod rename_flags;
 mod respond;

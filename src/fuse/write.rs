@@ -39,16 +39,13 @@
 //! kernel does not learn of that mode change from the write, so `stat` may show the old mode
 //! until the attribute expires ([`EDIT_TTL`]); scratch, and so a commit, has the new one.
 
+use super::edit_listing::EditListing;
 use super::ops::{Entry, Opened, Statfs, attr as lower_attr, ino_of};
-use super::respond::{Respond, Xattr};
+use super::respond::Xattr;
 use super::{Fs, Served};
-use crate::edit::{Attr, AttrSource, Caller, Child, Edit};
-use crate::scratch::listing::{self, Merged};
+use crate::edit::{Attr, AttrSource, Caller, Edit};
 use crate::view::View;
-use fuser::{
-    Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus,
-    TimeOrNow,
-};
+use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo, TimeOrNow};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
@@ -476,139 +473,6 @@ impl Fs {
     }
 }
 
-/// A page of an editable directory: `.` (offset 1), `..` (2), then the merged entries in
-/// cookie order (see [`listing`]).
-pub struct EditListing {
-    served: Arc<Served>,
-    edit: Arc<Edit>,
-    dir: u32,
-    parent: u32,
-    entries: Arc<Vec<Merged<Child>>>,
-    offset: u64,
-    ttl: Duration,
-}
-
-struct Item<'a> {
-    ino: u64,
-    next: u64,
-    name: &'a OsStr,
-    attr: Option<Attr>,
-    /// The listing's entry (`None` for `.` and `..`).
-    entry: Option<&'a Merged<Child>>,
-}
-
-impl EditListing {
-    fn items(&self) -> impl Iterator<Item = Item<'_>> {
-        let v = &self.served.view;
-        let dots = [(self.dir, ".", 1u64), (self.parent, "..", 2)]
-            .into_iter()
-            .filter(|&(_, _, next)| next > self.offset)
-            .map(|(n, name, next)| Item {
-                ino: ino_of(v, n),
-                next,
-                name: OsStr::new(name),
-                attr: None,
-                entry: None,
-            });
-        let rest = listing::after(&self.entries, self.offset.max(2))
-            .iter()
-            .map(|e| Item {
-                ino: ino_of(v, e.item.node),
-                next: e.cookie,
-                name: &e.name,
-                attr: Some(Attr {
-                    node: e.item.node,
-                    source: e.item.source,
-                }),
-                entry: Some(e),
-            });
-        dots.chain(rest)
-    }
-
-    fn kind(&self, item: &Item<'_>) -> FileType {
-        match &item.attr {
-            None => FileType::Directory,
-            Some(a) => file_attr(&self.served.view, a).kind,
-        }
-    }
-
-    fn attr(&self, item: &Item<'_>) -> FileAttr {
-        match &item.attr {
-            Some(a) => file_attr(&self.served.view, a),
-            None => {
-                let n = if item.name == ".." {
-                    self.parent
-                } else {
-                    self.dir
-                };
-                match self.edit.getattr(&self.served.view, n) {
-                    Ok(a) => file_attr(&self.served.view, &a),
-                    Err(_) => lower_attr(&self.served.view, crate::view::ROOT),
-                }
-            }
-        }
-    }
-}
-
-impl Respond<ReplyDirectory> for Result<EditListing, Errno> {
-    fn respond(self, mut reply: ReplyDirectory) {
-        match self {
-            Ok(l) => {
-                for item in l.items() {
-                    if reply.add(INodeNo(item.ino), item.next, l.kind(&item), item.name) {
-                        break;
-                    }
-                }
-                reply.ok()
-            }
-            Err(e) => reply.error(e),
-        }
-    }
-}
-
-impl Respond<ReplyDirectoryPlus> for Result<EditListing, Errno> {
-    /// Every entry but `.` and `..` hands the kernel an inode: its node is counted before
-    /// the entry goes in, and given back when the reply has no room for it.
-    fn respond(self, mut reply: ReplyDirectoryPlus) {
-        match self {
-            Ok(l) => {
-                for item in l.items() {
-                    let (ino, attr, node) = match item.entry {
-                        Some(entry) => {
-                            let node = l.edit.listed_entry(&l.served.view, l.dir, entry);
-                            let attr = file_attr(
-                                &l.served.view,
-                                &Attr {
-                                    node,
-                                    source: entry.item.source,
-                                },
-                            );
-                            (attr.ino.0, attr, Some(node))
-                        }
-                        None => (item.ino, l.attr(&item), None),
-                    };
-                    let full = reply.add(
-                        INodeNo(ino),
-                        item.next,
-                        item.name,
-                        &l.ttl,
-                        &attr,
-                        Generation(0),
-                    );
-                    if full {
-                        if let Some(node) = node {
-                            l.edit.forget(node, 1);
-                        }
-                        break;
-                    }
-                }
-                reply.ok()
-            }
-            Err(e) => reply.error(e),
-        }
-    }
-}
-
 fn timespec(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
     match t {
         None => rustix::fs::Timespec {
@@ -630,7 +494,7 @@ fn timespec(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
 }
 
 /// FUSE attributes of an editable view's node.
-fn file_attr(view: &View, a: &Attr) -> FileAttr {
+pub(super) fn file_attr(view: &View, a: &Attr) -> FileAttr {
     let ino = ino_of(view, a.node);
     match a.source {
         AttrSource::Upper(st) => stat_attr(ino, &st),
