@@ -33,6 +33,11 @@ fn a_runtime_is_resumed_by_name_with_its_base_and_scratch() {
     let t = TestDir::new();
     let s = store(&t);
     let rt = Runtime::create(&s, "dev", &[layer(&s, 1), layer(&s, 2)]).unwrap();
+    // Scratch's root has the top layer's mode (0750), so a commit over it changes nothing.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(rt.scratch_path()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o750);
     std::fs::write(rt.scratch_path().join("made"), "x").unwrap();
     drop(rt);
     let rt = Runtime::open(&s, "dev").unwrap();

@@ -91,15 +91,30 @@ pub fn store_root(explicit: Option<&Path>) -> Option<std::path::PathBuf> {
     store::root_from(explicit).ok().map(|p| super::absolute(&p))
 }
 
-/// The backend of runtime `name` if it exists and has changes (an unchanged one can go to
-/// either backend).
-fn runtime_backend(store: Option<&std::path::Path>, name: Option<&str>) -> Result<Option<Backend>> {
-    let Some(name) = name else { return Ok(None) };
-    let root = store::root_from(store)?;
+/// The backend for a command on the store `explicit` (its `--store`, else the environment's)
+/// that resumes runtime `name`, if any; the store's root is resolved once for both.
+fn choose_for(wanted: Wanted, explicit: Option<&Path>, name: Option<&str>) -> Result<Choice> {
+    // Without a store to name, only resuming a runtime is an error: `auto` just probes less.
+    let root = match (store::root_from(explicit), name) {
+        (Err(e), Some(_)) => return Err(e),
+        (root, _) => root.ok().map(|p| super::absolute(&p)),
+    };
+    let resumed = match (&root, name) {
+        (Some(root), Some(name)) => runtime_backend(root, name)?,
+        _ => None,
+    };
+    let choice = choose(wanted, resumed, root.as_deref())?;
+    tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
+    Ok(choice)
+}
+
+/// The backend of runtime `name` in the store at `root` if it exists and has changes (an
+/// unchanged one can go to either backend).
+fn runtime_backend(root: &Path, name: &str) -> Result<Option<Backend>> {
     if !root.join("zkit-store").exists() {
         return Ok(None);
     }
-    let store = Store::open(&root)?;
+    let store = Store::open(root)?;
     match Runtime::open(&store, name) {
         Ok(rt) if rt.changed()? => Ok(Some(crate::backend::of_runtime(rt.dir())?)),
         Ok(_) => Ok(None),
@@ -113,16 +128,8 @@ fn runtime_backend(store: Option<&std::path::Path>, name: Option<&str>) -> Resul
 
 /// `zmount run` with the chosen backend.
 pub fn run(opts: &RunOptions) -> Result<i32> {
-    let resumed = runtime_backend(
-        opts.store.as_deref(),
-        opts.name.as_deref().filter(|_| opts.edit),
-    )?;
-    let choice = choose(
-        opts.backend,
-        resumed,
-        store_root(opts.store.as_deref()).as_deref(),
-    )?;
-    tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
+    let name = opts.name.as_deref().filter(|_| opts.edit);
+    let choice = choose_for(opts.backend, opts.store.as_deref(), name)?;
     match choice.backend {
         Backend::Fuse => super::run::run(opts),
         #[cfg(target_os = "linux")]
@@ -135,13 +142,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
 /// `zmount mount` with the chosen backend.
 pub fn mount(opts: &MountOptions) -> Result<()> {
     let name = opts.edit.as_ref().and_then(|n| n.as_deref());
-    let resumed = runtime_backend(opts.store.as_deref(), name)?;
-    let choice = choose(
-        opts.backend,
-        resumed,
-        store_root(opts.store.as_deref()).as_deref(),
-    )?;
-    tracing::debug!(backend = choice.backend.name(), reason = %choice.reason, "backend chosen");
+    let choice = choose_for(opts.backend, opts.store.as_deref(), name)?;
     match choice.backend {
         Backend::Fuse => super::single::mount(opts),
         #[cfg(target_os = "linux")]
