@@ -252,6 +252,10 @@ impl Error {
             ErrorKind::NotDurable { .. } => Some(
                 "it holds the new content, which a crash may still undo; run sync to make it durable",
             ),
+            ErrorKind::Io { op, .. } if *op == crate::threads::NO_THREAD => Some(
+                "the system gave no new thread: raise the process limit (ulimit -u) or end \
+                 other processes, then try again",
+            ),
             ErrorKind::Io { .. } => match self.errno()? {
                 libc::ENOSPC | libc::EDQUOT => Some("free some space; the file was left as it was"),
                 libc::EACCES => Some("check the permissions of the file and its directory"),

@@ -43,6 +43,7 @@ pub mod runtime;
 pub mod scratch;
 pub mod store;
 mod sys;
+pub mod threads;
 pub mod view;
 #[cfg(zkit_fuse)]
 pub mod zmount;

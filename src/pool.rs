@@ -25,49 +25,40 @@ where
         failed: None,
     });
     let wake = Condvar::new();
-    let states = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut state = init();
-                    let mut found = Vec::new();
-                    loop {
-                        let item = {
-                            let mut s = shared.lock().unwrap();
-                            loop {
-                                if s.failed.is_some() {
-                                    return state;
-                                }
-                                if let Some(item) = s.items.pop() {
-                                    s.busy += 1;
-                                    break item;
-                                }
-                                if s.busy == 0 {
-                                    wake.notify_all();
-                                    return state;
-                                }
-                                s = wake.wait(s).unwrap();
-                            }
-                        };
-                        let result = work(&mut state, item, &mut found);
-                        let mut s = shared.lock().unwrap();
-                        s.busy -= 1;
-                        match result {
-                            Ok(()) => s.items.append(&mut found),
-                            Err(e) => {
-                                s.failed.get_or_insert(e);
-                            }
-                        }
-                        wake.notify_all();
+    let worker = || {
+        let mut state = init();
+        let mut found = Vec::new();
+        loop {
+            let item = {
+                let mut s = shared.lock().unwrap();
+                loop {
+                    if s.failed.is_some() {
+                        return state;
                     }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker panicked"))
-            .collect::<Vec<S>>()
-    });
+                    if let Some(item) = s.items.pop() {
+                        s.busy += 1;
+                        break item;
+                    }
+                    if s.busy == 0 {
+                        wake.notify_all();
+                        return state;
+                    }
+                    s = wake.wait(s).unwrap();
+                }
+            };
+            let result = work(&mut state, item, &mut found);
+            let mut s = shared.lock().unwrap();
+            s.busy -= 1;
+            match result {
+                Ok(()) => s.items.append(&mut found),
+                Err(e) => {
+                    s.failed.get_or_insert(e);
+                }
+            }
+            wake.notify_all();
+        }
+    };
+    let states = on_threads(jobs, &worker);
     match shared.into_inner().unwrap().failed {
         Some(e) => Err(e),
         None => Ok(states),
@@ -85,33 +76,38 @@ where
 {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Vec<Result<S>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut state = init()?;
-                    while !stop.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        if let Err(e) = work(&mut state, i) {
-                            stop.store(true, Ordering::Relaxed);
-                            return Err(e);
-                        }
-                    }
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(state);
-                    }
-                    finish(&mut state).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-                    Ok(state)
-                })
-            })
-            .collect();
-        handles
+    let worker = || {
+        let mut state = init()?;
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            if let Err(e) = work(&mut state, i) {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(state);
+        }
+        finish(&mut state).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+        Ok(state)
+    };
+    on_threads(jobs, &worker).into_iter().collect()
+}
+
+/// `worker` on `jobs` threads, the caller's among them, or on fewer if the system refuses
+/// some; what each returned.
+fn on_threads<S: Send, W: Fn() -> S + Sync>(jobs: usize, worker: &W) -> Vec<S> {
+    std::thread::scope(|scope| {
+        let helpers = crate::threads::helpers(scope, jobs.max(1) - 1, worker);
+        let mine = worker();
+        let mut states: Vec<S> = helpers
             .into_iter()
             .map(|h| h.join().expect("worker panicked"))
-            .collect()
-    });
-    results.into_iter().collect()
+            .collect();
+        states.push(mine);
+        states
+    })
 }

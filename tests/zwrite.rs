@@ -1,4 +1,6 @@
 //! zwrite as a user sees it: content, metadata, flags, concurrency, crashes and faults.
+// Tests: a thread the system refuses may fail them.
+#![allow(clippy::disallowed_methods)]
 
 mod util;
 

@@ -87,10 +87,16 @@ pub fn run(store: &Store, args: &Args, jobs: usize) -> Result<ExitCode> {
                     .collect()
             };
             // Reading and checking a manifest is most of a diff's time: one stack per core.
+            // Without a second thread (the system may refuse one), one after the other.
             let (a, b) = std::thread::scope(|s| {
-                let a = s.spawn(|| stack(store, names(&args.a)));
-                let b = stack(store, names(&args.b));
-                (a.join().expect("a stack's load does not panic"), b)
+                let load_a = || stack(store, names(&args.a));
+                match std::thread::Builder::new().spawn_scoped(s, load_a) {
+                    Ok(a) => {
+                        let b = stack(store, names(&args.b));
+                        (a.join().expect("a stack's load does not panic"), b)
+                    }
+                    Err(_) => (load_a(), stack(store, names(&args.b))),
+                }
             });
             diff::diff(&a?, &b?, args.verbose)
         }

@@ -128,7 +128,12 @@ pub fn run(args: &Args) -> ExitCode {
     let done = AtomicBool::new(false);
     let show_progress = !args.quiet && !args.verbose && std::io::stderr().is_terminal();
     let result = std::thread::scope(|scope| {
-        let shower = show_progress.then(|| scope.spawn(|| progress(&stats, start, &done)));
+        // Without a thread for it (the system may refuse one), no progress line.
+        let shower = show_progress
+            .then(|| {
+                std::thread::Builder::new().spawn_scoped(scope, || progress(&stats, start, &done))
+            })
+            .and_then(Result::ok);
         let result = pairs
             .iter()
             .try_for_each(|(src, dst)| tree::mirror(&linker, src, dst, &opts, &stats));

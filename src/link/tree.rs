@@ -233,11 +233,10 @@ impl<'a> Walk<'a> {
         )?;
         self.queue.push_all([Work::List(Box::new(root))]);
         let jobs = self.opts.jobs.max(1);
+        let work = || self.work();
         std::thread::scope(|scope| {
-            for _ in 1..jobs {
-                scope.spawn(|| self.work());
-            }
-            self.work();
+            let _helpers = crate::threads::helpers(scope, jobs - 1, &work);
+            work();
         });
         match self.queue.lock().failed.take() {
             Some(e) => Err(e),

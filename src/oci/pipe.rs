@@ -37,7 +37,14 @@ where
     let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
     let (back_tx, back_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
     std::thread::scope(|scope| {
-        let consumer = scope.spawn(move || consume(inner, rx, back_tx));
+        let consumer = std::thread::Builder::new()
+            .spawn_scoped(scope, move || consume(inner, rx, back_tx))
+            .map_err(|e| {
+                io(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", crate::threads::NO_THREAD),
+                ))
+            })?;
         let mut pipe = Pipe {
             tx: Some(tx),
             back: back_rx,

@@ -191,7 +191,7 @@ pub fn push(
                     };
                 let (tx, rx) = mpsc::channel::<io::Result<bytes::Bytes>>(CHANNEL);
                 let staged_blob = blob.clone();
-                let maker = scope.spawn(move || {
+                let maker = crate::threads::spawn_scoped(scope, spool_path, move || {
                     let mut w = ChannelWriter {
                         tx,
                         buf: Vec::with_capacity(CHUNK),
@@ -205,7 +205,7 @@ pub fn push(
                         let _ = w.tx.blocking_send(Err(io::Error::other(e.to_string())));
                     }
                     made
-                });
+                })?;
                 let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|item| {
                         (
@@ -429,10 +429,10 @@ pub fn pull(
     })?;
     let (req_tx, mut req_rx) = mpsc::channel::<(usize, mpsc::Sender<io::Result<bytes::Bytes>>)>(1);
     let imported = std::thread::scope(|scope| {
-        let importing = scope.spawn(|| {
+        let importing = crate::threads::spawn_scoped(scope, store.root(), || {
             let mut source = Remote { requests: req_tx };
             import::import(store, &image, &mut source, tag)
-        });
+        })?;
         runtime.block_on(async {
             while let Some((i, chunks)) = req_rx.recv().await {
                 let digest = image.layers[i]

@@ -127,6 +127,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a test: a refused thread may fail it
     fn a_threads_ancestry_includes_its_process() {
         let me = stat(std::process::id()).unwrap().id;
         let chain = std::thread::spawn(|| {

@@ -182,14 +182,14 @@ fn copy_hashing(src: &File, dst: &File, digest: &Digest) -> io::Result<()> {
         let _ = free_tx.send(vec![0u8; PIECE]);
     }
     std::thread::scope(|s| {
-        let writer = s.spawn(move || -> io::Result<()> {
+        let writer = std::thread::Builder::new().spawn_scoped(s, move || -> io::Result<()> {
             for (buf, at) in full_rx {
                 dst.write_all_at(&buf, at)?;
                 // The reader may be done and gone: then nothing needs the buffer.
                 let _ = free_tx.send(buf);
             }
             Ok(())
-        });
+        })?;
         let mut hasher = Digest::blob_hasher();
         let mut at = 0u64;
         let read = loop {

@@ -116,31 +116,32 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         pid = std::process::id(),
         "zmount daemon ready"
     );
-    ready::notify(Some(&paths.log))?;
-
-    {
-        let d = daemon.clone();
-        std::thread::spawn(move || {
-            let sig = crate::sys::wait_termination();
-            tracing::info!(signal = sig, "stopping on signal");
-            d.stop();
-        });
-    }
-    {
-        let d = daemon.clone();
-        std::thread::spawn(move || {
-            while !d.stopping.load(SeqCst) {
-                for gone in d.router.sweep() {
-                    tracing::info!(
-                        pid = gone.root.pid,
-                        view = gone.view.view.id,
-                        "unregistered: the tree's root process exited"
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(250));
+    let d = daemon.clone();
+    let on_signal = move || {
+        let sig = crate::sys::wait_termination();
+        tracing::info!(signal = sig, "stopping on signal");
+        d.stop();
+    };
+    let d = daemon.clone();
+    let sweeper = move || {
+        while !d.stopping.load(SeqCst) {
+            for gone in d.router.sweep() {
+                tracing::info!(
+                    pid = gone.root.pid,
+                    view = gone.view.view.id,
+                    "unregistered: the tree's root process exited"
+                );
             }
-        });
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let started = crate::threads::spawn(&paths.control, on_signal)
+        .and_then(|_| crate::threads::spawn(&paths.control, sweeper));
+    if let Err(e) = started {
+        super::finish_session(session, &daemon.mountpoint, super::Ending::Unmount);
+        return Err(e);
     }
+    ready::notify(Some(&paths.log))?;
 
     for conn in listener.incoming() {
         if daemon.stopping.load(SeqCst) {
@@ -155,7 +156,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         }
         let d = daemon.clone();
         d.busy.fetch_add(1, SeqCst);
-        std::thread::spawn(move || {
+        let served = crate::threads::spawn(&paths.socket, move || {
             control::serve_connection(conn, |peer, req| d.handle(peer, req));
             d.busy.fetch_sub(1, SeqCst);
             // A `stop` is acted on only once its reply is out: the process must not exit
@@ -164,6 +165,11 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 d.stop();
             }
         });
+        // The system refused a thread: drop the connection (its client sees it closed).
+        if let Err(e) = served {
+            daemon.busy.fetch_sub(1, SeqCst);
+            tracing::warn!(error = %e, "dropping a control connection");
+        }
     }
 
     drop(listener);

@@ -110,11 +110,10 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
         choice,
     )
     .and_then(|r| remember(&opts.paths, &r));
-    ready::notify(None)?;
     let stop = Arc::new(AtomicBool::new(false));
     let watched = mountpoint.clone();
     let flag = stop.clone();
-    std::thread::spawn(move || {
+    let watcher = crate::threads::spawn(&mountpoint, move || {
         loop {
             let sig = crate::sys::wait_termination();
             tracing::info!(signal = sig, "unmounting on signal");
@@ -127,6 +126,18 @@ pub fn mount(opts: &MountOptions, choice: &Choice) -> Result<()> {
         }
         flag.store(true, Ordering::SeqCst);
     });
+    if let Err(e) = watcher {
+        // Nothing could unmount it on a signal: take it away now, before anyone uses it.
+        let _ = rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH);
+        if let Ok(path) = &record {
+            forget(path);
+        }
+        if let Some(rt) = &rt {
+            rt.unmark_mounted();
+        }
+        return Err(e);
+    }
+    ready::notify(None)?;
     wait_unmounted(&mountpoint, ours, before, &stop);
     if let Ok(path) = &record {
         forget(path);

@@ -133,7 +133,7 @@ pub enum Ending {
 /// it (a process still inside the mount keeps the session alive until it leaves, and that
 /// is the kernel's job). With [`Ending::Abandon`] nothing is unmounted: the caller exits and
 /// the kernel aborts the connection when the last descriptor of `/dev/fuse` closes.
-fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path, ending: Ending) {
+pub(super) fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path, ending: Ending) {
     if ending == Ending::Abandon {
         tracing::warn!(
             mountpoint = %mountpoint.display(),
@@ -148,11 +148,12 @@ fn finish_session(session: fuser::BackgroundSession, mountpoint: &Path, ending: 
         tracing::warn!(error = %e, "cannot detach the mount");
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let joined = crate::threads::spawn(mountpoint, move || {
         let _ = session.join();
         let _ = tx.send(());
     });
-    if rx.recv_timeout(Duration::from_secs(3)).is_err() {
+    // Without a thread to wait with (the system may refuse one), the kernel ends it alone.
+    if joined.is_err() || rx.recv_timeout(Duration::from_secs(3)).is_err() {
         tracing::warn!("FUSE session still busy after unmount; leaving it to the kernel");
     }
 }

@@ -122,10 +122,9 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
         writable,
         dead,
     )?;
-    ready::notify(None)?;
     // Serve until a signal; an external unmount ends the session, and with it the process.
     let watched = mountpoint.clone();
-    std::thread::spawn(move || {
+    let watcher = crate::threads::spawn(&mountpoint, move || {
         let sig = crate::sys::wait_termination();
         tracing::info!(signal = sig, "stopping on signal");
         if end_on_signal(&watched) == super::Ending::Abandon {
@@ -134,6 +133,11 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             std::process::exit(0);
         }
     });
+    if let Err(e) = watcher {
+        super::finish_session(session, &mountpoint, super::Ending::Unmount);
+        return Err(e);
+    }
+    ready::notify(None)?;
     let _ = session.join();
     // The session (and with it the view's hold on the runtime) is gone.
     if let Some(name) = &runtime {

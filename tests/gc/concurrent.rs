@@ -1,4 +1,6 @@
 //! gc beside a commit loop and live mounts, and gc killed at random moments.
+// Tests: a thread the system refuses may fail them.
+#![allow(clippy::disallowed_methods)]
 
 use super::*;
 use std::collections::BTreeMap;

@@ -189,3 +189,42 @@ fn an_io_error_midway_through_a_checkout_leaves_no_destination() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(!dest.exists(), "half-made destination left");
 }
+
+#[test]
+fn a_system_that_refuses_every_new_thread_still_commits_checks_out_and_diffs() {
+    require!(util::have("strace"), "strace refuses the threads");
+    let s = Scratch::new();
+    let (store, src) = (s.path("store"), s.path("src"));
+    nested_tree(&src);
+    let layer = commit(&store, &[], &src);
+    // As at the user's process limit: every clone3 fails with EAGAIN, so a tool that needs a
+    // second thread must say so and one that only goes faster with more must do without.
+    let refused = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "inject=clone3:error=EAGAIN",
+            ])
+            .arg(util::bin_path("zcommit"))
+            .arg("--store")
+            .arg(&store)
+            .args(["-j", "4"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    fs::write(src.join("new"), "new\n").unwrap();
+    let again = refused(&[src.as_os_str()]);
+    let dest = s.path("out");
+    refused(&["checkout".as_ref(), dest.as_os_str(), again.trim().as_ref()]);
+    assert_eq!(snapshot(&src), snapshot(&dest));
+    let diff = refused(&["diff".as_ref(), layer.as_ref(), again.trim().as_ref()]);
+    assert!(diff.contains("new"), "{diff}");
+    verify_clean(&store);
+}
