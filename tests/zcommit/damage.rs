@@ -166,23 +166,17 @@ fn an_io_error_midway_through_a_checkout_leaves_no_destination() {
     let layer = commit(&store, &[], &src);
     // The disk fills up on the 3rd file's copy, once every directory and two files are in.
     let dest = s.path("out");
-    let out = std::process::Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "inject=copy_file_range:error=ENOSPC:when=3",
-        ])
-        .arg(util::bin_path("zcommit"))
-        .arg("--store")
-        .arg(&store)
-        .args(["-j", "1", "checkout"])
-        .arg(&dest)
-        .arg(&layer)
-        .output()
-        .unwrap();
+    let out = injected(
+        &store,
+        "copy_file_range:error=ENOSPC:when=3",
+        &[
+            "-j".as_ref(),
+            "1".as_ref(),
+            "checkout".as_ref(),
+            dest.as_os_str(),
+            layer.as_ref(),
+        ],
+    );
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -199,23 +193,9 @@ fn a_system_that_refuses_every_new_thread_still_commits_checks_out_and_diffs() {
     let layer = commit(&store, &[], &src);
     // As at the user's process limit: every clone3 fails with EAGAIN, so a tool that needs a
     // second thread must say so and one that only goes faster with more must do without.
-    let refused = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new("strace")
-            .args([
-                "-f",
-                "-qq",
-                "-o",
-                "/dev/null",
-                "-e",
-                "inject=clone3:error=EAGAIN",
-            ])
-            .arg(util::bin_path("zcommit"))
-            .arg("--store")
-            .arg(&store)
-            .args(["-j", "4"])
-            .args(args)
-            .output()
-            .unwrap();
+    let refused = |args: &[&OsStr]| {
+        let jobs: [&OsStr; 2] = ["-j".as_ref(), "4".as_ref()];
+        let out = injected(&store, "clone3:error=EAGAIN", &[&jobs[..], args].concat());
         assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -227,4 +207,17 @@ fn a_system_that_refuses_every_new_thread_still_commits_checks_out_and_diffs() {
     let diff = refused(&["diff".as_ref(), layer.as_ref(), again.trim().as_ref()]);
     assert!(diff.contains("new"), "{diff}");
     verify_clean(&store);
+}
+
+/// `zcommit --store STORE ARGS` under strace, which injects the fault `inject`.
+fn injected(store: &Path, inject: &str, args: &[&OsStr]) -> Output {
+    std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("inject={inject}"))
+        .arg(util::bin_path("zcommit"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap()
 }
