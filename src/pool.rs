@@ -58,7 +58,7 @@ where
             wake.notify_all();
         }
     };
-    let states = on_threads(jobs, &worker);
+    let states = crate::threads::on_threads(jobs, &worker);
     match shared.into_inner().unwrap().failed {
         Some(e) => Err(e),
         None => Ok(states),
@@ -94,20 +94,7 @@ where
         finish(&mut state).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
         Ok(state)
     };
-    on_threads(jobs, &worker).into_iter().collect()
-}
-
-/// `worker` on `jobs` threads, the caller's among them, or on fewer if the system refuses
-/// some; what each returned.
-fn on_threads<S: Send, W: Fn() -> S + Sync>(jobs: usize, worker: &W) -> Vec<S> {
-    std::thread::scope(|scope| {
-        let helpers = crate::threads::helpers(scope, jobs.max(1) - 1, worker);
-        let mine = worker();
-        let mut states: Vec<S> = helpers
-            .into_iter()
-            .map(|h| h.join().expect("worker panicked"))
-            .collect();
-        states.push(mine);
-        states
-    })
+    crate::threads::on_threads(jobs, &worker)
+        .into_iter()
+        .collect()
 }

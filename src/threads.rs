@@ -1,6 +1,6 @@
 //! Threads the system may refuse. `std::thread::spawn` and `Scope::spawn` panic when `clone`
 //! fails (EAGAIN at the user's process limit, or out of memory), and no tool may panic on
-//! that. Work that can run on fewer threads does ([`helpers`]); work that needs its thread
+//! that. Work that can run on fewer threads does ([`on_threads`]); work that needs its thread
 //! says why ([`spawn`], [`spawn_scoped`]). clippy.toml forbids the panicking calls.
 
 use crate::error::{Error, Result};
@@ -36,28 +36,28 @@ where
         .map_err(|e| Error::io(path, NO_THREAD, e))
 }
 
-/// Up to `n` threads running `work` beside the caller, as many as the system gives: the
-/// caller runs `work` too, so the work gets done on fewer threads, or on the caller's alone.
-pub fn helpers<'scope, T, F>(
-    scope: &'scope Scope<'scope, '_>,
-    n: usize,
-    work: &'scope F,
-) -> Vec<ScopedJoinHandle<'scope, T>>
-where
-    F: Fn() -> T + Sync,
-    T: Send + 'scope,
-{
-    let mut started = Vec::with_capacity(n);
-    for _ in 0..n {
-        match Builder::new().spawn_scoped(scope, work) {
-            Ok(handle) => started.push(handle),
-            Err(e) => {
-                tracing::debug!(error = %e, started = started.len(), "no more helper threads");
-                break;
+/// `worker` on `jobs` threads, the caller's among them, or on fewer (down to the caller's
+/// alone) if the system refuses some; what each returned.
+pub fn on_threads<S: Send, W: Fn() -> S + Sync>(jobs: usize, worker: &W) -> Vec<S> {
+    std::thread::scope(|scope| {
+        let mut helpers = Vec::with_capacity(jobs.max(1) - 1);
+        for _ in 1..jobs {
+            match Builder::new().spawn_scoped(scope, worker) {
+                Ok(handle) => helpers.push(handle),
+                Err(e) => {
+                    tracing::debug!(error = %e, started = helpers.len(), "no more helper threads");
+                    break;
+                }
             }
         }
-    }
-    started
+        let mine = worker();
+        let mut states: Vec<S> = helpers
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect();
+        states.push(mine);
+        states
+    })
 }
 
 #[cfg(test)]
@@ -69,13 +69,7 @@ mod tests {
     fn helpers_and_the_caller_share_the_work() {
         let done = AtomicUsize::new(0);
         let work = || done.fetch_add(1, Ordering::SeqCst);
-        std::thread::scope(|s| {
-            let started = helpers(s, 3, &work);
-            work();
-            for h in started {
-                h.join().unwrap();
-            }
-        });
+        assert_eq!(on_threads(4, &work).len(), 4);
         assert_eq!(done.load(Ordering::SeqCst), 4);
     }
 }

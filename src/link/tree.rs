@@ -232,12 +232,7 @@ impl<'a> Walk<'a> {
             dst_dev,
         )?;
         self.queue.push_all([Work::List(Box::new(root))]);
-        let jobs = self.opts.jobs.max(1);
-        let work = || self.work();
-        std::thread::scope(|scope| {
-            let _helpers = crate::threads::helpers(scope, jobs - 1, &work);
-            work();
-        });
+        crate::threads::on_threads(self.opts.jobs, &|| self.work());
         match self.queue.lock().failed.take() {
             Some(e) => Err(e),
             None => Ok(()),
